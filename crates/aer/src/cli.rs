@@ -1,0 +1,74 @@
+//! The command line: global options and one subcommand group per file in `cmd/`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+use crate::output::OutputFormat;
+
+/// Command line client for auraed.
+#[derive(Debug, Parser)]
+#[command(name = "aer", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Output format; json prints one JSON document (one per line when following logs)
+    #[arg(short, long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Client config [default: $AURAE_CONFIG, else ~/.aurae/config, else /etc/aurae/config]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the daemon's status
+    Status,
+    /// Run a command on the node and wait for it: aer run -- CMD [ARGS...]
+    Run(cmd::run::RunArgs),
+    /// Show daemon or process logs
+    #[command(subcommand)]
+    Logs(cmd::logs::LogsCommand),
+    /// Manage scheduled executables
+    #[command(subcommand)]
+    Schedule(cmd::schedule::ScheduleCommand),
+    /// Run, list and stop cells of containers
+    #[command(subcommand)]
+    Cell(cmd::cell::CellCommand),
+    /// Print a shell completion script
+    Completions(cmd::completions::CompletionsArgs),
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_everything_after_the_double_dash() {
+        let cli = Cli::try_parse_from(["aer", "-o", "json", "run", "--", "sh", "-c", "exit 3"])
+            .expect("parses");
+        assert_eq!(cli.output, OutputFormat::Json);
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.command, ["sh", "-c", "exit 3"]);
+    }
+
+    #[test]
+    fn global_options_go_anywhere() {
+        let cli =
+            Cli::try_parse_from(["aer", "status", "--config", "/c", "-o", "json"]).expect("parses");
+        assert_eq!(cli.config, Some(PathBuf::from("/c")));
+        assert_eq!(cli.output, OutputFormat::Json);
+    }
+}

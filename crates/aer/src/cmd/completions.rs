@@ -1,0 +1,27 @@
+//! `aer completions SHELL`: the script goes to stdout, e.g.
+//! `aer completions bash > /etc/bash_completion.d/aer`.
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, CommandFactory};
+use clap_complete::Shell;
+
+use crate::cli::Cli;
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell to complete for
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// Always a script, whatever `-o` says: it is meant for the shell.
+pub fn run(args: CompletionsArgs) -> Result<ExitCode> {
+    clap_complete::generate(
+        args.shell,
+        &mut Cli::command(),
+        "aer",
+        &mut std::io::stdout(),
+    );
+    Ok(ExitCode::SUCCESS)
+}

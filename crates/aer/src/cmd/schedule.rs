@@ -1,0 +1,192 @@
+//! `aer schedule enable|disable|destroy|list`: the schedule registry.
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use aurae_proto::meta::AuraeMeta;
+use aurae_proto::runtime::Executable;
+use clap::{Args, Subcommand};
+use serde_json::{json, Map, Value};
+
+use super::Ctx;
+use crate::output::{executable, meta, meta_text, print_json};
+use crate::quote::join_command;
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Register (or re-enable) an executable: aer schedule enable NAME -- CMD [ARGS...]
+    Enable {
+        name: String,
+        /// Free-form comment attached to the executable
+        #[arg(long)]
+        comment: Option<String>,
+        /// The command and its arguments (after `--`)
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        command: Vec<String>,
+    },
+    /// Disable an enabled executable, keeping it registered
+    Disable { name: String },
+    /// Remove an executable from the schedule
+    Destroy { name: String },
+    /// List scheduled executables (both states unless one is asked for)
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only enabled executables
+    #[arg(long, conflicts_with = "disabled")]
+    pub enabled: bool,
+    /// Only disabled executables
+    #[arg(long)]
+    pub disabled: bool,
+}
+
+pub async fn run(ctx: &Ctx, cmd: ScheduleCommand) -> Result<ExitCode> {
+    let client = ctx.client().await?;
+    let (verb, name, response_meta) = match cmd {
+        ScheduleCommand::Enable {
+            name,
+            comment,
+            command,
+        } => {
+            let exe = named(&name, join_command(&command), comment.unwrap_or_default());
+            let r = client
+                .enable(exe)
+                .await
+                .with_context(|| format!("could not enable {name}"))?;
+            ("enabled", name, r.meta)
+        }
+        ScheduleCommand::Disable { name } => {
+            let r = client
+                .disable(named(&name, String::new(), String::new()))
+                .await;
+            (
+                "disabled",
+                name.clone(),
+                r.with_context(|| format!("could not disable {name}"))?.meta,
+            )
+        }
+        ScheduleCommand::Destroy { name } => {
+            let r = client
+                .destroy(named(&name, String::new(), String::new()))
+                .await;
+            (
+                "destroyed",
+                name.clone(),
+                r.with_context(|| format!("could not destroy {name}"))?.meta,
+            )
+        }
+        ScheduleCommand::List(args) => {
+            let want_enabled = !args.disabled;
+            let want_disabled = !args.enabled;
+            let enabled = match want_enabled {
+                true => Some(
+                    client
+                        .show_enabled()
+                        .await
+                        .context("could not list enabled executables")?
+                        .executables,
+                ),
+                false => None,
+            };
+            let disabled = match want_disabled {
+                true => Some(
+                    client
+                        .show_disabled()
+                        .await
+                        .context("could not list disabled executables")?
+                        .executables,
+                ),
+                false => None,
+            };
+            print_list(ctx, enabled.as_deref(), disabled.as_deref());
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    if ctx.json() {
+        print_json(&json!({ "meta": meta(response_meta.as_ref()) }));
+    } else {
+        let text = meta_text(response_meta.as_ref());
+        println!(
+            "{}",
+            if text.is_empty() {
+                format!("{verb} {name}")
+            } else {
+                text
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Enable needs the whole executable; disable and destroy only its name.
+fn named(name: &str, command: String, comment: String) -> Executable {
+    Executable {
+        meta: Some(AuraeMeta {
+            name: name.to_string(),
+            message: String::new(),
+        }),
+        command,
+        comment,
+    }
+}
+
+fn print_list(ctx: &Ctx, enabled: Option<&[Executable]>, disabled: Option<&[Executable]>) {
+    if ctx.json() {
+        print_json(&list_json(enabled, disabled));
+        return;
+    }
+    let rows: Vec<(&str, &Executable)> = [("enabled", enabled), ("disabled", disabled)]
+        .into_iter()
+        .flat_map(|(state, list)| list.unwrap_or_default().iter().map(move |e| (state, e)))
+        .collect();
+    let name = |e: &Executable| e.meta.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+    let width = rows
+        .iter()
+        .map(|(_, e)| name(e).len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    println!("{:<8}  {:<width$}  COMMAND", "STATE", "NAME");
+    for (state, e) in rows {
+        println!("{state:<8}  {:<width$}  {}", name(e), e.command);
+    }
+}
+
+/// `{"enabled": [...], "disabled": [...]}` with only the lists asked for.
+fn list_json(enabled: Option<&[Executable]>, disabled: Option<&[Executable]>) -> Value {
+    let mut out = Map::new();
+    for (key, list) in [("enabled", enabled), ("disabled", disabled)] {
+        if let Some(list) = list {
+            out.insert(
+                key.into(),
+                Value::Array(list.iter().map(executable).collect()),
+            );
+        }
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_json_has_only_the_asked_lists() {
+        let e = named("job", "sleep 1".into(), String::new());
+        let v = list_json(Some(std::slice::from_ref(&e)), None);
+        assert_eq!(
+            v,
+            json!({"enabled": [{"meta": {"name": "job", "message": ""}, "command": "sleep 1", "comment": ""}]})
+        );
+        assert_eq!(
+            list_json(Some(&[]), Some(&[])),
+            json!({"enabled": [], "disabled": []})
+        );
+    }
+}

@@ -1,0 +1,23 @@
+//! `cells.Cells` (additive: see proto/cells.proto)
+use aurae_proto::cells::{ListCellsRequest, ListCellsResponse, StopCellRequest, StopCellResponse};
+
+use crate::{Client, ClientError};
+
+impl Client {
+    /// Running cells with their containers and pids.
+    pub async fn list_cells(&self) -> Result<ListCellsResponse, ClientError> {
+        Ok(self.cells().list(ListCellsRequest {}).await?.into_inner())
+    }
+
+    /// Stops a running cell; its `run_cell` call then returns.
+    pub async fn stop_cell(
+        &self,
+        name: impl Into<String>,
+    ) -> Result<StopCellResponse, ClientError> {
+        Ok(self
+            .cells()
+            .stop(StopCellRequest { name: name.into() })
+            .await?
+            .into_inner())
+    }
+}

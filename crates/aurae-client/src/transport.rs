@@ -1,0 +1,189 @@
+//! The mTLS channel to auraed, over its Unix socket or TCP.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
+
+use crate::config::{AuraeConfig, AuthConfig, SystemConfig, DEFAULT_SOCKET};
+use crate::error::ClientError;
+
+/// Without it a TCP connect to an unreachable host waits for the kernel's
+/// retries, minutes; a local socket connects at once or not at all.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the daemon listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Unix(PathBuf),
+    /// `host:port`
+    Tcp(String),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Unix(p) => write!(f, "unix socket {}", p.display()),
+            Target::Tcp(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+impl Target {
+    /// The socket or address of `system`; the default socket when it names none.
+    pub fn from_config(system: &SystemConfig) -> Result<Self, ClientError> {
+        match (&system.socket, &system.address) {
+            (Some(socket), Some(address)) => Err(ClientError::AmbiguousTarget {
+                socket: socket.clone(),
+                address: address.clone(),
+            }),
+            (None, Some(address)) => Ok(Target::Tcp(address.clone())),
+            (Some(socket), None) => Ok(Target::Unix(PathBuf::from(socket))),
+            (None, None) => Ok(Target::Unix(PathBuf::from(DEFAULT_SOCKET))),
+        }
+    }
+}
+
+/// Connects now, so that a wrong path, address or certificate shows here
+/// rather than at the first call.
+pub(crate) async fn connect(config: &AuraeConfig) -> Result<Channel, ClientError> {
+    let server_name = config.system.server_name();
+    let tls = tls_config(&config.auth, server_name)?;
+    let target = Target::from_config(&config.system)?;
+    let connect_error = |source| ClientError::Connect {
+        target: target.to_string(),
+        source,
+    };
+    match &target {
+        Target::Unix(path) => {
+            // The URI only names the server for TLS and `:authority`; the
+            // connector below ignores it and dials the socket.
+            let endpoint = Endpoint::from_shared(format!("https://{server_name}"))
+                .map_err(|source| ClientError::InvalidAddress {
+                    address: server_name.to_string(),
+                    source,
+                })?
+                .tls_config(tls)
+                .map_err(ClientError::Tls)?
+                .connect_timeout(CONNECT_TIMEOUT);
+            let path = path.clone();
+            let connector = tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
+            });
+            endpoint
+                .connect_with_connector(connector)
+                .await
+                .map_err(connect_error)
+        }
+        Target::Tcp(address) => {
+            let uri = if address.contains("://") {
+                address.clone()
+            } else {
+                format!("https://{address}")
+            };
+            Endpoint::from_shared(uri)
+                .map_err(|source| ClientError::InvalidAddress {
+                    address: address.clone(),
+                    source,
+                })?
+                .tls_config(tls)
+                .map_err(ClientError::Tls)?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .map_err(connect_error)
+        }
+    }
+}
+
+fn tls_config(auth: &AuthConfig, server_name: &str) -> Result<ClientTlsConfig, ClientError> {
+    let ca = read_pem(&auth.ca_crt, "CA certificate", "CERTIFICATE-----")?;
+    let cert = read_pem(&auth.client_crt, "client certificate", "CERTIFICATE-----")?;
+    let key = read_pem(&auth.client_key, "client key", "PRIVATE KEY-----")?;
+    Ok(ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .identity(Identity::from_pem(cert, key))
+        .domain_name(server_name))
+}
+
+/// Reads a PEM file; checking the armor here gives an error that names the
+/// file, where rustls would later only say that no certificate was found.
+fn read_pem(path: &Path, what: &'static str, armor: &str) -> Result<String, ClientError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ClientError::ReadPem {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !text.contains(armor) {
+        return Err(ClientError::NotPem {
+            what,
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn system(socket: Option<&str>, address: Option<&str>) -> SystemConfig {
+        SystemConfig {
+            socket: socket.map(String::from),
+            address: address.map(String::from),
+            server_name: None,
+        }
+    }
+
+    #[test]
+    fn target_follows_the_config() {
+        assert_eq!(
+            Target::from_config(&system(None, None)).expect("default"),
+            Target::Unix(DEFAULT_SOCKET.into())
+        );
+        assert_eq!(
+            Target::from_config(&system(Some("/s"), None)).expect("unix"),
+            Target::Unix("/s".into())
+        );
+        assert_eq!(
+            Target::from_config(&system(None, Some("h:1"))).expect("tcp"),
+            Target::Tcp("h:1".into())
+        );
+        assert!(matches!(
+            Target::from_config(&system(Some("/s"), Some("h:1"))),
+            Err(ClientError::AmbiguousTarget { .. })
+        ));
+    }
+
+    #[test]
+    fn unreadable_or_non_pem_files_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let junk = dir.path().join("junk.crt");
+        std::fs::write(&junk, "hello").expect("write");
+        let auth = AuthConfig {
+            ca_crt: junk.clone(),
+            client_crt: junk.clone(),
+            client_key: junk.clone(),
+        };
+        let err = tls_config(&auth, "x").expect_err("not pem");
+        assert!(matches!(
+            err,
+            ClientError::NotPem {
+                what: "CA certificate",
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("junk.crt"), "{err}");
+
+        let missing = dir.path().join("missing.key");
+        let err = read_pem(&missing, "client key", "PRIVATE KEY-----").expect_err("missing");
+        assert!(err.to_string().contains("missing.key"), "{err}");
+    }
+}

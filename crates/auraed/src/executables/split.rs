@@ -1,0 +1,182 @@
+//! Splitting `Executable.command` into words like a systemd `ExecStart=` line:
+//! whitespace separates words, single and double quotes group them (also in
+//! the middle of a word), and C-style backslash escapes are decoded. There is
+//! no shell: no globbing, pipes, redirection or `$VAR` expansion.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SplitError {
+    #[error("command has an unterminated {0} quote")]
+    UnterminatedQuote(char),
+    #[error("command ends with a lone backslash")]
+    TrailingBackslash,
+    #[error("command has an unknown escape \"\\{0}\"")]
+    UnknownEscape(char),
+    #[error("command has an invalid escape \"{0}\"")]
+    BadEscape(String),
+    #[error("command contains a NUL character")]
+    Nul,
+}
+
+impl From<SplitError> for tonic::Status {
+    fn from(e: SplitError) -> Self {
+        tonic::Status::invalid_argument(e.to_string())
+    }
+}
+
+/// The words of `command`; an empty or blank command gives no words.
+pub fn split_command(command: &str) -> Result<Vec<String>, SplitError> {
+    let mut words = Vec::new();
+    let mut chars = command.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(words);
+        }
+        let mut word = String::new();
+        let mut quote: Option<char> = None;
+        loop {
+            let Some(c) = chars.next() else {
+                if let Some(q) = quote {
+                    return Err(SplitError::UnterminatedQuote(q));
+                }
+                break;
+            };
+            match (c, quote) {
+                ('\0', _) => return Err(SplitError::Nul),
+                ('\\', _) => word.push(unescape(&mut chars)?),
+                (q, Some(open)) if q == open => quote = None,
+                (c, Some(_)) => word.push(c),
+                ('"' | '\'', None) => quote = Some(c),
+                (c, None) if c.is_whitespace() => break,
+                (c, None) => word.push(c),
+            }
+        }
+        words.push(word);
+    }
+}
+
+fn unescape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<char, SplitError> {
+    let c = chars.next().ok_or(SplitError::TrailingBackslash)?;
+    Ok(match c {
+        'a' => '\x07',
+        'b' => '\x08',
+        'f' => '\x0c',
+        'n' => '\n',
+        'r' => '\r',
+        't' => '\t',
+        'v' => '\x0b',
+        's' => ' ',
+        '\\' | '"' | '\'' | ' ' => c,
+        'x' => hex(chars, 2, "\\x")?,
+        'u' => hex(chars, 4, "\\u")?,
+        'U' => hex(chars, 8, "\\U")?,
+        '0'..='7' => {
+            let mut digits = String::from(c);
+            for _ in 0..2 {
+                match chars.next() {
+                    Some(d @ '0'..='7') => digits.push(d),
+                    _ => return Err(SplitError::BadEscape(format!("\\{digits}"))),
+                }
+            }
+            let v = u32::from_str_radix(&digits, 8)
+                .map_err(|_| SplitError::BadEscape(format!("\\{digits}")))?;
+            char::from_u32(v)
+                .filter(|c| *c != '\0')
+                .ok_or(SplitError::BadEscape(format!("\\{digits}")))?
+        }
+        other => return Err(SplitError::UnknownEscape(other)),
+    })
+}
+
+fn hex(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    n: usize,
+    prefix: &str,
+) -> Result<char, SplitError> {
+    let digits: String = (0..n)
+        .filter_map(|_| chars.next_if(|c| c.is_ascii_hexdigit()))
+        .collect();
+    let bad = || SplitError::BadEscape(format!("{prefix}{digits}"));
+    if digits.len() != n {
+        return Err(bad());
+    }
+    let v = u32::from_str_radix(&digits, 16).map_err(|_| bad())?;
+    char::from_u32(v).filter(|c| *c != '\0').ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        split_command(s).expect("splits")
+    }
+
+    #[test]
+    fn plain_words_and_whitespace() {
+        assert_eq!(words("  echo   hi\tthere \n"), ["echo", "hi", "there"]);
+        assert!(words("").is_empty());
+        assert!(words("   ").is_empty());
+    }
+
+    #[test]
+    fn quotes_group_words() {
+        assert_eq!(
+            words(r#"sh -c 'echo "a  b"; exit 3'"#),
+            ["sh", "-c", r#"echo "a  b"; exit 3"#]
+        );
+        assert_eq!(words(r#"echo "it's""#), ["echo", "it's"]);
+        assert_eq!(words(r#"echo a"b c"d"#), ["echo", "ab cd"]);
+        assert_eq!(words(r#"echo "" x"#), ["echo", "", "x"]);
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(words(r#"printf a\tb\nc"#), ["printf", "a\tb\nc"]);
+        assert_eq!(
+            words(r#"echo a\ b \"q\" \\"#),
+            ["echo", "a b", "\"q\"", "\\"]
+        );
+        assert_eq!(words(r#"echo \x41\101\u00e9\s"#), ["echo", "AAé "]);
+        assert_eq!(words(r#"echo "x\"y""#), ["echo", "x\"y"]);
+    }
+
+    #[test]
+    fn shell_syntax_is_literal() {
+        assert_eq!(
+            words("echo $HOME | cat > f; *"),
+            ["echo", "$HOME", "|", "cat", ">", "f;", "*"]
+        );
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            split_command("echo 'abc"),
+            Err(SplitError::UnterminatedQuote('\''))
+        );
+        assert_eq!(
+            split_command("echo \"abc"),
+            Err(SplitError::UnterminatedQuote('"'))
+        );
+        assert_eq!(
+            split_command("echo abc\\"),
+            Err(SplitError::TrailingBackslash)
+        );
+        assert_eq!(
+            split_command("echo \\q"),
+            Err(SplitError::UnknownEscape('q'))
+        );
+        assert_eq!(
+            split_command("echo \\xZZ"),
+            Err(SplitError::BadEscape("\\x".into()))
+        );
+        assert_eq!(
+            split_command("echo \\x00"),
+            Err(SplitError::BadEscape("\\x00".into()))
+        );
+        assert_eq!(split_command("echo a\0b"), Err(SplitError::Nul));
+    }
+}

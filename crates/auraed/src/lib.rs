@@ -1,0 +1,17 @@
+//! auraed: one daemon that owns a Linux node behind one authenticated gRPC API.
+//!
+//! The flow of a call reads straight down: `server` (transport, TLS,
+//! authorization) -> a thin handler per service -> the subsystem's core type
+//! (`executables`, `schedule`, ...) -> the kernel layer (`process`, `cgroups`).
+
+pub mod bootstrap;
+pub mod cgroups;
+pub mod config;
+pub mod daemon;
+pub mod executables;
+pub mod observe;
+pub mod pki;
+pub mod process;
+pub mod schedule;
+pub mod server;
+pub mod validation;

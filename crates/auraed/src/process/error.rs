@@ -1,0 +1,30 @@
+use thiserror::Error;
+
+use crate::cgroups::CgroupError;
+
+#[derive(Debug, Error)]
+pub enum ProcessError {
+    #[error("command is empty")]
+    EmptyCommand,
+    #[error("cannot start {program:?}: {source}")]
+    Start {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("cgroup {path}: {source}")]
+    Cgroup { path: String, source: CgroupError },
+    #[error("waiting for pid {pid}: {source}")]
+    Wait { pid: i32, source: std::io::Error },
+    #[error("the supervisor of pid {pid} ended without a result")]
+    SupervisorGone { pid: i32 },
+}
+
+impl From<ProcessError> for tonic::Status {
+    fn from(e: ProcessError) -> Self {
+        match e {
+            ProcessError::EmptyCommand => tonic::Status::invalid_argument(e.to_string()),
+            ProcessError::Start { .. } => tonic::Status::failed_precondition(e.to_string()),
+            _ => tonic::Status::internal(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Spawning processes into their own cgroup, capturing their output,
+//! reaping them, and stopping every process of the cgroup on request.
+//!
+//! Every workload kind (RunExecutable, scheduled executables, and later the
+//! hypervisor processes of VMs) goes through `Processes::spawn`, so cgroup
+//! placement, output fan-out and clean-up live once, here.
+
+mod capture;
+mod error;
+mod exit;
+mod spawn;
+mod supervise;
+
+pub use capture::Captured;
+pub use error::ProcessError;
+pub use exit::ExitKind;
+pub use spawn::{ProcessSpec, Processes};
+pub use supervise::{Finished, ProcessHandle};

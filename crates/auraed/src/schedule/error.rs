@@ -1,0 +1,111 @@
+//! Every way a schedule call can fail, mapped once to a gRPC status.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::cgroups::CgroupError;
+use crate::executables::split::SplitError;
+use crate::validation::NameError;
+
+use super::{MAX_COMMAND_LEN, MAX_COMMENT_LEN};
+
+#[derive(Debug, Error)]
+pub enum ScheduleError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error("command is empty: give a program and its arguments, e.g. \"sleep 1000\" (use \"sh -c '...'\" for a shell)")]
+    EmptyCommand,
+    #[error("command is {len} bytes long: at most {MAX_COMMAND_LEN} are allowed")]
+    CommandTooLong { len: usize },
+    #[error("comment is {len} bytes long: at most {MAX_COMMENT_LEN} are allowed")]
+    CommentTooLong { len: usize },
+    #[error(transparent)]
+    Split(#[from] SplitError),
+    #[error(
+        "no scheduled executable is named {name:?}: see the registered ones with ShowEnabled and ShowDisabled (aer schedule list)"
+    )]
+    NotFound { name: String },
+    #[error(
+        "{name:?} is already registered ({state}) with command {existing:?}, not {requested:?}: destroy it first to register the new command"
+    )]
+    AlreadyExists {
+        name: String,
+        state: &'static str,
+        existing: String,
+        requested: String,
+    },
+    #[error("auraed is shutting down: retry once it is back")]
+    ShuttingDown,
+    #[error("schedule database {}: {what}: {source}", path.display())]
+    Store {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: redb::Error,
+    },
+    #[error("creating the schedule state directory {}: {source}", path.display())]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the schedule database task failed: {0}")]
+    Task(String),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+}
+
+impl From<ScheduleError> for tonic::Status {
+    fn from(e: ScheduleError) -> Self {
+        let msg = e.to_string();
+        match e {
+            ScheduleError::Name(_)
+            | ScheduleError::EmptyCommand
+            | ScheduleError::CommandTooLong { .. }
+            | ScheduleError::CommentTooLong { .. }
+            | ScheduleError::Split(_) => tonic::Status::invalid_argument(msg),
+            ScheduleError::NotFound { .. } => tonic::Status::not_found(msg),
+            ScheduleError::AlreadyExists { .. } => tonic::Status::already_exists(msg),
+            ScheduleError::ShuttingDown => tonic::Status::unavailable(msg),
+            ScheduleError::Store { .. }
+            | ScheduleError::StateDir { .. }
+            | ScheduleError::Task(_)
+            | ScheduleError::Cgroup(_) => tonic::Status::internal(msg),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_kind_of_error() {
+        let code = |e: ScheduleError| tonic::Status::from(e).code();
+        assert_eq!(
+            code(ScheduleError::EmptyCommand),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(
+            code(ScheduleError::NotFound { name: "x".into() }),
+            tonic::Code::NotFound
+        );
+        let exists = ScheduleError::AlreadyExists {
+            name: "web".into(),
+            state: "enabled",
+            existing: "sleep 1".into(),
+            requested: "sleep 2".into(),
+        };
+        let msg = exists.to_string();
+        assert!(
+            msg.contains("\"sleep 1\"")
+                && msg.contains("\"sleep 2\"")
+                && msg.contains("destroy it first"),
+            "{msg}"
+        );
+        assert_eq!(code(exists), tonic::Code::AlreadyExists);
+        assert_eq!(code(ScheduleError::ShuttingDown), tonic::Code::Unavailable);
+        assert_eq!(code(ScheduleError::Task("x".into())), tonic::Code::Internal);
+    }
+}

@@ -1,0 +1,521 @@
+//! The schedule subsystem: executables the daemon keeps running, like
+//! systemd units with `Restart=always`.
+//!
+//! - `store`: the registry on disk (redb), durable before a call is answered.
+//! - `supervisor`: one task per enabled executable: start, wait, back off, restart.
+//! - `service`: the `schedule.Schedule` and `schedule.ScheduleExecutable` handlers.
+//!
+//! Every mutation of one name runs under that name's lock and in a task of
+//! its own, so concurrent calls for one name cannot interleave and a client
+//! that goes away mid-call cannot leave the disk and the running processes
+//! disagreeing. The order is always: validate, persist, then act.
+
+mod error;
+mod service;
+mod store;
+mod supervisor;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use aurae_proto::meta::AuraeMeta;
+use aurae_proto::meta::Status as MetaStatus;
+use aurae_proto::runtime::Executable;
+use aurae_proto::schedule::schedule_executable_server::ScheduleExecutableServer;
+use aurae_proto::schedule::schedule_server::ScheduleServer;
+
+pub use error::ScheduleError;
+pub use service::{ScheduleExecutableService, ScheduleService};
+pub use store::{Record, Store, DB_FILE};
+pub use supervisor::{
+    Backoff, StartLimit, UnitState, BACKOFF_MAX, BACKOFF_RESET_AFTER, BACKOFF_START,
+    START_LIMIT_BURST, START_LIMIT_INTERVAL,
+};
+
+use crate::cgroups::CgroupPath;
+use crate::executables::split_command;
+use crate::observe::WorkloadCounts;
+use crate::process::Processes;
+use crate::validation::validate_name;
+use supervisor::{lock, Launch, SharedState, Supervisor};
+
+/// Longest accepted command line.
+pub const MAX_COMMAND_LEN: usize = 64 * 1024;
+/// Longest accepted comment.
+pub const MAX_COMMENT_LEN: usize = 4 * 1024;
+/// How long Enable waits for the first start before answering (it answers
+/// `STATUS_STANDBY` when the start is slower).
+const FIRST_START_WAIT: Duration = Duration::from_secs(5);
+/// Added to the stop grace period to bound `shutdown`.
+const SHUTDOWN_SLACK: Duration = Duration::from_secs(5);
+
+/// The registry of scheduled executables and their supervisors.
+pub struct Schedule {
+    store: Arc<Store>,
+    processes: Processes,
+    /// `<cgroup root>/schedule`: each executable runs in `<cgroup_parent>/<name>`.
+    cgroup_parent: CgroupPath,
+    /// One lock per name: mutations of a name are serialised, those of different names are not.
+    name_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    registry: Mutex<Registry>,
+}
+
+#[derive(Default)]
+struct Registry {
+    units: BTreeMap<String, Unit>,
+    /// Set by `shutdown`: no supervisor is started after it.
+    shutting_down: bool,
+}
+
+struct Unit {
+    record: Record,
+    state: SharedState,
+    supervisor: Option<Supervisor>,
+}
+
+impl Unit {
+    fn supervised(&self) -> bool {
+        self.supervisor.as_ref().is_some_and(Supervisor::is_running)
+    }
+}
+
+impl Schedule {
+    /// Opens the registry at `<state_dir>/schedule.redb`. Nothing is started
+    /// before [`Schedule::start`].
+    pub fn open(
+        state_dir: &Path,
+        processes: Processes,
+        cgroup_parent: CgroupPath,
+    ) -> Result<Arc<Self>, ScheduleError> {
+        let store = Store::open(state_dir)?;
+        let records = store.load()?;
+        let units = records
+            .into_iter()
+            .map(|(name, record)| {
+                let status = if record.enabled {
+                    MetaStatus::Standby
+                } else {
+                    MetaStatus::Passive
+                };
+                let unit = Unit {
+                    record,
+                    state: Arc::new(Mutex::new(UnitState::new(status))),
+                    supervisor: None,
+                };
+                (name, unit)
+            })
+            .collect::<BTreeMap<_, _>>();
+        tracing::info!(
+            db = %store.path().display(),
+            registered = units.len(),
+            enabled = units.values().filter(|u| u.record.enabled).count(),
+            "schedule registry opened"
+        );
+        Ok(Arc::new(Self {
+            store: Arc::new(store),
+            processes,
+            cgroup_parent,
+            name_locks: Mutex::new(HashMap::new()),
+            registry: Mutex::new(Registry {
+                units,
+                shutting_down: false,
+            }),
+        }))
+    }
+
+    /// Stops and removes every cgroup left under the cgroup parent by a
+    /// daemon that died (so nothing ever runs twice), then starts every
+    /// enabled executable. Returns once each has been started once (bounded).
+    pub async fn start(&self) {
+        self.clean_leftovers().await;
+        let names: Vec<String> = self
+            .registry()
+            .units
+            .iter()
+            .filter(|(_, u)| u.record.enabled)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let mut first_starts = Vec::new();
+        for name in names {
+            let name_lock = self.name_lock(&name);
+            let _guard = name_lock.lock().await;
+            if let Some(rx) = self.start_unit(&name) {
+                first_starts.push(rx);
+            }
+        }
+        let n = first_starts.len();
+        let all = futures::future::join_all(first_starts);
+        if tokio::time::timeout(FIRST_START_WAIT, all).await.is_err() {
+            tracing::warn!("some scheduled executables are slow to start");
+        }
+        tracing::info!(started = n, "scheduled executables started");
+    }
+
+    /// The two gRPC services, ready to add to the router.
+    pub fn services(
+        self: &Arc<Self>,
+    ) -> (
+        ScheduleServer<ScheduleService>,
+        ScheduleExecutableServer<ScheduleExecutableService>,
+    ) {
+        (
+            ScheduleServer::new(ScheduleService::new(self.clone())),
+            ScheduleExecutableServer::new(ScheduleExecutableService::new(self.clone())),
+        )
+    }
+
+    /// Stops every supervisor and waits for its process to be gone, bounded
+    /// by the stop grace period plus a few seconds. Nothing starts afterwards.
+    pub async fn shutdown(&self) {
+        let supervisors: Vec<Supervisor> = {
+            let mut reg = self.registry();
+            reg.shutting_down = true;
+            reg.units
+                .values_mut()
+                .filter_map(|u| u.supervisor.take())
+                .collect()
+        };
+        let n = supervisors.len();
+        let all = futures::future::join_all(supervisors.into_iter().map(Supervisor::stop));
+        let bound = self.processes.grace() + SHUTDOWN_SLACK;
+        if tokio::time::timeout(bound, all).await.is_err() {
+            tracing::warn!(
+                bound_ms = bound.as_millis() as u64,
+                "scheduled executables did not all stop in time"
+            );
+        } else {
+            tracing::info!(stopped = n, "scheduled executables stopped");
+        }
+    }
+
+    /// Registers `exe` (persisted before anything starts), starts it and keeps
+    /// it running. Returns the status line of the executable.
+    pub async fn enable(self: &Arc<Self>, exe: Executable) -> Result<String, ScheduleError> {
+        let this = self.clone();
+        detach(async move { this.enable_now(exe).await }).await
+    }
+
+    /// Persists the executable as disabled, stops it and returns once its
+    /// process is gone.
+    pub async fn disable(self: &Arc<Self>, exe: Executable) -> Result<String, ScheduleError> {
+        let this = self.clone();
+        detach(async move { this.disable_now(exe).await }).await
+    }
+
+    /// Forgets the executable (durably) and stops it if it runs.
+    pub async fn destroy(self: &Arc<Self>, exe: Executable) -> Result<String, ScheduleError> {
+        let this = self.clone();
+        detach(async move { this.destroy_now(exe).await }).await
+    }
+
+    /// The registered executables that are enabled (or disabled), sorted by
+    /// name, with their current state in `meta.message`.
+    pub fn list(&self, enabled: bool) -> Vec<Executable> {
+        self.registry()
+            .units
+            .iter()
+            .filter(|(_, u)| u.record.enabled == enabled)
+            .map(|(name, u)| Executable {
+                meta: Some(AuraeMeta {
+                    name: name.clone(),
+                    message: lock(&u.state).message(),
+                }),
+                command: u.record.command.clone(),
+                comment: u.record.comment.clone(),
+            })
+            .collect()
+    }
+
+    /// The current state of `name`, if it is registered.
+    pub fn state(&self, name: &str) -> Option<UnitState> {
+        self.registry()
+            .units
+            .get(name)
+            .map(|u| lock(&u.state).clone())
+    }
+
+    async fn enable_now(&self, exe: Executable) -> Result<String, ScheduleError> {
+        let name = name_of(&exe)?;
+        validate_command(&exe)?;
+        let cgroup = self.cgroup_parent.join(&name)?;
+        let name_lock = self.name_lock(&name);
+        let guard = name_lock.lock().await;
+        if self.registry().shutting_down {
+            return Err(ScheduleError::ShuttingDown);
+        }
+        let wanted = Record {
+            command: exe.command.clone(),
+            comment: exe.comment.clone(),
+            enabled: true,
+        };
+        let (existing, supervised) = match self.registry().units.get(&name) {
+            Some(u) => (Some(u.record.clone()), u.supervised()),
+            None => (None, false),
+        };
+        if let Some(old) = &existing {
+            if old.command != wanted.command {
+                return Err(ScheduleError::AlreadyExists {
+                    name,
+                    state: if old.enabled { "enabled" } else { "disabled" },
+                    existing: old.command.clone(),
+                    requested: wanted.command,
+                });
+            }
+        }
+        if existing.as_ref() != Some(&wanted) {
+            self.persist(&name, wanted.clone()).await?;
+        }
+        {
+            let mut reg = self.registry();
+            let unit = reg.units.entry(name.clone()).or_insert_with(|| Unit {
+                record: wanted.clone(),
+                state: Arc::new(Mutex::new(UnitState::new(MetaStatus::Standby))),
+                supervisor: None,
+            });
+            unit.record = wanted;
+        }
+        let first = if supervised {
+            None
+        } else {
+            tracing::info!(name = %name, command = %exe.command, cgroup = cgroup.as_str(), "scheduled executable enabled");
+            self.start_unit(&name)
+        };
+        drop(guard);
+        if let Some(rx) = first {
+            let _ = tokio::time::timeout(FIRST_START_WAIT, rx).await;
+        }
+        Ok(self.message(&name))
+    }
+
+    async fn disable_now(&self, exe: Executable) -> Result<String, ScheduleError> {
+        let name = name_of(&exe)?;
+        let name_lock = self.name_lock(&name);
+        let _guard = name_lock.lock().await;
+        let record = match self.registry().units.get(&name) {
+            Some(u) => u.record.clone(),
+            None => return Err(ScheduleError::NotFound { name }),
+        };
+        if record.enabled {
+            self.persist(
+                &name,
+                Record {
+                    enabled: false,
+                    ..record
+                },
+            )
+            .await?;
+        }
+        let (supervisor, state) = {
+            let mut reg = self.registry();
+            let Some(unit) = reg.units.get_mut(&name) else {
+                return Err(ScheduleError::NotFound { name });
+            };
+            unit.record.enabled = false;
+            (unit.supervisor.take(), unit.state.clone())
+        };
+        if let Some(s) = supervisor {
+            s.stop().await;
+            tracing::info!(name = %name, "scheduled executable disabled");
+        }
+        {
+            let mut s = lock(&state);
+            s.status = MetaStatus::Passive;
+            s.pid = 0;
+            s.error = None;
+        }
+        Ok(self.message(&name))
+    }
+
+    async fn destroy_now(&self, exe: Executable) -> Result<String, ScheduleError> {
+        let name = name_of(&exe)?;
+        let name_lock = self.name_lock(&name);
+        let guard = name_lock.lock().await;
+        if !self.registry().units.contains_key(&name) {
+            return Err(ScheduleError::NotFound { name });
+        }
+        let store = self.store.clone();
+        let key = name.clone();
+        blocking(move || store.delete(&key)).await?;
+        let unit = self.registry().units.remove(&name);
+        let mut last_exit = String::new();
+        if let Some(unit) = unit {
+            if let Some(s) = unit.supervisor {
+                s.stop().await;
+            }
+            last_exit = lock(&unit.state).last_exit.clone();
+        }
+        tracing::info!(name = %name, "scheduled executable destroyed");
+        drop(guard);
+        self.forget_lock(&name, name_lock);
+        Ok(format!("destroyed last_exit={last_exit:?}"))
+    }
+
+    /// Starts the supervisor of the registered, enabled `name` unless the
+    /// daemon is shutting down; returns the first-start signal.
+    fn start_unit(&self, name: &str) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let mut reg = self.registry();
+        if reg.shutting_down {
+            return None;
+        }
+        let unit = reg.units.get_mut(name)?;
+        if !unit.record.enabled || unit.supervised() {
+            return None;
+        }
+        let state: SharedState = Arc::new(Mutex::new(UnitState::new(MetaStatus::Standby)));
+        unit.state = state.clone();
+        let launch = split_command(&unit.record.command)
+            .map_err(|e| e.to_string())
+            .and_then(|argv| {
+                let cgroup = self.cgroup_parent.join(name).map_err(|e| e.to_string())?;
+                Ok(Launch {
+                    name: name.to_string(),
+                    argv,
+                    cgroup,
+                    processes: self.processes.clone(),
+                })
+            });
+        match launch {
+            Ok(launch) => {
+                let (supervisor, first) = Supervisor::start(launch, state);
+                unit.supervisor = Some(supervisor);
+                Some(first)
+            }
+            Err(reason) => {
+                // Only a database edited by hand gets here: Enable validates both.
+                tracing::error!(name, reason = %reason, "scheduled executable cannot be started");
+                let mut s = lock(&state);
+                s.status = MetaStatus::Error;
+                s.error = Some(reason);
+                None
+            }
+        }
+    }
+
+    async fn clean_leftovers(&self) {
+        let cgroups = self.processes.cgroups().clone();
+        let parent = self.cgroup_parent.clone();
+        let cleaned = tokio::task::spawn_blocking(move || {
+            let children = match cgroups.children(&parent) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(cgroup = parent.as_str(), error = %e, "listing leftover schedule cgroups");
+                    return 0;
+                }
+            };
+            let mut n = 0;
+            for child in children {
+                let Ok(path) = parent.join(&child) else { continue };
+                let pids = cgroups.pids(&path).unwrap_or_default();
+                tracing::info!(
+                    cgroup = path.as_str(),
+                    pids = ?pids,
+                    "stopping a scheduled executable left running by a previous daemon"
+                );
+                if let Err(e) = cgroups.kill_all(&path).and_then(|_| cgroups.remove(&path)) {
+                    tracing::warn!(cgroup = path.as_str(), error = %e, "could not remove a leftover schedule cgroup");
+                }
+                n += 1;
+            }
+            n
+        })
+        .await
+        .unwrap_or(0);
+        if cleaned > 0 {
+            tracing::info!(cgroups = cleaned, "removed leftovers of a previous daemon");
+        }
+    }
+
+    async fn persist(&self, name: &str, record: Record) -> Result<(), ScheduleError> {
+        let store = self.store.clone();
+        let key = name.to_string();
+        blocking(move || store.put(&key, &record)).await
+    }
+
+    fn message(&self, name: &str) -> String {
+        self.state(name).map(|s| s.message()).unwrap_or_default()
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn name_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.name_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(name.to_string()).or_default().clone()
+    }
+
+    /// Drops the lock of a destroyed name unless another call holds or awaits it.
+    fn forget_lock(&self, name: &str, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut locks = self.name_locks.lock().unwrap_or_else(|p| p.into_inner());
+        // One reference in the map, one here: nobody else has it.
+        if Arc::strong_count(&lock) == 2 {
+            locks.remove(name);
+        }
+    }
+}
+
+impl WorkloadCounts for Schedule {
+    fn counts(&self) -> Vec<(&'static str, usize)> {
+        let reg = self.registry();
+        let enabled = reg.units.values().filter(|u| u.record.enabled).count();
+        let running = reg
+            .units
+            .values()
+            .filter(|u| lock(&u.state).pid != 0)
+            .count();
+        vec![("scheduled", enabled), ("scheduled running", running)]
+    }
+}
+
+/// `meta.name`, validated.
+fn name_of(exe: &Executable) -> Result<String, ScheduleError> {
+    let name = exe
+        .meta
+        .as_ref()
+        .map(|m| m.name.as_str())
+        .unwrap_or_default();
+    validate_name("meta.name", name)?;
+    Ok(name.to_string())
+}
+
+/// Checks `command` and `comment` of an Enable.
+fn validate_command(exe: &Executable) -> Result<Vec<String>, ScheduleError> {
+    if exe.command.len() > MAX_COMMAND_LEN {
+        return Err(ScheduleError::CommandTooLong {
+            len: exe.command.len(),
+        });
+    }
+    if exe.comment.len() > MAX_COMMENT_LEN {
+        return Err(ScheduleError::CommentTooLong {
+            len: exe.comment.len(),
+        });
+    }
+    let argv = split_command(&exe.command)?;
+    if argv.is_empty() {
+        return Err(ScheduleError::EmptyCommand);
+    }
+    Ok(argv)
+}
+
+/// Runs a blocking store call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ScheduleError> + Send + 'static,
+) -> Result<T, ScheduleError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ScheduleError::Task(e.to_string()))?
+}
+
+/// Runs `fut` to completion even if the caller stops waiting for it.
+async fn detach<T: Send + 'static>(
+    fut: impl std::future::Future<Output = Result<T, ScheduleError>> + Send + 'static,
+) -> Result<T, ScheduleError> {
+    tokio::spawn(fut)
+        .await
+        .map_err(|e| ScheduleError::Task(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,136 @@
+//! Transport: the Unix socket and optional TCP listener, mutual TLS on both,
+//! authorization, health and reflection, and graceful shutdown.
+
+mod authz;
+mod authz_layer;
+mod identity;
+mod socket;
+mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+
+pub use authz::{AuthzError, Policy};
+pub use authz_layer::AuthzLayer;
+pub use identity::peer_names;
+pub use socket::bind_unix;
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("reading the {what} {path}: {source} (run `auraed pki init` or pass --bootstrap)")]
+    ReadPki {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{what} socket {path}: {source}")]
+    Socket {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("another auraed is answering on {path}: stop it or choose another --socket")]
+    SocketInUse { path: String },
+    #[error("listening on {addr}: {source}")]
+    Tcp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("configuring TLS: {0}")]
+    Tls(#[source] tonic::transport::Error),
+    #[error("serving: {0}")]
+    Serve(#[source] tonic::transport::Error),
+    #[error(transparent)]
+    Authz(#[from] AuthzError),
+}
+
+/// Where and how to listen.
+pub struct Listeners {
+    pub socket: PathBuf,
+    pub socket_group: Option<nix::unistd::Gid>,
+    pub tcp: Option<SocketAddr>,
+    pub ca_crt: PathBuf,
+    pub server_crt: PathBuf,
+    pub server_key: PathBuf,
+}
+
+/// A bound server, ready to serve: binding is separate so that a caller
+/// knows the sockets exist (and errors surface) before anything is served.
+pub struct Bound {
+    unix: tokio::net::UnixListener,
+    tcp: Option<tokio::net::TcpListener>,
+    socket: PathBuf,
+    tls: tonic::transport::ServerTlsConfig,
+}
+
+impl Bound {
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+}
+
+pub async fn bind(l: &Listeners) -> Result<Bound, ServerError> {
+    let tls = tls::server_tls(&l.ca_crt, &l.server_crt, &l.server_key)?;
+    let unix = bind_unix(&l.socket, l.socket_group)?;
+    let tcp = match l.tcp {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Tcp { addr, source })?,
+        ),
+        None => None,
+    };
+    Ok(Bound {
+        unix,
+        tcp,
+        socket: l.socket.clone(),
+        tls,
+    })
+}
+
+/// Serves `routes` on every bound listener until `shutdown` is cancelled,
+/// then removes the socket.
+pub async fn serve(
+    bound: Bound,
+    routes: Routes,
+    policy: Arc<Policy>,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let builder = || -> Result<_, ServerError> {
+        Ok(Server::builder()
+            .tls_config(bound.tls.clone())
+            .map_err(ServerError::Tls)?
+            .tcp_nodelay(true)
+            .layer(AuthzLayer::new(policy.clone())))
+    };
+    let unix_incoming = tokio_stream::wrappers::UnixListenerStream::new(bound.unix);
+    let unix = builder()?
+        .add_routes(routes.clone())
+        .serve_with_incoming_shutdown(unix_incoming, shutdown.clone().cancelled_owned());
+    let tcp = match bound.tcp {
+        Some(listener) => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            Some(
+                builder()?
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned()),
+            )
+        }
+        None => None,
+    };
+    let result = match tcp {
+        Some(tcp) => tokio::try_join!(unix, tcp).map(|_| ()),
+        None => unix.await,
+    };
+    if let Err(e) = std::fs::remove_file(&bound.socket) {
+        tracing::warn!(socket = %bound.socket.display(), error = %e, "removing the socket");
+    }
+    result.map_err(ServerError::Serve)
+}

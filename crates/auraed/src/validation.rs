@@ -1,0 +1,122 @@
+//! Names (`meta.name`) become paths, cgroup directories and database keys:
+//! they are checked here, once, before they touch any of those.
+
+use thiserror::Error;
+
+/// Longest accepted name: short enough for a cgroup directory and a unit-like label.
+pub const MAX_NAME_LEN: usize = 64;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum NameError {
+    #[error("{what} is empty: give a name of 1 to {MAX_NAME_LEN} characters from [A-Za-z0-9._-]")]
+    Empty { what: &'static str },
+    #[error("{what} is {len} characters long: at most {MAX_NAME_LEN} are allowed")]
+    TooLong { what: &'static str, len: usize },
+    #[error("{what} {name:?} contains {found:?}: only [A-Za-z0-9._-] are allowed")]
+    BadChar {
+        what: &'static str,
+        name: String,
+        found: char,
+    },
+    #[error("{what} {name:?} is reserved: names may not be \".\" or \"..\" or start with a dot")]
+    Reserved { what: &'static str, name: String },
+}
+
+/// Checks a user-supplied name; `what` says which field it came from, for the message.
+pub fn validate_name(what: &'static str, name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty { what });
+    }
+    let len = name.chars().count();
+    if len > MAX_NAME_LEN {
+        return Err(NameError::TooLong { what, len });
+    }
+    if let Some(found) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(NameError::BadChar {
+            what,
+            name: name.to_string(),
+            found,
+        });
+    }
+    // A leading dot would allow "." and "..", and hidden entries in state dirs.
+    if name.starts_with('.') {
+        return Err(NameError::Reserved {
+            what,
+            name: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
+impl From<NameError> for tonic::Status {
+    fn from(e: NameError) -> Self {
+        tonic::Status::invalid_argument(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_names() {
+        for n in ["web", "web-1", "a.b_c", "X", &"a".repeat(MAX_NAME_LEN)] {
+            assert_eq!(validate_name("name", n), Ok(()), "{n}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        assert!(matches!(
+            validate_name("name", ""),
+            Err(NameError::Empty { .. })
+        ));
+        assert!(matches!(
+            validate_name("name", ".."),
+            Err(NameError::Reserved { .. })
+        ));
+        assert!(matches!(
+            validate_name("name", "."),
+            Err(NameError::Reserved { .. })
+        ));
+        assert!(matches!(
+            validate_name("name", ".hidden"),
+            Err(NameError::Reserved { .. })
+        ));
+        assert!(matches!(
+            validate_name("name", "a/b"),
+            Err(NameError::BadChar { found: '/', .. })
+        ));
+        assert!(matches!(
+            validate_name("name", "a b"),
+            Err(NameError::BadChar { found: ' ', .. })
+        ));
+        assert!(matches!(
+            validate_name("name", "é"),
+            Err(NameError::BadChar { .. })
+        ));
+        assert!(matches!(
+            validate_name("name", "a\0"),
+            Err(NameError::BadChar { .. })
+        ));
+        let long = "a".repeat(MAX_NAME_LEN + 1);
+        assert!(matches!(
+            validate_name("name", &long),
+            Err(NameError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn message_names_the_field() {
+        let e = validate_name("meta.name", "a/b")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("meta.name \"a/b\" contains '/': only [A-Za-z0-9._-] are allowed")
+        );
+    }
+}
