@@ -1,1 +1,51 @@
-fn main() {}
+//! Benchmarks auraed against baselines measured side by side in the same run:
+//! every figure is printed with its baseline and the ratio between them.
+//!
+//! Usage: `cargo build --release -p auraed -p aurae-bench && sudo target/release/aurae-bench`
+
+mod daemon;
+mod exec;
+mod report;
+mod stream;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "auraed benchmarks with side-by-side baselines")]
+struct Args {
+    /// The auraed binary to measure (default: next to this binary).
+    #[arg(long)]
+    auraed: Option<PathBuf>,
+    /// Sequential runs for the latency figures.
+    #[arg(long, default_value_t = 1000)]
+    runs: usize,
+    /// Calls in flight for the throughput figure.
+    #[arg(long, default_value_t = 16)]
+    in_flight: usize,
+    /// Total runs for the throughput figure.
+    #[arg(long, default_value_t = 4000)]
+    throughput_runs: usize,
+    /// Lines for the output stream figure.
+    #[arg(long, default_value_t = 200_000)]
+    lines: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let auraed = match args.auraed {
+        Some(p) => p,
+        None => std::env::current_exe()?.with_file_name("auraed"),
+    };
+    let d = daemon::BenchDaemon::start(&auraed).await?;
+    let mut rows = Vec::new();
+    rows.push(report::Row::rss("auraed idle RSS at start", d.rss_kib()?));
+    rows.extend(exec::latency(&d, args.runs).await?);
+    rows.extend(exec::throughput(&d, args.in_flight, args.throughput_runs).await?);
+    rows.extend(stream::lines(&d, args.lines).await?);
+    rows.push(report::Row::rss("auraed idle RSS after the runs", d.rss_kib()?));
+    report::print(&rows);
+    Ok(())
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aurae_proto::observe::LogChannelType;
 use common::{alive, eventually, require_root, TestDaemon};
-use schedule_support::{
+use schedule_support::{plain_log, 
     cgroup_dirs, cgroup_pids, code, disabled, enabled, exe, named, parse, processes_with_argv,
 };
 use tokio_stream::StreamExt;
@@ -82,7 +82,7 @@ async fn schedule_must_run_an_enabled_executable_in_its_cgroup_with_its_output_s
 
     // The start is a daemon log record.
     let log_has_start = || {
-        let log = d.log();
+        let log = plain_log(&d);
         log.lines().any(|l| {
             l.contains("scheduled executable started") && l.contains(&format!("pid={pid}"))
         })
@@ -126,7 +126,7 @@ async fn schedule_must_restart_a_killed_process_with_a_new_pid() {
     assert!(!alive(first));
     assert_eq!(processes_with_argv(&["sleep", "8100011"]), [line.pid]);
     assert_eq!(cgroup_pids(&d, "svc"), [line.pid]);
-    let log = d.log();
+    let log = plain_log(&d);
     assert!(
         log.contains("scheduled executable exited: restarting it"),
         "{log}"
@@ -201,12 +201,9 @@ async fn schedule_must_stop_the_whole_cgroup_on_disable_and_forget_on_destroy() 
         "{:?}",
         cgroup_pids(&d, "tree")
     );
-    let children = [
-        processes_with_argv(&["sleep", "8100021"]),
-        processes_with_argv(&["sleep", "8100022"]),
-    ]
-    .concat();
-    assert_eq!(children.len(), 2);
+    let sleeps = || [processes_with_argv(&["sleep", "8100021"]), processes_with_argv(&["sleep", "8100022"])].concat();
+    assert!(eventually(5, || sleeps().len() == 2).await, "{:?}", sleeps());
+    let children = sleeps();
 
     let r = c.disable(named("tree")).await.expect("Disable");
     let line = parse(&r.meta.expect("meta").message);

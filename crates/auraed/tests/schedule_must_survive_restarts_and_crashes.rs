@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{alive, require_root, TestDaemon};
+use common::{alive, eventually, require_root, TestDaemon};
 use schedule_support::{
-    cgroup_pids, disabled, enabled, exe, named, processes_with_argv, schedule_pids,
+    cgroup_pids, disabled, enabled, exe, named, plain_log, processes_with_argv, schedule_pids, socket_released,
 };
 
 /// Polls until the only live process with `argv` is the one ShowEnabled
@@ -88,25 +88,23 @@ async fn schedule_must_not_run_anything_twice_after_a_sigkill() {
     .await
     .expect("Enable");
     let before = runs_exactly_once(&d, "survivor", &["sleep", "8200012"]).await;
-    let child = processes_with_argv(&["sleep", "8200011"]);
-    assert_eq!(child.len(), 1);
+    let children = || processes_with_argv(&["sleep", "8200011"]);
+    assert!(eventually(5, || children().len() == 1).await, "{:?}", children());
+    let child = children();
 
     d.kill9();
     assert!(
         alive(before) && alive(child[0]),
         "a SIGKILLed daemon cannot stop its workloads"
     );
+    socket_released(&d).await;
     d.restart().await;
     // The leftovers (main process and child) are stopped before the new start.
     let after = runs_exactly_once(&d, "survivor", &["sleep", "8200012"]).await;
     assert_ne!(after, before);
     assert!(!alive(before) && !alive(child[0]));
-    assert_eq!(processes_with_argv(&["sleep", "8200011"]).len(), 1);
-    assert!(
-        d.log().contains("left running by a previous daemon"),
-        "{}",
-        d.log()
-    );
+    assert!(eventually(5, || children().len() == 1).await, "{:?}", children());
+    assert!(plain_log(&d).contains("left running by a previous daemon"), "{}", d.log());
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,6 +287,7 @@ async fn schedule_must_keep_every_acknowledged_change_across_sigkill() {
             acknowledged += acked;
             interrupted += usize::from(cut);
         }
+        socket_released(&d).await;
         d.restart().await;
 
         // Every acknowledged change is there; an interrupted call either happened or did not.

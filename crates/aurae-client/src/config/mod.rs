@@ -105,6 +105,9 @@ impl AuraeConfig {
 
     fn from_path_with_home(path: &Path, home: Option<&Path>) -> Result<Self, ConfigError> {
         let path = expand_tilde_with(path, home)?;
+        // Absolute, so that paths resolved against its directory (and the
+        // errors naming them) do not depend on the working directory.
+        let path = std::path::absolute(&path).unwrap_or(path);
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
             path: path.clone(),
             source,

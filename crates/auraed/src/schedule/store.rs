@@ -11,13 +11,19 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::error::ScheduleError;
 
 /// File name of the database inside the state directory.
 pub const DB_FILE: &str = "schedule.redb";
+
+/// How long `open` waits for the file lock. A child forked by a daemon that
+/// was just killed holds the lock until it execs, so a daemon restarted at
+/// once may find the file locked for a moment.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
 
 /// name -> (command, comment, enabled). A new layout gets a new table name.
 const EXECUTABLES: TableDefinition<&str, (&str, &str, bool)> =
@@ -40,6 +46,10 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) `<state_dir>/schedule.redb`, repairing it after a crash.
     pub fn open(state_dir: &Path) -> Result<Self, ScheduleError> {
+        Self::open_waiting(state_dir, LOCK_WAIT)
+    }
+
+    fn open_waiting(state_dir: &Path, lock_wait: Duration) -> Result<Self, ScheduleError> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -49,11 +59,22 @@ impl Store {
                 source,
             })?;
         let path = state_dir.join(DB_FILE);
-        let db = Database::create(&path).map_err(|e| ScheduleError::Store {
-            path: path.clone(),
-            what: "opening (is another auraed using this --state-dir?)",
-            source: e.into(),
-        })?;
+        let deadline = Instant::now() + lock_wait;
+        let db = loop {
+            match Database::create(&path) {
+                Ok(db) => break db,
+                Err(DatabaseError::DatabaseAlreadyOpen) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => {
+                    return Err(ScheduleError::Store {
+                        path,
+                        what: "opening (is another auraed using this --state-dir?)",
+                        source: e.into(),
+                    })
+                }
+            }
+        };
         let store = Self { db, path };
         // Create the table up front so that reads of a fresh database find it.
         store.write("creating the table", |_| Ok(()))?;
@@ -168,7 +189,7 @@ mod tests {
     fn a_second_open_of_the_same_file_is_refused_with_a_hint() {
         let dir = tempfile::tempdir().expect("tempdir");
         let _first = Store::open(dir.path()).expect("open");
-        let err = Store::open(dir.path()).expect_err("second open");
+        let err = Store::open_waiting(dir.path(), Duration::from_millis(100)).expect_err("second open");
         assert!(err.to_string().contains("another auraed"), "{err}");
     }
 

@@ -172,3 +172,35 @@ pub fn code<T: std::fmt::Debug>(r: Result<T, aurae_client::ClientError>) -> toni
             .unwrap_or_else(|| panic!("not a status: {e}")),
     }
 }
+
+/// The daemon's log without ANSI colour codes, so `pid=123` can be searched.
+pub fn plain_log(d: &TestDaemon) -> String {
+    let log = d.log();
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// After a SIGKILL of the daemon: waits (bounded) until nothing holds its
+/// listening socket any more. A child the daemon forked just before it died
+/// holds a copy of every descriptor until it execs, and the daemon's start
+/// check ("another auraed is answering") would see it.
+pub async fn socket_released(d: &TestDaemon) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&d.socket).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "something still listens on {}", d.socket.display());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,97 @@
+//! A private auraed for the benchmark: temp PKI, temp socket, own cgroup root.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use aurae_client::{AuraeConfig, Client};
+use tempfile::TempDir;
+
+pub struct BenchDaemon {
+    pub dir: TempDir,
+    child: Child,
+    config: AuraeConfig,
+}
+
+impl BenchDaemon {
+    pub async fn start(auraed: &Path) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("aurae-bench-").tempdir()?;
+        let p = |s: &str| dir.path().join(s);
+        let socket = p("aurae.sock");
+        let status = Command::new(auraed)
+            .args(["pki", "init", "--client-name", "bench"])
+            .arg("--pki-dir")
+            .arg(p("pki"))
+            .arg("--client-dir")
+            .arg(p("client"))
+            .arg("--config")
+            .arg(p("config"))
+            .arg("--socket")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .status()
+            .with_context(|| format!("running {}", auraed.display()))?;
+        if !status.success() {
+            bail!("auraed pki init failed: {status}");
+        }
+        let log = std::fs::File::create(p("auraed.log"))?;
+        let child = Command::new(auraed)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--ca-crt")
+            .arg(p("pki/ca.crt"))
+            .arg("--server-crt")
+            .arg(p("pki/_signed.server.crt"))
+            .arg("--server-key")
+            .arg(p("pki/server.key"))
+            .arg("--state-dir")
+            .arg(p("state"))
+            .arg("--runtime-dir")
+            .arg(p("run"))
+            .arg("--cgroup-root")
+            .arg(format!("aurae-bench-{}", std::process::id()))
+            .env("AURAED_LOG", "warn")
+            .stderr(log)
+            .spawn()?;
+        let config = AuraeConfig::from_path(p("config"))?;
+        let d = BenchDaemon { dir, child, config };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(c) = d.client().await {
+                if c.status().await.is_ok() {
+                    return Ok(d);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("auraed did not answer: {}", std::fs::read_to_string(d.log_path()).unwrap_or_default());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("auraed.log")
+    }
+
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::connect(&self.config).await?)
+    }
+
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("VmRSS not found")
+    }
+}
+
+impl Drop for BenchDaemon {
+    fn drop(&mut self) {
+        // SIGTERM: the daemon removes its socket and cgroups on the way out.
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}

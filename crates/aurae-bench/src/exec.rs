@@ -1,0 +1,86 @@
+//! RunExecutable of /bin/true against a bare spawn+wait of /bin/true.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use aurae_proto::runtime::Executable;
+
+use crate::daemon::BenchDaemon;
+use crate::report::{percentile, Row};
+
+fn true_exe() -> Executable {
+    Executable { command: "/bin/true".into(), ..Default::default() }
+}
+
+fn spawn_wait_true() -> anyhow::Result<()> {
+    let status = std::process::Command::new("/bin/true").status()?;
+    anyhow::ensure!(status.success(), "/bin/true failed");
+    Ok(())
+}
+
+pub async fn latency(d: &BenchDaemon, runs: usize) -> anyhow::Result<Vec<Row>> {
+    let client = d.client().await?;
+    // Warm up both paths (page cache, connection, allocator).
+    for _ in 0..50 {
+        client.run_executable(true_exe()).await?;
+        spawn_wait_true()?;
+    }
+    let mut ours = Vec::with_capacity(runs);
+    let mut base = Vec::with_capacity(runs);
+    // Interleaved, so that both see the same machine state.
+    for _ in 0..runs {
+        let t = Instant::now();
+        let r = client.run_executable(true_exe()).await?;
+        ours.push(t.elapsed());
+        anyhow::ensure!(r.exit_code == "0", "RunExecutable /bin/true: {r:?}");
+        let t = Instant::now();
+        spawn_wait_true()?;
+        base.push(t.elapsed());
+    }
+    ours.sort();
+    base.sort();
+    Ok(vec![
+        Row::latency("RunExecutable /bin/true p50 (vs spawn+wait)", percentile(&ours, 0.5), percentile(&base, 0.5)),
+        Row::latency("RunExecutable /bin/true p99 (vs spawn+wait)", percentile(&ours, 0.99), percentile(&base, 0.99)),
+    ])
+}
+
+pub async fn throughput(d: &BenchDaemon, in_flight: usize, total: usize) -> anyhow::Result<Vec<Row>> {
+    let client = d.client().await?;
+    let t = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..in_flight {
+        let (client, next) = (client.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                client.run_executable(true_exe()).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let ours = total as f64 / t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let threads: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let next = next.clone();
+            std::thread::spawn(move || {
+                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                    spawn_wait_true()?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().map_err(|_| anyhow::anyhow!("baseline thread panicked"))??;
+    }
+    let base = total as f64 / t.elapsed().as_secs_f64();
+    let label = format!("RunExecutable /bin/true, {in_flight} in flight (vs {in_flight} threads spawning)");
+    Ok(vec![Row::rate(&label, "runs/s", ours, base)])
+}

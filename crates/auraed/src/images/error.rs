@@ -1,0 +1,173 @@
+//! Every way pulling an image or making a root filesystem can fail, mapped
+//! once to a gRPC status.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use super::unpack::UnpackError;
+
+#[derive(Debug, Error)]
+pub enum ImageError {
+    #[error("invalid image reference {reference:?}: {reason} (expected host[:port]/repository[:tag|@sha256:digest], e.g. 127.0.0.1:5000/aurae/busybox:latest or busybox)")]
+    InvalidReference { reference: String, reason: String },
+    #[error("registry {registry} is unreachable: {detail}")]
+    Unreachable { registry: String, detail: String },
+    #[error("image {reference} not found: {detail}")]
+    NotFound { reference: String, detail: String },
+    #[error("image {reference} has no {wanted} manifest: its index lists {available}")]
+    NoPlatform {
+        reference: String,
+        wanted: String,
+        available: String,
+    },
+    #[error("registry {registry} refused access to {reference}: {detail}")]
+    Denied {
+        registry: String,
+        reference: String,
+        detail: String,
+    },
+    #[error("registry {registry} failed serving {reference}: {detail}")]
+    Registry {
+        registry: String,
+        reference: String,
+        detail: String,
+    },
+    #[error("{reference} is not a usable container image: {detail}")]
+    Unsupported { reference: String, detail: String },
+    #[error("{what} of {reference} failed verification: {detail}")]
+    DigestMismatch {
+        reference: String,
+        what: String,
+        detail: String,
+    },
+    #[error("layer {digest} of {reference} is refused: {source}")]
+    Layer {
+        reference: String,
+        digest: String,
+        #[source]
+        source: UnpackError,
+    },
+    #[error("registry configuration {}: {detail}", path.display())]
+    Config { path: PathBuf, detail: String },
+    #[error("image store {}: {what}: {source}", path.display())]
+    Store {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("root filesystem {}: {what}: {detail}", path.display())]
+    Rootfs {
+        path: PathBuf,
+        what: &'static str,
+        detail: String,
+    },
+    #[error("an image store task failed: {0}")]
+    Task(String),
+}
+
+impl ImageError {
+    pub(crate) fn store(path: impl Into<PathBuf>, what: &'static str, source: std::io::Error) -> Self {
+        ImageError::Store {
+            path: path.into(),
+            what,
+            source,
+        }
+    }
+
+    pub(crate) fn rootfs(path: impl Into<PathBuf>, what: &'static str, detail: impl ToString) -> Self {
+        ImageError::Rootfs {
+            path: path.into(),
+            what,
+            detail: detail.to_string(),
+        }
+    }
+
+    /// The gRPC code this error maps to.
+    pub fn code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            ImageError::InvalidReference { .. } | ImageError::Unsupported { .. } => {
+                Code::InvalidArgument
+            }
+            ImageError::Layer { source, .. } if source.is_refusal() => Code::InvalidArgument,
+            ImageError::Layer { .. } => Code::Internal,
+            ImageError::Unreachable { .. } | ImageError::Registry { .. } => Code::Unavailable,
+            ImageError::NotFound { .. } | ImageError::NoPlatform { .. } => Code::NotFound,
+            ImageError::Denied { .. } => Code::PermissionDenied,
+            ImageError::DigestMismatch { .. } => Code::FailedPrecondition,
+            ImageError::Config { .. } => Code::FailedPrecondition,
+            ImageError::Store { .. } | ImageError::Rootfs { .. } | ImageError::Task(_) => {
+                Code::Internal
+            }
+        }
+    }
+}
+
+impl From<ImageError> for tonic::Status {
+    fn from(e: ImageError) -> Self {
+        tonic::Status::new(e.code(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_kind_of_error() {
+        let code = |e: ImageError| tonic::Status::from(e).code();
+        assert_eq!(
+            code(ImageError::Unreachable {
+                registry: "127.0.0.1:5999".into(),
+                detail: "connection refused".into()
+            }),
+            tonic::Code::Unavailable
+        );
+        assert_eq!(
+            code(ImageError::NotFound {
+                reference: "x".into(),
+                detail: "y".into()
+            }),
+            tonic::Code::NotFound
+        );
+        assert_eq!(
+            code(ImageError::InvalidReference {
+                reference: "x".into(),
+                reason: "y".into()
+            }),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(
+            code(ImageError::Layer {
+                reference: "x".into(),
+                digest: "sha256:00".into(),
+                source: UnpackError::ParentComponent {
+                    entry: "../escape".into()
+                }
+            }),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(
+            code(ImageError::DigestMismatch {
+                reference: "x".into(),
+                what: "layer".into(),
+                detail: "y".into()
+            }),
+            tonic::Code::FailedPrecondition
+        );
+    }
+
+    #[test]
+    fn messages_are_lowercase_and_name_the_registry() {
+        let e = ImageError::Unreachable {
+            registry: "127.0.0.1:5999".into(),
+            detail: "connection refused".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "registry 127.0.0.1:5999 is unreachable: connection refused"
+        );
+    }
+}
