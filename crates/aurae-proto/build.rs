@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "runtime.proto",
     "schedule.proto",
     "cells.proto",
+    "images.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

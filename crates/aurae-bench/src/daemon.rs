@@ -64,7 +64,10 @@ impl BenchDaemon {
                 }
             }
             if Instant::now() > deadline {
-                bail!("auraed did not answer: {}", std::fs::read_to_string(d.log_path()).unwrap_or_default());
+                bail!(
+                    "auraed did not answer: {}",
+                    std::fs::read_to_string(d.log_path()).unwrap_or_default()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -91,7 +94,9 @@ impl BenchDaemon {
 impl Drop for BenchDaemon {
     fn drop(&mut self) {
         // SIGTERM: the daemon removes its socket and cgroups on the way out.
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }

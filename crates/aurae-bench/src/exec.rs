@@ -9,7 +9,10 @@ use crate::daemon::BenchDaemon;
 use crate::report::{percentile, Row};
 
 fn true_exe() -> Executable {
-    Executable { command: "/bin/true".into(), ..Default::default() }
+    Executable {
+        command: "/bin/true".into(),
+        ..Default::default()
+    }
 }
 
 fn spawn_wait_true() -> anyhow::Result<()> {
@@ -40,12 +43,24 @@ pub async fn latency(d: &BenchDaemon, runs: usize) -> anyhow::Result<Vec<Row>> {
     ours.sort();
     base.sort();
     Ok(vec![
-        Row::latency("RunExecutable /bin/true p50 (vs spawn+wait)", percentile(&ours, 0.5), percentile(&base, 0.5)),
-        Row::latency("RunExecutable /bin/true p99 (vs spawn+wait)", percentile(&ours, 0.99), percentile(&base, 0.99)),
+        Row::latency(
+            "RunExecutable /bin/true p50 (vs spawn+wait)",
+            percentile(&ours, 0.5),
+            percentile(&base, 0.5),
+        ),
+        Row::latency(
+            "RunExecutable /bin/true p99 (vs spawn+wait)",
+            percentile(&ours, 0.99),
+            percentile(&base, 0.99),
+        ),
     ])
 }
 
-pub async fn throughput(d: &BenchDaemon, in_flight: usize, total: usize) -> anyhow::Result<Vec<Row>> {
+pub async fn throughput(
+    d: &BenchDaemon,
+    in_flight: usize,
+    total: usize,
+) -> anyhow::Result<Vec<Row>> {
     let client = d.client().await?;
     let t = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -78,9 +93,11 @@ pub async fn throughput(d: &BenchDaemon, in_flight: usize, total: usize) -> anyh
         })
         .collect();
     for th in threads {
-        th.join().map_err(|_| anyhow::anyhow!("baseline thread panicked"))??;
+        th.join()
+            .map_err(|_| anyhow::anyhow!("baseline thread panicked"))??;
     }
     let base = total as f64 / t.elapsed().as_secs_f64();
-    let label = format!("RunExecutable /bin/true, {in_flight} in flight (vs {in_flight} threads spawning)");
+    let label =
+        format!("RunExecutable /bin/true, {in_flight} in flight (vs {in_flight} threads spawning)");
     Ok(vec![Row::rate(&label, "runs/s", ours, base)])
 }

@@ -45,7 +45,10 @@ async fn main() -> anyhow::Result<()> {
     rows.extend(exec::latency(&d, args.runs).await?);
     rows.extend(exec::throughput(&d, args.in_flight, args.throughput_runs).await?);
     rows.extend(stream::lines(&d, args.lines).await?);
-    rows.push(report::Row::rss("auraed idle RSS after the runs", d.rss_kib()?));
+    rows.push(report::Row::rss(
+        "auraed idle RSS after the runs",
+        d.rss_kib()?,
+    ));
     report::print(&rows);
     Ok(())
 }

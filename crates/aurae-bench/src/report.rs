@@ -11,7 +11,12 @@ pub struct Row {
 
 impl Row {
     pub fn rss(what: &str, kib: u64) -> Self {
-        Row { what: what.into(), value: format!("{:.1} MiB", kib as f64 / 1024.0), baseline: None, ratio: None }
+        Row {
+            what: what.into(),
+            value: format!("{:.1} MiB", kib as f64 / 1024.0),
+            baseline: None,
+            ratio: None,
+        }
     }
 
     pub fn latency(what: &str, ours: Duration, base: Duration) -> Self {
@@ -51,7 +56,9 @@ pub fn print(rows: &[Row]) {
             r.what,
             r.value,
             r.baseline.as_deref().unwrap_or("-"),
-            r.ratio.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into())
+            r.ratio
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "-".into())
         );
     }
 }

@@ -15,11 +15,22 @@ pub async fn lines(d: &BenchDaemon, n: usize) -> anyhow::Result<Vec<Row>> {
     let trigger = d.dir.path().join("stream-go");
     let _ = std::fs::remove_file(&trigger);
     // The process waits for the trigger, so the subscriber is in place before the first line.
-    let command = format!("sh -c 'while [ ! -e {} ]; do sleep 0.01; done; exec seq 1 {n}'", trigger.display());
+    let command = format!(
+        "sh -c 'while [ ! -e {} ]; do sleep 0.01; done; exec seq 1 {n}'",
+        trigger.display()
+    );
     let mut core = client.core();
-    let run = tokio::spawn(async move { core.run_executable(Executable { command, ..Default::default() }).await });
+    let run = tokio::spawn(async move {
+        core.run_executable(Executable {
+            command,
+            ..Default::default()
+        })
+        .await
+    });
     let pid = find_shell(d).await?;
-    let mut stream = client.sub_process_stream(i64::from(pid), LogChannelType::ChannelStdout).await?;
+    let mut stream = client
+        .sub_process_stream(i64::from(pid), LogChannelType::ChannelStdout)
+        .await?;
     std::fs::write(&trigger, b"")?;
     let t = Instant::now();
     let mut got = 0usize;
@@ -36,8 +47,14 @@ pub async fn lines(d: &BenchDaemon, n: usize) -> anyhow::Result<Vec<Row>> {
     run.await??;
 
     let t = Instant::now();
-    let mut child = std::process::Command::new("seq").arg(n.to_string()).stdout(std::process::Stdio::piped()).spawn()?;
-    let out = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no pipe"))?;
+    let mut child = std::process::Command::new("seq")
+        .arg(n.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let out = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no pipe"))?;
     let base_lines = std::io::BufReader::new(out).lines().count();
     child.wait()?;
     let base = base_lines as f64 / t.elapsed().as_secs_f64();
@@ -55,14 +72,20 @@ async fn find_shell(d: &BenchDaemon) -> anyhow::Result<i32> {
     let root = format!("aurae-bench-{}", std::process::id());
     loop {
         for entry in std::fs::read_dir("/proc")?.flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
             if comm.trim() == "sh" && cgroup.contains(&format!("/{root}/exec/")) {
                 return Ok(pid);
             }
         }
-        anyhow::ensure!(Instant::now() < deadline, "the benchmark's shell did not appear ({})", d.dir.path().display());
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the benchmark's shell did not appear ({})",
+            d.dir.path().display()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -17,6 +17,9 @@ pub mod schedule {
 pub mod cells {
     tonic::include_proto!("cells");
 }
+pub mod images {
+    tonic::include_proto!("images");
+}
 
 /// Encoded `FileDescriptorSet` of every proto above, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -31,6 +31,12 @@ pub fn bootstrap(config: &DaemonConfig) -> Result<(), PkiError> {
         validity_days: pki::DEFAULT_VALIDITY_DAYS,
     };
     let report = pki::init(&opts)?;
-    tracing::info!(report = %report, "bootstrap: PKI and client config ready");
+    for path in report.written() {
+        tracing::info!(path = %path.display(), "bootstrap: created");
+    }
+    for warning in &report.warnings {
+        tracing::warn!("bootstrap: {warning}");
+    }
+    tracing::info!(config = %opts.config_path.display(), "bootstrap: PKI and client config ready");
     Ok(())
 }

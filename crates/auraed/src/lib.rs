@@ -9,6 +9,7 @@ pub mod cgroups;
 pub mod config;
 pub mod daemon;
 pub mod executables;
+pub mod images;
 pub mod observe;
 pub mod pki;
 pub mod process;

@@ -21,7 +21,10 @@ async fn grpcio_must_get_the_same_bytes() {
         .status()
         .is_ok_and(|s| s.success());
     if !have_grpcio {
-        assert!(std::env::var_os("CI").is_none(), "python3 with grpcio and grpcio-tools is required on CI (.ci/run installs them)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 with grpcio and grpcio-tools is required on CI (.ci/run installs them)"
+        );
         eprintln!("skipping grpcio_must_get_the_same_bytes: pip install grpcio grpcio-tools");
         return;
     }
@@ -38,8 +41,13 @@ async fn grpcio_must_get_the_same_bytes() {
         .arg("echo 'hello grpcio'")
         .output()
         .expect("python3");
-    assert!(out.status.success(), "grpcio client failed: {}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json from the python client");
+    assert!(
+        out.status.success(),
+        "grpcio client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("json from the python client");
     let bytes = hex::decode(v["bytes_hex"].as_str().expect("hex")).expect("hex decodes");
     let reply = ExecutableStatus::decode(bytes.as_slice()).expect("prost decodes grpcio's bytes");
     assert_eq!(reply.stdout, "hello grpcio\n");
@@ -47,7 +55,14 @@ async fn grpcio_must_get_the_same_bytes() {
     assert_eq!(reply.status, Status::Complete as i32);
     assert_eq!(v["stdout"], "hello grpcio\n");
     assert_eq!(v["status"], Status::Complete as i32);
-    assert_eq!(v["pid"].as_i64(), reply.proc.as_ref().map(|p| i64::from(p.pid)));
+    assert_eq!(
+        v["pid"].as_i64(),
+        reply.proc.as_ref().map(|p| i64::from(p.pid))
+    );
     assert!(reply.proc.as_ref().is_some_and(|p| p.pid > 1));
-    assert_eq!(reply.encode_to_vec(), bytes, "re-encoding with prost gives grpcio's bytes back");
+    assert_eq!(
+        reply.encode_to_vec(),
+        bytes,
+        "re-encoding with prost gives grpcio's bytes back"
+    );
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use aurae_proto::observe::LogChannelType;
 use common::{alive, eventually, require_root, TestDaemon};
-use schedule_support::{plain_log, 
-    cgroup_dirs, cgroup_pids, code, disabled, enabled, exe, named, parse, processes_with_argv,
+use schedule_support::{
+    cgroup_dirs, cgroup_pids, code, disabled, enabled, exe, named, parse, plain_log,
+    processes_with_argv,
 };
 use tokio_stream::StreamExt;
 
@@ -201,8 +202,18 @@ async fn schedule_must_stop_the_whole_cgroup_on_disable_and_forget_on_destroy() 
         "{:?}",
         cgroup_pids(&d, "tree")
     );
-    let sleeps = || [processes_with_argv(&["sleep", "8100021"]), processes_with_argv(&["sleep", "8100022"])].concat();
-    assert!(eventually(5, || sleeps().len() == 2).await, "{:?}", sleeps());
+    let sleeps = || {
+        [
+            processes_with_argv(&["sleep", "8100021"]),
+            processes_with_argv(&["sleep", "8100022"]),
+        ]
+        .concat()
+    };
+    assert!(
+        eventually(5, || sleeps().len() == 2).await,
+        "{:?}",
+        sleeps()
+    );
     let children = sleeps();
 
     let r = c.disable(named("tree")).await.expect("Disable");

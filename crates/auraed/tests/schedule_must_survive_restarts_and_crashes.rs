@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::{alive, eventually, require_root, TestDaemon};
 use schedule_support::{
-    cgroup_pids, disabled, enabled, exe, named, plain_log, processes_with_argv, schedule_pids, socket_released,
+    cgroup_pids, disabled, enabled, exe, named, plain_log, processes_with_argv, schedule_pids,
+    socket_released,
 };
 
 /// Polls until the only live process with `argv` is the one ShowEnabled
@@ -89,7 +90,11 @@ async fn schedule_must_not_run_anything_twice_after_a_sigkill() {
     .expect("Enable");
     let before = runs_exactly_once(&d, "survivor", &["sleep", "8200012"]).await;
     let children = || processes_with_argv(&["sleep", "8200011"]);
-    assert!(eventually(5, || children().len() == 1).await, "{:?}", children());
+    assert!(
+        eventually(5, || children().len() == 1).await,
+        "{:?}",
+        children()
+    );
     let child = children();
 
     d.kill9();
@@ -103,8 +108,16 @@ async fn schedule_must_not_run_anything_twice_after_a_sigkill() {
     let after = runs_exactly_once(&d, "survivor", &["sleep", "8200012"]).await;
     assert_ne!(after, before);
     assert!(!alive(before) && !alive(child[0]));
-    assert!(eventually(5, || children().len() == 1).await, "{:?}", children());
-    assert!(plain_log(&d).contains("left running by a previous daemon"), "{}", d.log());
+    assert!(
+        eventually(5, || children().len() == 1).await,
+        "{:?}",
+        children()
+    );
+    assert!(
+        plain_log(&d).contains("left running by a previous daemon"),
+        "{}",
+        d.log()
+    );
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +214,8 @@ async fn schedule_must_keep_every_acknowledged_change_across_sigkill() {
     let mut d = TestDaemon::start().await;
     let mut acknowledged = 0usize;
     let mut interrupted = 0usize;
+    // Interrupted calls that would have changed the state: found done, or not.
+    let (mut cut_applied, mut cut_lost) = (0usize, 0usize);
 
     for round in 0..ROUNDS {
         let client = d.client().await;
@@ -291,6 +306,19 @@ async fn schedule_must_keep_every_acknowledged_change_across_sigkill() {
         d.restart().await;
 
         // Every acknowledged change is there; an interrupted call either happened or did not.
+        let seen_now = observe(&d).await;
+        for (name, k) in known.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            if let Known::Either(a, b) = k {
+                if a != b {
+                    let now = seen_now.get(name).copied().unwrap_or(State::Absent);
+                    if now == *b {
+                        cut_applied += 1;
+                    } else {
+                        cut_lost += 1;
+                    }
+                }
+            }
+        }
         let seen = observe(&d).await;
         let mut k = known.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for name in &names {
@@ -339,7 +367,7 @@ async fn schedule_must_keep_every_acknowledged_change_across_sigkill() {
         );
         *known.lock().unwrap_or_else(|p| p.into_inner()) = k;
     }
-    eprintln!("crash test: {ROUNDS} crashes, {acknowledged} acknowledged calls, {interrupted} calls cut by a crash");
+    eprintln!("crash test: {ROUNDS} crashes, {acknowledged} acknowledged calls, {interrupted} calls cut by a crash ({cut_applied} of the state-changing ones had happened, {cut_lost} had not)");
     assert!(
         acknowledged > ROUNDS * 3,
         "too few calls were made to mean anything: {acknowledged}"

@@ -39,6 +39,13 @@ impl Digest {
         }
     }
 
+    /// The digest from a finished SHA-256 hash.
+    pub fn from_sha256(hash: &[u8]) -> Self {
+        Self {
+            hex: hex::encode(hash),
+        }
+    }
+
     /// The 64 hex digits, used as a file name in the store.
     pub fn hex(&self) -> &str {
         &self.hex
@@ -127,6 +134,7 @@ impl Verifier {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -134,7 +142,10 @@ mod tests {
 
     #[test]
     fn parses_only_sha256_hex() {
-        assert_eq!(Digest::parse(EMPTY).map(|d| d.to_string()), Ok(EMPTY.to_string()));
+        assert_eq!(
+            Digest::parse(EMPTY).map(|d| d.to_string()),
+            Ok(EMPTY.to_string())
+        );
         for bad in [
             "sha256:../../etc/passwd",
             "sha512:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
@@ -171,10 +182,7 @@ mod tests {
     #[test]
     fn verifier_refuses_wrong_sizes() {
         let mut v = Verifier::new(Digest::of(b"abc"), Some(3));
-        assert_eq!(
-            v.update(b"abcd"),
-            Err(VerifyError::TooLong { expected: 3 })
-        );
+        assert_eq!(v.update(b"abcd"), Err(VerifyError::TooLong { expected: 3 }));
         let mut v = Verifier::new(Digest::of(b"abc"), Some(3));
         v.update(b"ab").unwrap();
         assert_eq!(

@@ -68,7 +68,11 @@ pub enum ImageError {
 }
 
 impl ImageError {
-    pub(crate) fn store(path: impl Into<PathBuf>, what: &'static str, source: std::io::Error) -> Self {
+    pub(crate) fn store(
+        path: impl Into<PathBuf>,
+        what: &'static str,
+        source: std::io::Error,
+    ) -> Self {
         ImageError::Store {
             path: path.into(),
             what,
@@ -76,7 +80,11 @@ impl ImageError {
         }
     }
 
-    pub(crate) fn rootfs(path: impl Into<PathBuf>, what: &'static str, detail: impl ToString) -> Self {
+    pub(crate) fn rootfs(
+        path: impl Into<PathBuf>,
+        what: &'static str,
+        detail: impl ToString,
+    ) -> Self {
         ImageError::Rootfs {
             path: path.into(),
             what,
@@ -112,6 +120,7 @@ impl From<ImageError> for tonic::Status {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -18,6 +18,7 @@ pub mod registry_config;
 pub mod rootfs;
 pub mod store;
 pub mod unpack;
+mod xattr;
 
 #[cfg(test)]
 mod unpack_tests;
@@ -26,5 +27,5 @@ pub use error::ImageError;
 pub use image_config::ImageRunConfig;
 pub use reference::ImageReference;
 pub use registry_config::RegistryConfig;
-pub use rootfs::{mount_rootfs, Rootfs, RootfsKind};
+pub use rootfs::{mount_rootfs, remove_rootfs, Rootfs, RootfsKind};
 pub use store::{ImageStore, PullProgress, PullStats, PulledImage, StoreStats};

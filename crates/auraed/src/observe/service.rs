@@ -12,6 +12,7 @@ use aurae_proto::observe::{
 };
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::daemon_log::{unix_nanos_now, DaemonLog};
@@ -31,6 +32,9 @@ pub struct ObserveService {
     log: DaemonLog,
     outputs: Arc<ProcessOutputs>,
     counts: Vec<Arc<dyn WorkloadCounts>>,
+    /// Ends every open stream at daemon shutdown, so that graceful shutdown
+    /// does not wait for subscribers that never hang up.
+    shutdown: CancellationToken,
 }
 
 impl ObserveService {
@@ -41,7 +45,13 @@ impl ObserveService {
             log,
             outputs,
             counts: Vec::new(),
+            shutdown: CancellationToken::new(),
         }
+    }
+
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 
     pub fn with_counts(mut self, c: Arc<dyn WorkloadCounts>) -> Self {
@@ -94,7 +104,7 @@ impl Observe for ObserveService {
         _req: Request<GetAuraeDaemonLogStreamRequest>,
     ) -> Result<Response<Self::GetAuraeDaemonLogStreamStream>, Status> {
         let mut rx = self.log.subscribe();
-        let stream = async_stream(move |tx| async move {
+        let stream = async_stream(self.shutdown.clone(), move |tx| async move {
             loop {
                 let item = match rx.recv().await {
                     Ok(r) => LogItem {
@@ -142,7 +152,7 @@ impl Observe for ObserveService {
         })?;
         let sub = output.channel(channel).subscribe();
         let name = channel.as_str();
-        let stream = async_stream(move |tx| async move {
+        let stream = async_stream(self.shutdown.clone(), move |tx| async move {
             for l in sub.backlog {
                 let item = LogItem {
                     channel: name.to_string(),
@@ -174,13 +184,19 @@ impl Observe for ObserveService {
 }
 
 /// Runs `producer` in its own task, feeding a small channel the response streams from;
-/// the task stops as soon as the client goes away (send fails).
-fn async_stream<F, Fut>(producer: F) -> LogStream
+/// the task stops as soon as the client goes away (send fails) or the daemon shuts down.
+fn async_stream<F, Fut>(shutdown: CancellationToken, producer: F) -> LogStream
 where
     F: FnOnce(tokio::sync::mpsc::Sender<Result<LogItem, Status>>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(producer(tx));
+    let producer = producer(tx);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = producer => {}
+            _ = shutdown.cancelled() => {}
+        }
+    });
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }

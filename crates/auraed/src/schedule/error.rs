@@ -42,7 +42,7 @@ pub enum ScheduleError {
         path: PathBuf,
         what: &'static str,
         #[source]
-        source: redb::Error,
+        source: Box<redb::Error>,
     },
     #[error("creating the schedule state directory {}: {source}", path.display())]
     StateDir {

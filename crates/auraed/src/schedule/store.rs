@@ -70,7 +70,7 @@ impl Store {
                     return Err(ScheduleError::Store {
                         path,
                         what: "opening (is another auraed using this --state-dir?)",
-                        source: e.into(),
+                        source: Box::new(e.into()),
                     })
                 }
             }
@@ -90,7 +90,7 @@ impl Store {
         let err = |e: redb::Error| ScheduleError::Store {
             path: self.path.clone(),
             what: "reading",
-            source: e,
+            source: Box::new(e),
         };
         let txn = self.db.begin_read().map_err(|e| err(e.into()))?;
         let table = txn.open_table(EXECUTABLES).map_err(|e| err(e.into()))?;
@@ -147,7 +147,7 @@ impl Store {
         run().map_err(|source| ScheduleError::Store {
             path: self.path.clone(),
             what,
-            source,
+            source: Box::new(source),
         })
     }
 }
@@ -189,7 +189,8 @@ mod tests {
     fn a_second_open_of_the_same_file_is_refused_with_a_hint() {
         let dir = tempfile::tempdir().expect("tempdir");
         let _first = Store::open(dir.path()).expect("open");
-        let err = Store::open_waiting(dir.path(), Duration::from_millis(100)).expect_err("second open");
+        let err =
+            Store::open_waiting(dir.path(), Duration::from_millis(100)).expect_err("second open");
         assert!(err.to_string().contains("another auraed"), "{err}");
     }
 

@@ -28,7 +28,7 @@ pub fn bind_unix(
             .map_err(err("creating the directory of"))?;
     }
     if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        if answers_steadily(path) {
             return Err(ServerError::SocketInUse {
                 path: path.display().to_string(),
             });
@@ -49,4 +49,21 @@ pub fn bind_unix(
             .map_err(err("setting the mode of"))?;
     }
     Ok(listener)
+}
+
+/// Whether a daemon listens on `path`. A child forked by a daemon that just
+/// crashed holds the listening socket until it execs, so connections are
+/// queued for a moment even though nobody will ever accept them: only a
+/// socket that keeps accepting connections for a while counts as live.
+fn answers_steadily(path: &Path) -> bool {
+    const PROBES: u32 = 10;
+    for i in 0..PROBES {
+        if std::os::unix::net::UnixStream::connect(path).is_err() {
+            return false;
+        }
+        if i + 1 < PROBES {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    true
 }

@@ -200,7 +200,11 @@ pub fn plain_log(d: &TestDaemon) -> String {
 pub async fn socket_released(d: &TestDaemon) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::os::unix::net::UnixStream::connect(&d.socket).is_ok() {
-        assert!(std::time::Instant::now() < deadline, "something still listens on {}", d.socket.display());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "something still listens on {}",
+            d.socket.display()
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }

@@ -1,21 +1,21 @@
 //! Wiring: builds every subsystem from the configuration, serves them, and
 //! stops them in order at shutdown.
 
+mod routes;
+
 use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aurae_proto::observe::observe_server::ObserveServer;
-use aurae_proto::runtime::core_server::CoreServer;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
 
 use crate::cgroups::{self, CgroupError, CgroupPath};
 use crate::config::DaemonConfig;
 use crate::executables::{CoreService, Executables};
 use crate::observe::{DaemonLog, ObserveService, ProcessOutputs};
 use crate::process::Processes;
+use crate::schedule::{Schedule, ScheduleError};
 use crate::server::{self, Listeners, Policy, ServerError};
 
 #[derive(Debug, Error)]
@@ -33,6 +33,10 @@ pub enum DaemonError {
     UnknownGroup(String),
     #[error("--stop-grace must be a number of seconds from 0 to 3600, not {0}")]
     BadGrace(f64),
+    #[error("schedule: {0}")]
+    Schedule(#[from] ScheduleError),
+    #[error("building the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
     #[error("bootstrapping the PKI: {0}")]
     Pki(#[from] crate::pki::PkiError),
 }
@@ -91,14 +95,25 @@ pub async fn run(
     let executables = Arc::new(Executables::new(processes.clone(), root.join("exec")?));
     executables.clean_leftovers();
 
+    let schedule = Schedule::open(&config.state_dir, processes.clone(), root.join("schedule")?)?;
+    // Before serving, so that a restarted daemon answers with its units running.
+    schedule.start().await;
+
     let name = config.name.clone().unwrap_or_else(|| {
         nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "auraed".into())
     });
-    let observe = ObserveService::new(name.clone(), log, outputs);
-    let routes = routes(observe, CoreService::new(executables.clone())).await;
+    let observe = ObserveService::new(name.clone(), log, outputs)
+        .with_shutdown(shutdown.clone())
+        .with_counts(schedule.clone());
+    let routes = routes::build(routes::Services {
+        observe,
+        core: CoreService::new(executables.clone()),
+        schedule: schedule.services(),
+    })
+    .await?;
 
     tracing::info!(
         instance = %name,
@@ -114,9 +129,10 @@ pub async fn run(
         r = &mut served => r,
         _ = shutdown.cancelled() => {
             tracing::info!("shutting down: stopping workloads");
+            // Supervisors first, so none restarts what the process layer stops.
+            schedule.shutdown().await;
             processes.shutdown();
-            // Open log streams would hold the server forever: give in-flight calls
-            // time to finish once their workloads are stopped, then go.
+            // In-flight calls end once their workloads are stopped; bound the wait anyway.
             let bound = processes.grace() + Duration::from_secs(5);
             match tokio::time::timeout(bound, &mut served).await {
                 Ok(r) => r,
@@ -127,6 +143,7 @@ pub async fn run(
             }
         }
     };
+    schedule.shutdown().await;
     processes.shutdown();
     result?;
     tracing::info!("auraed stopped");
@@ -144,28 +161,4 @@ fn load_policy(config: &DaemonConfig) -> Result<Policy, DaemonError> {
     let policy = Policy::load(&config.authz_policy).map_err(ServerError::from)?;
     tracing::info!(policy = %config.authz_policy.display(), "authorization policy loaded");
     Ok(policy)
-}
-
-async fn routes(observe: ObserveService, core: CoreService) -> Routes {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<ObserveServer<ObserveService>>().await;
-    health.set_serving::<CoreServer<CoreService>>().await;
-    let mut builder = Routes::builder();
-    builder
-        .add_service(health_service)
-        .add_service(ObserveServer::new(observe))
-        .add_service(CoreServer::new(core));
-    if let Ok(r) = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(aurae_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-    {
-        builder.add_service(r);
-    }
-    if let Ok(r) = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(aurae_proto::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-    {
-        builder.add_service(r);
-    }
-    builder.routes()
 }

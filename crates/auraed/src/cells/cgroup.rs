@@ -1,0 +1,317 @@
+//! The cell's cgroups: `<parent>/<cell>` for the cell and
+//! `<parent>/<cell>/<container>` per container, made through the daemon's
+//! [`CgroupDriver`] (which enables the v2 controllers on the way down) and
+//! handed to libcontainer as `linux.cgroupsPath`.
+//!
+//! Under cgroup v1, libcontainer creates each container's cgroup in every
+//! mounted hierarchy (cpuset, devices, blkio, ...), not only in those the
+//! driver uses, so removal also sweeps the cell's directory out of every
+//! hierarchy under the mount root.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::error::CellError;
+use crate::cgroups::{CgroupDriver, CgroupError, CgroupPath, CgroupVersion};
+
+/// How long removal retries `rmdir` while exiting processes leave a cgroup.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub(crate) struct CellCgroups {
+    driver: Arc<dyn CgroupDriver>,
+    /// Where the cgroup filesystems are mounted (normally /sys/fs/cgroup).
+    mount_root: PathBuf,
+    /// Parent of every cell cgroup, e.g. `aurae/cells`.
+    parent: CgroupPath,
+}
+
+fn cgroup_error(path: &CgroupPath) -> impl FnOnce(CgroupError) -> CellError + '_ {
+    move |source| CellError::Cgroup {
+        path: path.to_string(),
+        source,
+    }
+}
+
+impl CellCgroups {
+    pub fn new(driver: Arc<dyn CgroupDriver>, mount_root: &Path, parent: CgroupPath) -> Self {
+        Self {
+            driver,
+            mount_root: mount_root.to_path_buf(),
+            parent,
+        }
+    }
+
+    pub fn version(&self) -> CgroupVersion {
+        self.driver.version()
+    }
+
+    pub fn cell(&self, cell: &str) -> Result<CgroupPath, CellError> {
+        self.parent.join(cell).map_err(cgroup_error(&self.parent))
+    }
+
+    pub fn container(&self, cell: &str, container: &str) -> Result<CgroupPath, CellError> {
+        let cell = self.cell(cell)?;
+        cell.join(container).map_err(cgroup_error(&cell))
+    }
+
+    /// `linux.cgroupsPath` of a cgroup: absolute from the mount root.
+    pub fn spec_path(path: &CgroupPath) -> String {
+        format!("/{path}")
+    }
+
+    /// Creates the cell's cgroup and one child per container.
+    pub fn create(&self, cell: &str, containers: &[String]) -> Result<(), CellError> {
+        let top = self.cell(cell)?;
+        self.driver.create(&top).map_err(cgroup_error(&top))?;
+        for c in containers {
+            let path = self.container(cell, c)?;
+            self.driver.create(&path).map_err(cgroup_error(&path))?;
+        }
+        Ok(())
+    }
+
+    /// Every pid in the cell's cgroups.
+    #[cfg(test)]
+    pub fn pids(&self, cell: &str) -> Result<Vec<i32>, CellError> {
+        let top = self.cell(cell)?;
+        self.driver.pids(&top).map_err(cgroup_error(&top))
+    }
+
+    /// Sends `signal` to every process of the cell; returns how many.
+    pub fn signal(&self, cell: &str, signal: Signal) -> Result<usize, CellError> {
+        let top = self.cell(cell)?;
+        self.driver.signal_all(&top, signal).map_err(cgroup_error(&top))
+    }
+
+    /// SIGKILL to every process of the cell until none is left.
+    pub fn kill(&self, cell: &str) -> Result<(), CellError> {
+        let top = self.cell(cell)?;
+        self.driver.kill_all(&top).map_err(cgroup_error(&top))
+    }
+
+    /// SIGKILL to every process of one container until none is left.
+    pub fn kill_container(&self, cell: &str, container: &str) -> Result<(), CellError> {
+        let path = self.container(cell, container)?;
+        self.driver.kill_all(&path).map_err(cgroup_error(&path))
+    }
+
+    /// Removes the cell's cgroups from every hierarchy; missing ones are fine.
+    pub fn remove(&self, cell: &str) -> Result<(), CellError> {
+        let top = self.cell(cell)?;
+        let driven = self.driver.remove(&top).map_err(cgroup_error(&top));
+        if self.version() == CgroupVersion::V1 {
+            for hierarchy in self.v1_hierarchies() {
+                let dir = hierarchy.join(top.as_str());
+                remove_tree(&dir, REMOVE_TIMEOUT).map_err(|source| {
+                    CellError::io("removing the cgroup", dir.clone(), source)
+                })?;
+            }
+        }
+        driven
+    }
+
+    /// Names of the cells that have a cgroup (in any hierarchy).
+    pub fn cells(&self) -> Vec<String> {
+        let mut names = self.driver.children(&self.parent).unwrap_or_default();
+        if self.version() == CgroupVersion::V1 {
+            for hierarchy in self.v1_hierarchies() {
+                names.extend(dir_names(&hierarchy.join(self.parent.as_str())));
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Every v1 hierarchy mounted under the mount root (real directories:
+    /// co-mount symlinks such as `cpu -> cpu,cpuacct` would repeat one).
+    fn v1_hierarchies(&self) -> Vec<PathBuf> {
+        let Ok(entries) = fs::read_dir(&self.mount_root) else {
+            return Vec::new();
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect();
+        dirs.sort();
+        dirs
+    }
+}
+
+/// Sorted names of the subdirectories of `dir` (none if it is missing).
+fn dir_names(dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// rmdir `dir` and every directory below it, deepest first; EBUSY is retried
+/// until `timeout`. A cgroup's own interface files do not block rmdir.
+fn remove_tree(dir: &Path, timeout: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match remove_tree_once(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn remove_tree_once(dir: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    for name in dir_names(dir) {
+        remove_tree_once(&dir.join(name))?;
+    }
+    match fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroups::signal::NixSignaller;
+    use crate::cgroups::v1::V1Driver;
+    use crate::cgroups::v2::V2Driver;
+    use tempfile::TempDir;
+
+    fn parent() -> CgroupPath {
+        CgroupPath::new("aurae/cells").expect("valid")
+    }
+
+    fn write(root: &Path, rel: &str, content: &str) {
+        let file = root.join(rel);
+        fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        fs::write(file, content).expect("write");
+    }
+
+    fn read(root: &Path, rel: &str) -> String {
+        fs::read_to_string(root.join(rel)).expect("read")
+    }
+
+    /// A v2 root as the kernel shows it: controllers offered, none enabled.
+    fn v2_fixture() -> (TempDir, CellCgroups) {
+        let root = TempDir::new().expect("tempdir");
+        let r = root.path();
+        write(r, "cgroup.controllers", "cpuset cpu io memory pids\n");
+        write(r, "cgroup.subtree_control", "");
+        write(r, "aurae/cgroup.controllers", "cpu io memory pids\n");
+        write(r, "aurae/cgroup.subtree_control", "");
+        write(r, "aurae/cells/cgroup.controllers", "cpu memory pids\n");
+        write(r, "aurae/cells/cgroup.subtree_control", "");
+        let driver: Arc<dyn CgroupDriver> = Arc::new(V2Driver::new(r, Arc::new(NixSignaller)));
+        let cells = CellCgroups::new(driver, r, parent());
+        (root, cells)
+    }
+
+    #[test]
+    fn paths_nest_containers_under_their_cell() {
+        let (_root, cg) = v2_fixture();
+        assert_eq!(cg.cell("web").expect("cell").as_str(), "aurae/cells/web");
+        let c = cg.container("web", "server").expect("container");
+        assert_eq!(c.as_str(), "aurae/cells/web/server");
+        assert_eq!(CellCgroups::spec_path(&c), "/aurae/cells/web/server");
+        assert!(cg.container("web", "a/b").is_err());
+    }
+
+    #[test]
+    fn v2_create_enables_controllers_down_to_each_container() {
+        let (root, cg) = v2_fixture();
+        let r = root.path();
+        // The kernel would create these files on mkdir; the fixture has to.
+        write(r, "aurae/cells/web/cgroup.controllers", "cpu memory pids\n");
+        write(r, "aurae/cells/web/cgroup.subtree_control", "");
+        cg.create("web", &["server".into(), "client".into()])
+            .expect("create");
+        assert!(r.join("aurae/cells/web/server").is_dir());
+        assert!(r.join("aurae/cells/web/client").is_dir());
+        assert_eq!(read(r, "cgroup.subtree_control"), "+cpu +memory +pids +io");
+        assert_eq!(read(r, "aurae/cells/cgroup.subtree_control"), "+cpu +memory +pids");
+        assert_eq!(
+            read(r, "aurae/cells/web/cgroup.subtree_control"),
+            "+cpu +memory +pids",
+            "the cell offers its controllers to its containers"
+        );
+        assert!(
+            !r.join("aurae/cells/web/server/cgroup.subtree_control").exists(),
+            "containers are leaves"
+        );
+    }
+
+    #[test]
+    fn v2_pids_cover_every_container_and_remove_takes_the_whole_cell() {
+        let (root, cg) = v2_fixture();
+        let r = root.path();
+        write(r, "aurae/cells/web/server/cgroup.procs", "12\n");
+        write(r, "aurae/cells/web/client/cgroup.procs", "7\n13\n");
+        write(r, "aurae/cells/other/x/cgroup.procs", "99\n");
+        assert_eq!(cg.pids("web").expect("pids"), [7, 12, 13]);
+        assert_eq!(cg.cells(), ["other", "web"]);
+        // Bare directories, as rmdir sees real cgroups.
+        for f in ["server", "client"] {
+            fs::remove_file(r.join(format!("aurae/cells/web/{f}/cgroup.procs"))).expect("rm");
+        }
+        cg.remove("web").expect("remove");
+        assert!(!r.join("aurae/cells/web").exists());
+        assert!(r.join("aurae/cells/other").exists(), "other cells untouched");
+        cg.remove("web").expect("removing a missing cell is fine");
+        assert_eq!(cg.cells(), ["other"]);
+    }
+
+    #[test]
+    fn v1_remove_sweeps_hierarchies_the_driver_does_not_use() {
+        let root = TempDir::new().expect("tempdir");
+        let r = root.path();
+        // The driver uses pids and memory; libcontainer also wrote cpuset and devices.
+        for h in ["pids", "memory", "cpuset", "devices"] {
+            fs::create_dir_all(r.join(h).join("aurae/cells/web/server")).expect("mkdir");
+        }
+        fs::create_dir_all(r.join("devices/aurae/cells/stale/x")).expect("mkdir");
+        std::os::unix::fs::symlink(r.join("cpuset"), r.join("cpuset-alias")).expect("symlink");
+        let driver: Arc<dyn CgroupDriver> =
+            Arc::new(V1Driver::detect(r, Arc::new(NixSignaller)).expect("v1"));
+        let cg = CellCgroups::new(driver, r, parent());
+        assert_eq!(cg.version(), CgroupVersion::V1);
+        assert_eq!(cg.cells(), ["stale", "web"], "leftovers seen in any hierarchy");
+        cg.remove("web").expect("remove");
+        for h in ["pids", "memory", "cpuset", "devices"] {
+            assert!(!r.join(h).join("aurae/cells/web").exists(), "{h}");
+            assert!(r.join(h).join("aurae/cells").exists(), "{h}: parent kept");
+        }
+        assert!(r.join("devices/aurae/cells/stale/x").exists());
+    }
+
+    #[test]
+    fn remove_tree_refuses_a_non_empty_directory_and_ignores_missing_ones() {
+        let root = TempDir::new().expect("tempdir");
+        let dir = root.path().join("a/b");
+        fs::create_dir_all(&dir).expect("mkdir");
+        fs::write(dir.join("stray"), "").expect("write");
+        assert!(remove_tree(&root.path().join("a"), Duration::from_millis(10)).is_err());
+        remove_tree(&root.path().join("missing"), Duration::from_millis(10)).expect("missing");
+    }
+}

@@ -1,0 +1,370 @@
+//! [`Cells`]: the registry of running cells and the entry points of the
+//! subsystem (run, list, stop, clean-up of leftovers, shutdown).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use aurae_proto::cells::RunningCell;
+use aurae_proto::meta::{AuraeMeta, ProcessMeta, Status as MetaStatus};
+use aurae_proto::runtime::{Cell, CellStatus, ContainerStatus};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::cgroup::CellCgroups;
+use super::error::CellError;
+use super::image::{ImageSource, PulledImage};
+use super::lifecycle;
+use super::request::{self, CellRequest};
+use crate::cgroups::{CgroupDriver, CgroupPath, HOST_MOUNT_ROOT};
+use crate::observe::ProcessOutputs;
+
+/// How long `shutdown` waits for cells beyond their grace period.
+const SHUTDOWN_SLACK: Duration = Duration::from_secs(10);
+
+/// The cells subsystem. Cheap to clone; every clone is the same registry.
+#[derive(Clone)]
+pub struct Cells {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub images: Arc<dyn ImageSource>,
+    pub cgroups: CellCgroups,
+    pub outputs: Arc<ProcessOutputs>,
+    /// `<runtime_dir>/cells`: one directory per cell.
+    pub dir: PathBuf,
+    /// From SIGTERM to SIGKILL when a cell is stopped.
+    pub grace: Duration,
+    shutdown: CancellationToken,
+    running: Mutex<HashMap<String, Arc<Entry>>>,
+}
+
+/// Where a running cell is in its life, for List.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Pulling,
+    Starting,
+    Running,
+    Stopping,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pulling => "pulling images",
+            Phase::Starting => "starting",
+            Phase::Running => "running",
+            Phase::Stopping => "stopping",
+        }
+    }
+}
+
+/// One container as List shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct ContainerView {
+    pub name: String,
+    pub pid: Option<i32>,
+    pub status: MetaStatus,
+    pub message: String,
+}
+
+impl ContainerView {
+    pub fn to_status(&self) -> ContainerStatus {
+        ContainerStatus {
+            meta: Some(AuraeMeta {
+                name: self.name.clone(),
+                message: self.message.clone(),
+            }),
+            proc: self.pid.map(|pid| ProcessMeta { pid }),
+            status: self.status as i32,
+        }
+    }
+}
+
+/// A cell from the moment its name is taken until its teardown is done.
+pub(crate) struct Entry {
+    pub name: String,
+    /// Cancelled to stop the cell (Stop, a dropped call, shutdown).
+    pub stop: CancellationToken,
+    view: Mutex<(Phase, Vec<ContainerView>)>,
+    done: watch::Sender<bool>,
+}
+
+impl Entry {
+    fn lock(&self) -> MutexGuard<'_, (Phase, Vec<ContainerView>)> {
+        self.view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_phase(&self, phase: Phase) {
+        self.lock().0 = phase;
+    }
+
+    /// Updates container `index` as List shows it.
+    pub fn update(&self, index: usize, f: impl FnOnce(&mut ContainerView)) {
+        if let Some(view) = self.lock().1.get_mut(index) {
+            f(view);
+        }
+    }
+
+    fn snapshot(&self) -> RunningCell {
+        let view = self.lock();
+        RunningCell {
+            meta: Some(AuraeMeta {
+                name: self.name.clone(),
+                message: view.0.as_str().to_string(),
+            }),
+            containers: view.1.iter().map(ContainerView::to_status).collect(),
+        }
+    }
+}
+
+/// Holds a cell's name in the registry; dropping it releases the name and
+/// tells `stop` and `shutdown` that the cell is gone.
+pub(crate) struct Reservation {
+    inner: Arc<Inner>,
+    pub entry: Arc<Entry>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut running = self.inner.lock_running();
+        if running
+            .get(&self.entry.name)
+            .is_some_and(|e| Arc::ptr_eq(e, &self.entry))
+        {
+            running.remove(&self.entry.name);
+        }
+        drop(running);
+        self.entry.done.send_replace(true);
+    }
+}
+
+impl Inner {
+    fn lock_running(&self) -> MutexGuard<'_, HashMap<String, Arc<Entry>>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes `req.name` for this call, or says why not.
+    fn reserve(self: &Arc<Self>, req: &CellRequest) -> Result<Reservation, CellError> {
+        if self.shutdown.is_cancelled() {
+            return Err(CellError::ShuttingDown);
+        }
+        let mut running = self.lock_running();
+        if running.contains_key(&req.name) {
+            return Err(CellError::AlreadyRunning {
+                cell: req.name.clone(),
+            });
+        }
+        let views = req
+            .containers
+            .iter()
+            .map(|c| ContainerView {
+                name: c.name.clone(),
+                pid: None,
+                status: MetaStatus::Standby,
+                message: format!("image {}", c.image),
+            })
+            .collect();
+        let entry = Arc::new(Entry {
+            name: req.name.clone(),
+            stop: self.shutdown.child_token(),
+            view: Mutex::new((Phase::Pulling, views)),
+            done: watch::channel(false).0,
+        });
+        running.insert(req.name.clone(), entry.clone());
+        Ok(Reservation {
+            inner: self.clone(),
+            entry,
+        })
+    }
+
+    /// The directory of cell `name`.
+    pub fn cell_dir(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Pulls every image of the cell, all at once; the first failure wins.
+    async fn pull_all(&self, req: &CellRequest) -> Result<Vec<PulledImage>, CellError> {
+        let pulls = req.containers.iter().map(|c| async move {
+            self.images
+                .pull(&c.image)
+                .await
+                .map_err(|status| CellError::Image {
+                    container: c.name.clone(),
+                    image: c.image.clone(),
+                    status,
+                })
+        });
+        futures::future::try_join_all(pulls).await
+    }
+
+    /// Kills, unmounts and removes every trace of cell `name` that is on
+    /// disk or in the cgroup tree. Blocking; safe on a missing cell.
+    pub fn reclaim(&self, name: &str) -> Result<(), CellError> {
+        if let Err(e) = self.cgroups.kill(name) {
+            tracing::warn!(cell = name, error = %crate::cgroups::chain(&e), "killing a cell's processes");
+        }
+        let dir = self.cell_dir(name);
+        super::mounts::unmount_under(&dir)
+            .map_err(|e| CellError::io("unmounting everything under", &dir, e))?;
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CellError::io("removing", &dir, e)),
+        }
+        self.cgroups.remove(name)
+    }
+}
+
+impl Cells {
+    /// The cells runtime over the daemon's image store: see [`Cells::with_image_source`].
+    pub fn new(
+        images: Arc<crate::images::ImageStore>,
+        cgroups: Arc<dyn CgroupDriver>,
+        outputs: Arc<ProcessOutputs>,
+        cgroup_parent: CgroupPath,
+        runtime_dir: &Path,
+        grace: Duration,
+    ) -> Self {
+        Self::with_image_source(images, cgroups, outputs, cgroup_parent, runtime_dir, grace)
+    }
+
+    /// The cells runtime with its images from `images`.
+    ///
+    /// Cells get the cgroups `<cgroup_parent>/<cell>/<container>` and the
+    /// directories `<runtime_dir>/cells/<cell>`; `grace` is the time between
+    /// SIGTERM and SIGKILL when a cell is stopped.
+    pub fn with_image_source(
+        images: Arc<dyn ImageSource>,
+        cgroups: Arc<dyn CgroupDriver>,
+        outputs: Arc<ProcessOutputs>,
+        cgroup_parent: CgroupPath,
+        runtime_dir: &Path,
+        grace: Duration,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                images,
+                cgroups: CellCgroups::new(cgroups, Path::new(HOST_MOUNT_ROOT), cgroup_parent),
+                outputs,
+                dir: runtime_dir.join("cells"),
+                grace,
+                shutdown: CancellationToken::new(),
+                running: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Runs `cell` to its end: every container has exited and every trace
+    /// of the cell is gone. Dropping the future (a client cancel or
+    /// deadline) stops the cell (SIGTERM, the grace period, SIGKILL) and
+    /// still removes everything, in the background.
+    pub async fn run(&self, cell: Cell) -> Result<CellStatus, tonic::Status> {
+        let req = request::validate(&cell)?;
+        let reservation = self.inner.reserve(&req)?;
+        let entry = reservation.entry.clone();
+        // From here on, a dropped call stops the cell.
+        let _stop_on_drop = entry.stop.clone().drop_guard();
+        let pulled = tokio::select! {
+            pulled = self.inner.pull_all(&req) => pulled?,
+            _ = entry.stop.cancelled() => {
+                return Err(CellError::StoppedBeforeStart { cell: req.name }.into());
+            }
+        };
+        lifecycle::check_runnable(&req, &pulled)?;
+        tracing::debug!(cell = %req.name, images = ?pulled.iter().map(|p| &p.digest).collect::<Vec<_>>(), "images pulled");
+        // A task of its own: teardown runs to its end even if this future is dropped.
+        let task = tokio::spawn(lifecycle::run(
+            self.inner.clone(),
+            reservation,
+            req,
+            pulled,
+        ));
+        match task.await {
+            Ok(result) => result.map_err(Into::into),
+            Err(e) => Err(CellError::Task(e.to_string()).into()),
+        }
+    }
+
+    /// The running cells with their containers, sorted by name.
+    pub fn list(&self) -> Vec<RunningCell> {
+        let entries: Vec<Arc<Entry>> = self.inner.lock_running().values().cloned().collect();
+        let mut cells: Vec<RunningCell> = entries.iter().map(|e| e.snapshot()).collect();
+        cells.sort_by(|a, b| {
+            let name = |c: &RunningCell| c.meta.as_ref().map(|m| m.name.clone());
+            name(a).cmp(&name(b))
+        });
+        cells
+    }
+
+    /// How many cells are running (for status summaries).
+    pub fn running(&self) -> usize {
+        self.inner.lock_running().len()
+    }
+
+    /// Stops cell `name` and returns once it is torn down; its RunCell call
+    /// then returns the containers' statuses.
+    pub async fn stop(&self, name: &str) -> Result<AuraeMeta, tonic::Status> {
+        let entry = self.inner.lock_running().get(name).cloned();
+        let Some(entry) = entry else {
+            return Err(CellError::NotFound {
+                cell: name.to_string(),
+            }
+            .into());
+        };
+        tracing::info!(cell = name, "stopping cell on request");
+        entry.stop.cancel();
+        let mut done = entry.done.subscribe();
+        let _ = done.wait_for(|d| *d).await;
+        Ok(AuraeMeta {
+            name: name.to_string(),
+            message: "stopped".to_string(),
+        })
+    }
+
+    /// Removes what a previous daemon left behind: the cgroups of cells it
+    /// ran (their processes killed), the mounts and directories under
+    /// `<runtime_dir>/cells`, libcontainer's state with them. Blocking: call
+    /// at startup, before serving.
+    pub fn clean_leftovers(&self) {
+        let mut names = self.inner.cgroups.cells();
+        if let Ok(entries) = std::fs::read_dir(&self.inner.dir) {
+            names.extend(entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()));
+        }
+        names.sort();
+        names.dedup();
+        let running: Vec<String> = self.inner.lock_running().keys().cloned().collect();
+        for name in names.into_iter().filter(|n| !running.contains(n)) {
+            // Names come from directories we made; still, never join a bad one onto a path.
+            if crate::validation::validate_name("cell", &name).is_err() {
+                tracing::warn!(entry = %name, dir = %self.inner.dir.display(), "ignoring an unexpected entry");
+                continue;
+            }
+            tracing::info!(cell = %name, "removing a cell left by a previous daemon");
+            if let Err(e) = self.inner.reclaim(&name) {
+                tracing::warn!(cell = %name, error = %crate::cgroups::chain(&e), "could not remove a leftover cell");
+            }
+        }
+    }
+
+    /// Stops every cell and waits (bounded) until they are torn down.
+    /// New RunCell calls are refused from now on.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let entries: Vec<Arc<Entry>> = self.inner.lock_running().values().cloned().collect();
+        let all = futures::future::join_all(entries.iter().map(|e| {
+            let mut done = e.done.subscribe();
+            async move {
+                let _ = done.wait_for(|d| *d).await;
+            }
+        }));
+        if tokio::time::timeout(self.inner.grace + SHUTDOWN_SLACK, all)
+            .await
+            .is_err()
+        {
+            tracing::warn!("some cells were not torn down in time");
+        }
+    }
+}

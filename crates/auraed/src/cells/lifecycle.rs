@@ -1,0 +1,596 @@
+//! One cell from its pulled images to its final status: set up (directory,
+//! sandbox namespaces, cgroups, one bundle per container), create and start
+//! every container, wait for all of them (or stop them), tear down.
+//!
+//! Teardown always runs, in the order that lets each step succeed: kill
+//! every process of the cell, reap the init processes, drain their output,
+//! unmount the root filesystems and everything else under the cell's
+//! directory, remove the directory (libcontainer's state with it) and the
+//! cgroups. If the task panics, `Drop` still does the blocking part.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aurae_proto::meta::{AuraeMeta, Status as MetaStatus};
+use aurae_proto::runtime::CellStatus;
+use libcontainer::container::Container;
+use nix::sys::signal::Signal;
+use tokio::task::JoinHandle;
+
+use super::cgroup::CellCgroups;
+use super::core::{Inner, Phase, Reservation};
+use super::error::CellError;
+use super::image::{MountedRootfs, PulledImage};
+use super::output::{pump, OutputPipes};
+use super::request::CellRequest;
+use super::wait::ChildExit;
+use super::{mounts, runtime, sandbox, spec, user};
+use crate::cgroups::chain;
+use crate::observe::output::ProcessOutput;
+use crate::observe::Channel;
+use crate::process::ExitKind;
+
+/// How long to wait for a container's output pipes once its processes are gone.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for an init process killed in teardown to be reaped.
+const REAP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Refuses, before anything is created, images that have nothing to run.
+pub(crate) fn check_runnable(req: &CellRequest, pulled: &[PulledImage]) -> Result<(), CellError> {
+    for (c, image) in req.containers.iter().zip(pulled) {
+        if spec::args(&image.config).is_empty() {
+            return Err(CellError::NothingToRun {
+                container: c.name.clone(),
+                image: c.image.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// How a container ended, or why it never ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Exited(ExitKind),
+    Failed(String),
+    NotStarted(String),
+}
+
+struct ContainerRun {
+    name: String,
+    image: PulledImage,
+    /// The bundle: config.json and the root filesystem.
+    dir: PathBuf,
+    rootfs: Option<Box<dyn MountedRootfs>>,
+    /// libcontainer's handle between create and start.
+    container: Option<Container>,
+    pid: Option<i32>,
+    exit: Option<Arc<ChildExit>>,
+    output: Option<Arc<ProcessOutput>>,
+    pumps: Vec<JoinHandle<()>>,
+    outcome: Option<Outcome>,
+}
+
+impl ContainerRun {
+    fn status(&self) -> (MetaStatus, String) {
+        match &self.outcome {
+            Some(Outcome::Exited(exit)) => (MetaStatus::Complete, exit.describe()),
+            Some(Outcome::Failed(why)) => (MetaStatus::Error, format!("could not start: {why}")),
+            Some(Outcome::NotStarted(why)) => (MetaStatus::Error, format!("not started: {why}")),
+            None => (MetaStatus::Unknown, "no result".to_string()),
+        }
+    }
+}
+
+/// Everything one cell holds, for its own teardown.
+struct CellRun {
+    inner: Arc<Inner>,
+    reservation: Reservation,
+    name: String,
+    dir: PathBuf,
+    containers: Vec<ContainerRun>,
+    torn_down: bool,
+}
+
+/// The cell task: runs the cell and always tears it down.
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    reservation: Reservation,
+    req: CellRequest,
+    pulled: Vec<PulledImage>,
+) -> Result<CellStatus, CellError> {
+    let dir = inner.cell_dir(&req.name);
+    let containers = req
+        .containers
+        .iter()
+        .zip(pulled)
+        .map(|(c, image)| ContainerRun {
+            name: c.name.clone(),
+            image,
+            dir: dir.join("containers").join(&c.name),
+            rootfs: None,
+            container: None,
+            pid: None,
+            exit: None,
+            output: None,
+            pumps: Vec::new(),
+            outcome: None,
+        })
+        .collect();
+    let mut cell = CellRun {
+        inner,
+        reservation,
+        name: req.name,
+        dir,
+        containers,
+        torn_down: false,
+    };
+    let result = cell.run().await;
+    cell.teardown().await;
+    result
+}
+
+impl CellRun {
+    fn cgroups(&self) -> &CellCgroups {
+        &self.inner.cgroups
+    }
+
+    fn stopping(&self) -> bool {
+        self.reservation.entry.stop.is_cancelled()
+    }
+
+    async fn run(&mut self) -> Result<CellStatus, CellError> {
+        let entry = self.reservation.entry.clone();
+        entry.set_phase(Phase::Starting);
+        let began = Instant::now();
+        self.set_up().await?;
+        let set_up = began.elapsed();
+        if let Some(failed) = self.create_and_start().await {
+            return Ok(self.status(Some(failed), false));
+        }
+        tracing::info!(
+            cell = %self.name,
+            containers = self.containers.len(),
+            setup_ms = ms(set_up),
+            start_ms = ms(began.elapsed() - set_up),
+            "cell started"
+        );
+        if !self.stopping() {
+            entry.set_phase(Phase::Running);
+        }
+        let stopped = self.wait_all().await;
+        Ok(self.status(None, stopped))
+    }
+
+    /// Directory, namespaces, cgroups and bundles. Blocking work, off the runtime.
+    async fn set_up(&mut self) -> Result<(), CellError> {
+        let inner = self.inner.clone();
+        let name = self.name.clone();
+        let dir = self.dir.clone();
+        let mut containers = std::mem::take(&mut self.containers);
+        let (containers, result) = tokio::task::spawn_blocking(move || {
+            let result = set_up_blocking(&inner, &name, &dir, &mut containers);
+            (containers, result)
+        })
+        .await
+        .map_err(|e| CellError::Task(format!("setting the cell up: {e}")))?;
+        self.containers = containers;
+        result
+    }
+
+    /// Creates every container, then starts them all. Returns the failure
+    /// message if one could not be created or started (or the cell was
+    /// stopped meanwhile); the others are then never started.
+    async fn create_and_start(&mut self) -> Option<String> {
+        let entry = self.reservation.entry.clone();
+        for i in 0..self.containers.len() {
+            if self.stopping() {
+                return Some(self.not_started("the cell was stopped before it started"));
+            }
+            let began = Instant::now();
+            let c = &self.containers[i];
+            let (id, bundle, state) = (c.name.clone(), c.dir.clone(), self.dir.join("state"));
+            let created = tokio::task::spawn_blocking(move || runtime::create(&id, &bundle, &state))
+                .await
+                .unwrap_or_else(|e| Err(format!("the create task failed: {e}")));
+            match created.and_then(|(container, pipes)| self.adopt(i, container, pipes)) {
+                Ok(pid) => {
+                    tracing::debug!(cell = %self.name, container = %self.containers[i].name, pid, create_ms = ms(began.elapsed()), "container created");
+                    entry.update(i, |v| {
+                        v.pid = Some(pid);
+                        v.message = "created".to_string();
+                    });
+                }
+                Err(why) => return Some(self.failed(i, why)),
+            }
+        }
+        for i in 0..self.containers.len() {
+            if self.stopping() {
+                return Some(self.not_started("the cell was stopped before it started"));
+            }
+            let began = Instant::now();
+            let Some(mut container) = self.containers[i].container.take() else {
+                continue;
+            };
+            let started = tokio::task::spawn_blocking(move || {
+                runtime::start(&mut container).map(|()| container)
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("the start task failed: {e}")));
+            match started {
+                Ok(container) => {
+                    let c = &mut self.containers[i];
+                    c.container = Some(container);
+                    tracing::info!(cell = %self.name, container = %c.name, pid = ?c.pid, start_ms = ms(began.elapsed()), "container started");
+                    entry.update(i, |v| {
+                        v.status = MetaStatus::Active;
+                        v.message = "running".to_string();
+                    });
+                }
+                Err(why) => return Some(self.failed(i, why)),
+            }
+        }
+        None
+    }
+
+    /// Takes over a created container: its pid, a pidfd, and output pumps
+    /// registered under the pid for GetSubProcessStream.
+    fn adopt(&mut self, i: usize, container: Container, pipes: OutputPipes) -> Result<i32, String> {
+        let pid = container
+            .pid()
+            .map(|p| p.as_raw())
+            .ok_or_else(|| "libcontainer reported no init pid".to_string())?;
+        let c = &mut self.containers[i];
+        c.container = Some(container);
+        c.pid = Some(pid);
+        let output = self.inner.outputs.register(pid);
+        c.pumps = vec![
+            tokio::spawn(pump(pipes.stdout, output.clone(), Channel::Stdout)),
+            tokio::spawn(pump(pipes.stderr, output.clone(), Channel::Stderr)),
+        ];
+        c.output = Some(output);
+        let exit = ChildExit::open(pid).map_err(|e| format!("pidfd_open({pid}): {e}"))?;
+        c.exit = Some(Arc::new(exit));
+        Ok(pid)
+    }
+
+    /// Marks container `i` as failed and every later one as not started.
+    fn failed(&mut self, i: usize, why: String) -> String {
+        let name = self.containers[i].name.clone();
+        tracing::warn!(cell = %self.name, container = %name, error = %why, "container could not start");
+        self.containers[i].outcome = Some(Outcome::Failed(why.clone()));
+        self.reservation.entry.update(i, |v| {
+            v.status = MetaStatus::Error;
+            v.message = format!("could not start: {why}");
+        });
+        let reason = format!("container {name:?} could not start");
+        for c in self.containers.iter_mut().filter(|c| c.outcome.is_none()) {
+            c.outcome = Some(Outcome::NotStarted(reason.clone()));
+        }
+        format!("container {name:?} could not start: {why}")
+    }
+
+    /// Marks every container without an outcome as not started.
+    fn not_started(&mut self, why: &str) -> String {
+        for c in self.containers.iter_mut().filter(|c| c.outcome.is_none()) {
+            c.outcome = Some(Outcome::NotStarted(why.to_string()));
+        }
+        why.to_string()
+    }
+
+    /// Waits for every container to exit. On a stop request: SIGTERM to
+    /// the whole cell, the grace period, then SIGKILL. Returns whether the
+    /// cell was stopped.
+    async fn wait_all(&mut self) -> bool {
+        let entry = self.reservation.entry.clone();
+        let cgroups = self.cgroups().clone();
+        let outputs = self.inner.outputs.clone();
+        let cell = self.name.clone();
+        let waits = self.containers.iter_mut().enumerate().map(|(i, c)| {
+            let exit = c.exit.clone();
+            let pumps = std::mem::take(&mut c.pumps);
+            let output = c.output.take();
+            let (cgroups, outputs, cell, name, entry) = (
+                cgroups.clone(),
+                outputs.clone(),
+                cell.clone(),
+                c.name.clone(),
+                entry.clone(),
+            );
+            async move {
+                let exit = exit?;
+                let kind = match exit.wait().await {
+                    Ok(kind) => kind,
+                    Err(e) => {
+                        tracing::warn!(cell = %cell, container = %name, error = %e, "waiting for a container");
+                        return None;
+                    }
+                };
+                // Its init is gone: so is the rest of its PID namespace; make sure of it.
+                let (cg, cl, nm) = (cgroups.clone(), cell.clone(), name.clone());
+                let _ = tokio::task::spawn_blocking(move || cg.kill_container(&cl, &nm)).await;
+                drain(pumps).await;
+                if let Some(output) = output {
+                    outputs.finished(exit.pid(), &output);
+                }
+                tracing::info!(cell = %cell, container = %name, pid = exit.pid(), exit = %kind.describe(), "container exited");
+                entry.update(i, |v| {
+                    v.status = MetaStatus::Complete;
+                    v.message = kind.describe();
+                });
+                Some((i, kind))
+            }
+        });
+        let all = futures::future::join_all(waits);
+        tokio::pin!(all);
+        let stop = entry.stop.clone();
+        let (results, stopped) = tokio::select! {
+            results = &mut all => (results, false),
+            _ = stop.cancelled() => {
+                entry.set_phase(Phase::Stopping);
+                let cg = cgroups.clone();
+                let name = cell.clone();
+                let term = tokio::task::spawn_blocking(move || cg.signal(&name, Signal::SIGTERM)).await;
+                if let Ok(Err(e)) = term {
+                    tracing::warn!(cell = %cell, error = %chain(&e), "sending SIGTERM to the cell");
+                }
+                let results = match tokio::time::timeout(self.inner.grace, &mut all).await {
+                    Ok(results) => results,
+                    Err(_) => {
+                        tracing::info!(cell = %cell, grace_ms = ms(self.inner.grace), "grace period over: killing the cell");
+                        let cg = cgroups.clone();
+                        let name = cell.clone();
+                        let _ = tokio::task::spawn_blocking(move || cg.kill(&name)).await;
+                        all.await
+                    }
+                };
+                (results, true)
+            }
+        };
+        for (i, kind) in results.into_iter().flatten() {
+            let c = &mut self.containers[i];
+            c.outcome = Some(Outcome::Exited(kind));
+            // Reaped: the pidfd has nothing left to say.
+            c.exit = None;
+        }
+        stopped
+    }
+
+    /// The call's answer, from every container's outcome.
+    fn status(&self, failure: Option<String>, stopped: bool) -> CellStatus {
+        let container_statuses = self
+            .containers
+            .iter()
+            .map(|c| {
+                let (status, message) = c.status();
+                aurae_proto::runtime::ContainerStatus {
+                    meta: Some(AuraeMeta {
+                        name: c.name.clone(),
+                        message,
+                    }),
+                    proc: c.pid.map(|pid| aurae_proto::meta::ProcessMeta { pid }),
+                    status: status as i32,
+                }
+            })
+            .collect();
+        let summary = self
+            .containers
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.status().1))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (status, message) = match failure {
+            Some(why) => (MetaStatus::Error, why),
+            None if stopped => (MetaStatus::Complete, format!("stopped on request: {summary}")),
+            None => (MetaStatus::Complete, summary),
+        };
+        CellStatus {
+            meta: Some(AuraeMeta {
+                name: self.name.clone(),
+                message,
+            }),
+            status: status as i32,
+            container_statuses,
+        }
+    }
+
+    /// Kills what is left, reaps, drains, then removes every trace.
+    async fn teardown(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        let began = Instant::now();
+        let cgroups = self.cgroups().clone();
+        let name = self.name.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || cgroups.kill(&name)).await {
+            tracing::warn!(cell = %self.name, error = %chain(&e), "killing the cell");
+        }
+        for c in &mut self.containers {
+            if let Some(exit) = c.exit.take() {
+                // Normally dead already through its cgroup; the pidfd reaches it anyway.
+                let _ = exit.signal(libc::SIGKILL);
+                match tokio::time::timeout(REAP_TIMEOUT, exit.wait()).await {
+                    Ok(Ok(kind)) => {
+                        // A container stopped before it ran keeps "not started".
+                        c.outcome.get_or_insert(Outcome::Exited(kind));
+                    }
+                    Ok(Err(e)) => tracing::warn!(cell = %self.name, container = %c.name, error = %e, "reaping a container"),
+                    Err(_) => tracing::error!(cell = %self.name, container = %c.name, pid = exit.pid(), "a killed container did not exit"),
+                }
+            }
+            drain(std::mem::take(&mut c.pumps)).await;
+            if let (Some(output), Some(pid)) = (c.output.take(), c.pid) {
+                self.inner.outputs.finished(pid, &output);
+            }
+        }
+        let inner = self.inner.clone();
+        let name = self.name.clone();
+        let dir = self.dir.clone();
+        let mut rootfs: Vec<(String, Box<dyn MountedRootfs>)> = self
+            .containers
+            .iter_mut()
+            .filter_map(|c| c.rootfs.take().map(|r| (c.name.clone(), r)))
+            .collect();
+        let removed = tokio::task::spawn_blocking(move || {
+            remove_blocking(&inner, &name, &dir, &mut rootfs)
+        })
+        .await;
+        match removed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(cell = %self.name, error = %chain(&e), "tearing the cell down; clean_leftovers will retry"),
+            Err(e) => tracing::error!(cell = %self.name, error = %e, "tearing the cell down"),
+        }
+        self.torn_down = true;
+        tracing::debug!(cell = %self.name, teardown_ms = ms(began.elapsed()), "cell torn down");
+    }
+}
+
+impl Drop for CellRun {
+    /// Only reached without a teardown when the task panicked: do the
+    /// blocking part so nothing stays mounted, running or in the cgroup tree.
+    fn drop(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        tracing::error!(cell = %self.name, "cell task ended without its teardown: cleaning up");
+        for c in &mut self.containers {
+            if let (Some(output), Some(pid)) = (c.output.take(), c.pid) {
+                self.inner.outputs.finished(pid, &output);
+            }
+        }
+        let mut rootfs: Vec<(String, Box<dyn MountedRootfs>)> = self
+            .containers
+            .iter_mut()
+            .filter_map(|c| c.rootfs.take().map(|r| (c.name.clone(), r)))
+            .collect();
+        let _ = self.inner.cgroups.kill(&self.name);
+        if let Err(e) = remove_blocking(&self.inner, &self.name, &self.dir, &mut rootfs) {
+            tracing::error!(cell = %self.name, error = %chain(&e), "tearing the cell down");
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Waits for output pumps to reach EOF, abandoning them after [`DRAIN_TIMEOUT`]
+/// (something outside the cell still holds a pipe).
+async fn drain(pumps: Vec<JoinHandle<()>>) {
+    for mut pump in pumps {
+        if tokio::time::timeout(DRAIN_TIMEOUT, &mut pump).await.is_err() {
+            pump.abort();
+        }
+    }
+}
+
+/// The blocking part of setting a cell up.
+fn set_up_blocking(
+    inner: &Inner,
+    name: &str,
+    dir: &Path,
+    containers: &mut [ContainerRun],
+) -> Result<(), CellError> {
+    // A previous run of this name that could not be torn down: finish the job.
+    if dir.exists() || inner.cgroups.cells().iter().any(|c| c == name) {
+        tracing::info!(cell = name, "removing what an earlier run of this cell left");
+        inner.reclaim(name)?;
+    }
+    let mkdir = |path: &Path| {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .map_err(|e| CellError::io("creating", path, e))
+    };
+    mkdir(dir)?;
+    mounts::make_private(dir).map_err(|e| CellError::io("preparing", dir, e))?;
+
+    let etc = dir.join("etc");
+    mkdir(&etc)?;
+    let hosts = etc.join("hosts");
+    write_file(
+        &hosts,
+        &format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{name}\n"),
+    )?;
+    let hostname = etc.join("hostname");
+    write_file(&hostname, &format!("{name}\n"))?;
+    let files = [(hosts, "/etc/hosts"), (hostname, "/etc/hostname")];
+
+    let namespaces = sandbox::create(&dir.join("ns"), name)
+        .map_err(|e| CellError::io("creating the network, IPC and UTS namespaces in", dir.join("ns"), e))?;
+    let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
+    inner.cgroups.create(name, &names)?;
+    mkdir(&dir.join("state"))?;
+
+    for c in containers.iter_mut() {
+        mkdir(&c.dir)?;
+        let rootfs = inner
+            .images
+            .mount_rootfs(&c.image, &c.dir)
+            .map_err(|status| CellError::Image {
+                container: c.name.clone(),
+                image: c.image.reference.clone(),
+                status,
+            })?;
+        let rootfs_path = rootfs.path().to_path_buf();
+        c.rootfs = Some(rootfs);
+        let user = user::resolve_in_rootfs(&c.image.config.user, &rootfs_path).map_err(|reason| {
+            CellError::User {
+                container: c.name.clone(),
+                image: c.image.reference.clone(),
+                user: c.image.config.user.clone(),
+                reason,
+            }
+        })?;
+        let cgroup = inner.cgroups.container(name, &c.name)?;
+        let oci = spec::build(&spec::SpecInput {
+            cell: name,
+            container: &c.name,
+            image: &c.image.reference,
+            config: &c.image.config,
+            user: &user,
+            rootfs: &rootfs_path,
+            cgroups_path: &CellCgroups::spec_path(&cgroup),
+            namespaces: &namespaces,
+            files: &files,
+        })?;
+        let config = c.dir.join("config.json");
+        oci.save(&config).map_err(|e| {
+            CellError::io("writing", &config, std::io::Error::other(e.to_string()))
+        })?;
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, content: &str) -> Result<(), CellError> {
+    let mut f = fs::File::create(path).map_err(|e| CellError::io("creating", path, e))?;
+    f.write_all(content.as_bytes())
+        .map_err(|e| CellError::io("writing", path, e))
+}
+
+/// Unmounts the root filesystems and everything else under the cell's
+/// directory, removes the directory, then the cgroups.
+fn remove_blocking(
+    inner: &Inner,
+    name: &str,
+    dir: &Path,
+    rootfs: &mut [(String, Box<dyn MountedRootfs>)],
+) -> Result<(), CellError> {
+    for (container, r) in rootfs.iter_mut() {
+        if let Err(e) = r.unmount() {
+            tracing::warn!(cell = name, container = %container, error = %e, "unmounting a root filesystem");
+        }
+    }
+    let namespaces = sandbox::NamespacePaths::under(&dir.join("ns"));
+    sandbox::release(&namespaces);
+    let result = inner.reclaim(name);
+    if result.is_ok() {
+        tracing::debug!(cell = name, "cell removed");
+    }
+    result
+}

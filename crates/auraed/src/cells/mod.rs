@@ -1,0 +1,38 @@
+//! RunCell: a cell is a set of containers in one cgroup that share the
+//! network, IPC and UTS namespaces of a sandbox, like a Kubernetes pod.
+//!
+//! The flow reads straight down: [`Cells::run`] validates the request
+//! (`request`), pulls every image (`image`), then a task of its own sets the
+//! cell up (`sandbox` namespaces, `cgroup`, one bundle per container from
+//! `spec` and `user`), creates and starts the containers through youki's
+//! libcontainer (`runtime`), waits for them (`wait`, `output`) and tears
+//! everything down again (`mounts`, `cgroup`), whatever happened. Dropping
+//! the `run` future (a client cancel or deadline) stops the cell and still
+//! tears it down. [`CellsService`] serves the additive `cells.Cells` API.
+//!
+//! On disk, under `<runtime_dir>/cells/<cell>/` (a private bind mount of
+//! itself, so nothing mounted below propagates to other mount namespaces):
+//! `ns/{net,ipc,uts}` (the sandbox's namespaces, bind-mounted nsfs files),
+//! `etc/{hosts,hostname}`, `state/` (libcontainer's state root) and
+//! `containers/<container>/` (config.json and the image's root filesystem).
+
+mod cgroup;
+mod core;
+mod error;
+mod image;
+mod lifecycle;
+mod mounts;
+mod output;
+mod request;
+mod runtime;
+mod sandbox;
+mod service;
+mod spec;
+mod user;
+mod wait;
+
+pub use self::core::Cells;
+pub use error::CellError;
+pub use image::{ImageSource, MountedRootfs, PulledImage, RunConfig};
+pub use request::{MAX_CONTAINERS, MAX_IMAGE_LEN};
+pub use service::CellsService;

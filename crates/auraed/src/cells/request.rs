@@ -1,0 +1,214 @@
+//! A RunCell request, checked before anything is pulled or created.
+
+use std::collections::HashSet;
+
+use aurae_proto::runtime::Cell;
+
+use super::error::CellError;
+use crate::validation::validate_name;
+
+/// Most containers one cell may hold.
+pub const MAX_CONTAINERS: usize = 64;
+/// Longest accepted image reference.
+pub const MAX_IMAGE_LEN: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CellRequest {
+    pub name: String,
+    pub containers: Vec<ContainerRequest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ContainerRequest {
+    pub name: String,
+    pub image: String,
+}
+
+/// The cell's name and each container's name and image, or why not.
+pub(crate) fn validate(cell: &Cell) -> Result<CellRequest, CellError> {
+    let name = cell
+        .meta
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    validate_name("cell meta.name", &name).map_err(CellError::CellName)?;
+    if cell.containers.is_empty() {
+        return Err(CellError::NoContainers { cell: name });
+    }
+    if cell.containers.len() > MAX_CONTAINERS {
+        return Err(CellError::TooManyContainers {
+            cell: name,
+            count: cell.containers.len(),
+        });
+    }
+    let mut seen = HashSet::new();
+    let mut containers = Vec::with_capacity(cell.containers.len());
+    for (index, c) in cell.containers.iter().enumerate() {
+        let cname = c.meta.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+        validate_name("container meta.name", &cname)
+            .map_err(|source| CellError::ContainerName { index, source })?;
+        if !seen.insert(cname.clone()) {
+            return Err(CellError::DuplicateContainer { index, name: cname });
+        }
+        let image = c.image.trim().to_string();
+        if image.is_empty() {
+            return Err(CellError::EmptyImage { container: cname });
+        }
+        if image.len() > MAX_IMAGE_LEN {
+            return Err(CellError::ImageTooLong {
+                container: cname,
+                len: image.len(),
+            });
+        }
+        if image.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+            return Err(CellError::BadImage {
+                container: cname,
+                image,
+            });
+        }
+        containers.push(ContainerRequest { name: cname, image });
+    }
+    Ok(CellRequest { name, containers })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aurae_proto::meta::AuraeMeta;
+    use aurae_proto::runtime::Container;
+
+    fn container(name: &str, image: &str) -> Container {
+        Container {
+            meta: Some(AuraeMeta {
+                name: name.into(),
+                message: String::new(),
+            }),
+            image: image.into(),
+        }
+    }
+
+    fn cell(name: &str, containers: Vec<Container>) -> Cell {
+        Cell {
+            meta: Some(AuraeMeta {
+                name: name.into(),
+                message: String::new(),
+            }),
+            containers,
+        }
+    }
+
+    #[test]
+    fn accepts_a_well_formed_cell() {
+        let req = validate(&cell(
+            "web",
+            vec![
+                container("server", "127.0.0.1:5000/aurae/busybox:latest"),
+                container("client", " busybox "),
+            ],
+        ))
+        .expect("valid");
+        assert_eq!(req.name, "web");
+        assert_eq!(
+            req.containers,
+            [
+                ContainerRequest {
+                    name: "server".into(),
+                    image: "127.0.0.1:5000/aurae/busybox:latest".into()
+                },
+                ContainerRequest {
+                    name: "client".into(),
+                    image: "busybox".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_cell_names() {
+        for name in ["", "a/b", "..", ".x", "a b"] {
+            let err = validate(&cell(name, vec![container("a", "busybox")])).expect_err(name);
+            assert!(matches!(err, CellError::CellName(_)), "{name:?}: {err}");
+            let status = tonic::Status::from(err);
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+            assert!(status.message().contains("cell meta.name"), "{status:?}");
+        }
+        let no_meta = Cell {
+            meta: None,
+            containers: vec![container("a", "busybox")],
+        };
+        assert!(matches!(validate(&no_meta), Err(CellError::CellName(_))));
+    }
+
+    #[test]
+    fn rejects_empty_and_oversized_cells() {
+        assert!(matches!(
+            validate(&cell("c", vec![])),
+            Err(CellError::NoContainers { .. })
+        ));
+        let many = (0..=MAX_CONTAINERS)
+            .map(|i| container(&format!("c{i}"), "busybox"))
+            .collect();
+        assert!(matches!(
+            validate(&cell("c", many)),
+            Err(CellError::TooManyContainers { count, .. }) if count == MAX_CONTAINERS + 1
+        ));
+    }
+
+    #[test]
+    fn rejects_bad_container_names_with_their_index() {
+        let err = validate(&cell(
+            "c",
+            vec![container("ok", "busybox"), container("../x", "busybox")],
+        ))
+        .expect_err("bad name");
+        assert!(
+            matches!(err, CellError::ContainerName { index: 1, .. }),
+            "{err}"
+        );
+        let status = tonic::Status::from(err);
+        assert!(
+            status.message().starts_with("containers[1]: container meta.name"),
+            "{status:?}"
+        );
+        let err = validate(&cell("c", vec![container("", "busybox")])).expect_err("empty");
+        assert!(matches!(err, CellError::ContainerName { index: 0, .. }));
+    }
+
+    #[test]
+    fn rejects_duplicate_container_names() {
+        let err = validate(&cell(
+            "c",
+            vec![
+                container("a", "busybox"),
+                container("b", "busybox"),
+                container("a", "busybox"),
+            ],
+        ))
+        .expect_err("duplicate");
+        assert!(
+            matches!(&err, CellError::DuplicateContainer { index: 2, name } if name == "a"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_missing_or_malformed_images() {
+        assert!(matches!(
+            validate(&cell("c", vec![container("a", "  ")])),
+            Err(CellError::EmptyImage { .. })
+        ));
+        assert!(matches!(
+            validate(&cell("c", vec![container("a", "bad image")])),
+            Err(CellError::BadImage { .. })
+        ));
+        assert!(matches!(
+            validate(&cell("c", vec![container("a", "x\u{7}")])),
+            Err(CellError::BadImage { .. })
+        ));
+        let long = "a".repeat(MAX_IMAGE_LEN + 1);
+        assert!(matches!(
+            validate(&cell("c", vec![container("a", &long)])),
+            Err(CellError::ImageTooLong { .. })
+        ));
+    }
+}

@@ -1,0 +1,50 @@
+//! Every gRPC service of the daemon in one `Routes`, with health and reflection.
+
+use aurae_proto::observe::observe_server::ObserveServer;
+use aurae_proto::runtime::core_server::CoreServer;
+use aurae_proto::schedule::schedule_executable_server::ScheduleExecutableServer;
+use aurae_proto::schedule::schedule_server::ScheduleServer;
+use tonic::service::Routes;
+
+use super::DaemonError;
+use crate::executables::CoreService;
+use crate::observe::ObserveService;
+use crate::schedule::{ScheduleExecutableService, ScheduleService};
+
+pub struct Services {
+    pub observe: ObserveService,
+    pub core: CoreService,
+    pub schedule: (
+        ScheduleServer<ScheduleService>,
+        ScheduleExecutableServer<ScheduleExecutableService>,
+    ),
+}
+
+pub async fn build(s: Services) -> Result<Routes, DaemonError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<ObserveServer<ObserveService>>().await;
+    health.set_serving::<CoreServer<CoreService>>().await;
+    health
+        .set_serving::<ScheduleServer<ScheduleService>>()
+        .await;
+    health
+        .set_serving::<ScheduleExecutableServer<ScheduleExecutableService>>()
+        .await;
+    let (schedule, schedule_executable) = s.schedule;
+    let mut builder = Routes::builder();
+    builder
+        .add_service(health_service)
+        .add_service(ObserveServer::new(s.observe))
+        .add_service(CoreServer::new(s.core))
+        .add_service(schedule)
+        .add_service(schedule_executable);
+    // Both versions: grpcurl and older tools still ask v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(aurae_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    builder.add_service(reflection().build_v1()?);
+    builder.add_service(reflection().build_v1alpha()?);
+    Ok(builder.routes())
+}
