@@ -1,5 +1,6 @@
 //! `aer completions SHELL`: the script goes to stdout, e.g.
 //! `aer completions bash > /etc/bash_completion.d/aer`.
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -17,11 +18,12 @@ pub struct CompletionsArgs {
 
 /// Always a script, whatever `-o` says: it is meant for the shell.
 pub fn run(args: CompletionsArgs) -> Result<ExitCode> {
-    clap_complete::generate(
-        args.shell,
-        &mut Cli::command(),
-        "aer",
-        &mut std::io::stdout(),
-    );
-    Ok(ExitCode::SUCCESS)
+    // Into memory first: clap_complete panics when its writer fails, and
+    // `aer completions bash | head` closes the pipe early.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut Cli::command(), "aer", &mut script);
+    match std::io::stdout().write_all(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }

@@ -152,10 +152,34 @@ fn print_list(ctx: &Ctx, enabled: Option<&[Executable]>, disabled: Option<&[Exec
         .max()
         .unwrap_or(0)
         .max(4);
-    println!("{:<8}  {:<width$}  COMMAND", "STATE", "NAME");
+    println!(
+        "{:<8}  {:<width$}  {:<15}  {:>7}  {:>8}  COMMAND",
+        "STATE", "NAME", "STATUS", "PID", "RESTARTS"
+    );
     for (state, e) in rows {
-        println!("{state:<8}  {:<width$}  {}", name(e), e.command);
+        let message = e
+            .meta
+            .as_ref()
+            .map(|m| m.message.as_str())
+            .unwrap_or_default();
+        let field = |key: &str| status_field(message, key).unwrap_or("-").to_string();
+        println!(
+            "{state:<8}  {:<width$}  {:<15}  {:>7}  {:>8}  {}",
+            name(e),
+            field("status").trim_start_matches("STATUS_"),
+            field("pid"),
+            field("restarts"),
+            e.command
+        );
     }
+}
+
+/// The value of `key` in the daemon's status line (`status=STATUS_ACTIVE pid=12 ...`);
+/// only unquoted values, which are the ones shown in the table.
+fn status_field<'a>(message: &'a str, key: &str) -> Option<&'a str> {
+    message
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')))
 }
 
 /// `{"enabled": [...], "disabled": [...]}` with only the lists asked for.
@@ -175,6 +199,15 @@ fn list_json(enabled: Option<&[Executable]>, disabled: Option<&[Executable]>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_fields_are_read_from_the_status_line() {
+        let m = "status=STATUS_ACTIVE pid=1234 restarts=2 last_exit=\"exited with code 1\"";
+        assert_eq!(status_field(m, "status"), Some("STATUS_ACTIVE"));
+        assert_eq!(status_field(m, "pid"), Some("1234"));
+        assert_eq!(status_field(m, "restarts"), Some("2"));
+        assert_eq!(status_field(m, "nope"), None);
+    }
 
     #[test]
     fn list_json_has_only_the_asked_lists() {

@@ -167,6 +167,8 @@ mod tests {
             "127.0.0.1:5000/x@md5:d41d8cd98f00b204e9800998ecf8427e",
             "a//b",
             "x:",
+            // The reference grammar has no IPv6 literals: use a name.
+            "[::1]:5000/x:latest",
         ] {
             let e = ImageReference::parse(bad).expect_err(bad);
             assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad}: {e}");
