@@ -26,6 +26,6 @@ mod unpack_tests;
 pub use error::ImageError;
 pub use image_config::ImageRunConfig;
 pub use reference::ImageReference;
-pub use registry_config::RegistryConfig;
+pub use registry_config::{RegistryConfig, DEFAULT_REGISTRIES_FILE};
 pub use rootfs::{mount_rootfs, remove_rootfs, Rootfs, RootfsKind};
 pub use store::{ImageStore, PullProgress, PullStats, PulledImage, StoreStats};

@@ -54,7 +54,17 @@ pub fn mount_rootfs(layers: &[PathBuf], container_dir: &Path) -> Result<Rootfs, 
     let container_dir = &fs::canonicalize(container_dir)
         .map_err(|e| ImageError::rootfs(container_dir, "resolving the container directory", e))?;
     let path = container_dir.join("rootfs");
-    fs::create_dir(&path).map_err(|e| ImageError::rootfs(&path, "creating the mount point", e))?;
+    fs::create_dir(&path).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            ImageError::rootfs(
+                &path,
+                "creating the mount point",
+                "it already exists (left by a crash? remove_rootfs clears it)",
+            )
+        } else {
+            ImageError::rootfs(&path, "creating the mount point", e)
+        }
+    })?;
     let mut rootfs = Rootfs {
         path,
         kind: RootfsKind::Overlay,

@@ -8,7 +8,9 @@
 //! - `tmp/`: downloads and unpack staging, emptied when the store opens.
 //!
 //! Every pull resolves the reference at the registry (a tag may have moved);
-//! blobs and layers already stored are reused by digest. A reference by
+//! blobs and layers already stored are reused by digest. Missing blobs
+//! download in parallel; layers then unpack bottom up (a layer's implicit
+//! directories take their attributes from the layers below). A reference by
 //! digest whose manifest is stored needs no registry at all. Concurrent pulls
 //! share work through one async lock per digest: the first downloads and
 //! unpacks, the others wait and find it done.
@@ -241,20 +243,26 @@ impl ImageStore {
         for desc in &manifest.layers {
             digests.push(descriptor_digest(&r, desc, "layer")?);
         }
-        // Every layer runs to its end, even when one fails, so that no
-        // download or unpack is still going once pull returns.
-        let layers =
-            futures::future::join_all(
-                manifest.layers.iter().zip(&digests).zip(diff_ids).map(
-                    |((desc, digest), diff_id)| self.layer(&r, desc, digest, diff_id, progress),
-                ),
-            )
-            .await;
-        let mut dirs = Vec::with_capacity(layers.len());
-        for layer in layers {
-            let (dir, s) = layer?;
+        // Downloads run in parallel, each to its end even when one fails,
+        // so that none is still going once pull returns.
+        let fetched = futures::future::join_all(
+            manifest
+                .layers
+                .iter()
+                .zip(&digests)
+                .map(|(desc, digest)| self.layer_blob(&r, desc, digest, progress)),
+        )
+        .await;
+        for f in fetched {
+            stats += f?;
+        }
+        // Unpacks run bottom up: a layer's implicit directories take their
+        // attributes from the layers below.
+        let mut dirs: Vec<PathBuf> = Vec::with_capacity(digests.len());
+        for (digest, diff_id) in digests.iter().zip(diff_ids) {
+            let (dir, unpacked) = self.unpack(&r, digest, diff_id, &dirs).await?;
+            stats += unpacked;
             dirs.push(dir);
-            stats += s;
         }
         tracing::info!(
             reference = %r,
@@ -396,28 +404,26 @@ impl ImageStore {
         Ok((bytes, stats))
     }
 
-    /// One layer, downloaded and unpacked unless already there.
-    async fn layer(
+    /// A layer's blob, downloaded unless the blob or the unpacked layer is
+    /// already stored.
+    async fn layer_blob(
         &self,
         r: &ImageReference,
         desc: &OciDescriptor,
         digest: &Digest,
-        diff_id: Option<Digest>,
         progress: Option<&dyn PullProgress>,
-    ) -> Result<(PathBuf, PullStats), ImageError> {
+    ) -> Result<PullStats, ImageError> {
         let lock = self.lock_for(digest);
         let _guard = lock.lock().await;
-        let dest = self.unpacked_path(digest);
         let total = desc.size.max(0) as u64;
         let mut stats = PullStats::default();
-        if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
-            if let Some(p) = progress {
-                p.layer(&digest.to_string(), total, total);
-            }
-            return Ok((dest, stats));
-        }
-        let blob = self.blob_path(digest);
-        if tokio::fs::try_exists(&blob).await.unwrap_or(false) {
+        let stored = tokio::fs::try_exists(self.unpacked_path(digest))
+            .await
+            .unwrap_or(false)
+            || tokio::fs::try_exists(self.blob_path(digest))
+                .await
+                .unwrap_or(false);
+        if stored {
             if let Some(p) = progress {
                 p.layer(&digest.to_string(), total, total);
             }
@@ -425,11 +431,30 @@ impl ImageStore {
             stats.bytes_fetched = self.download(r, desc, digest, progress).await?;
             stats.blobs_fetched = 1;
         }
+        Ok(stats)
+    }
 
+    /// A layer's directory, unpacked from its stored blob unless already there.
+    async fn unpack(
+        &self,
+        r: &ImageReference,
+        digest: &Digest,
+        diff_id: Option<Digest>,
+        lower_layers: &[PathBuf],
+    ) -> Result<(PathBuf, PullStats), ImageError> {
+        let lock = self.lock_for(digest);
+        let _guard = lock.lock().await;
+        let dest = self.unpacked_path(digest);
+        let mut stats = PullStats::default();
+        if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
+            return Ok((dest, stats));
+        }
+        let blob = self.blob_path(digest);
         let staging = self.tmp_path("unpack", digest);
         let opts = UnpackOptions {
             diff_id,
             max_bytes: self.max_layer_bytes,
+            lower_layers: lower_layers.to_vec(),
             ..UnpackOptions::default()
         };
         let (blob_c, dest_c) = (blob.clone(), dest.clone());

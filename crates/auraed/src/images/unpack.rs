@@ -11,8 +11,9 @@
 //!   component refuses the layer.
 //! - Nothing is written through a symlink: every parent component is opened
 //!   with `O_NOFOLLOW | O_DIRECTORY` from the layer root down, missing parents
-//!   are created as directories, and a parent that is a symlink or a file
-//!   refuses the layer. Files are created with `O_CREAT | O_EXCL |
+//!   are created as directories (with the attributes the same directory has
+//!   in the layers below, else root's 0755), and a parent that is a symlink
+//!   or a file refuses the layer. Files are created with `O_CREAT | O_EXCL |
 //!   O_NOFOLLOW` after removing whatever the name held.
 //! - Symlink targets are checked lexically from the link's own directory: an
 //!   absolute target is inside the root filesystem (container semantics:
@@ -129,6 +130,9 @@ pub struct UnpackOptions {
     /// The layer's diff ID (digest of the uncompressed tar), checked once the
     /// whole stream was read.
     pub diff_id: Option<Digest>,
+    /// The unpacked layers below this one, lowest first: directories the tar
+    /// creates implicitly take their attributes from these.
+    pub lower_layers: Vec<PathBuf>,
 }
 
 impl Default for UnpackOptions {
@@ -137,6 +141,7 @@ impl Default for UnpackOptions {
             same_owner: nix::unistd::geteuid().is_root(),
             max_bytes: DEFAULT_MAX_LAYER_BYTES,
             diff_id: None,
+            lower_layers: Vec::new(),
         }
     }
 }
@@ -302,6 +307,8 @@ struct Unpacker<'a> {
     opts: &'a UnpackOptions,
     /// The directory of the previous entry, reused while entries stay in it.
     cached: Option<(Vec<OsString>, OwnedFd)>,
+    /// The layers below, topmost first (for implicit directories).
+    lowers: Vec<OwnedFd>,
     /// Directories with the mode and mtime to apply once everything is written.
     dirs: Vec<(Vec<OsString>, u32, u64)>,
     entries: u64,
@@ -333,11 +340,25 @@ impl<'a> Unpacker<'a> {
             what: "opening it",
             source: e.into(),
         })?;
+        let mut lowers = Vec::new();
+        for lower in opts.lower_layers.iter().rev() {
+            match nix::fcntl::open(
+                lower.as_path(),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => lowers.push(fd),
+                Err(e) => {
+                    tracing::debug!(layer = %lower.display(), error = %e, "lower layer not readable")
+                }
+            }
+        }
         Ok(Self {
             root_path: root.to_path_buf(),
             root: fd,
             opts,
             cached: None,
+            lowers,
             dirs: Vec::new(),
             entries: 0,
             bytes: 0,
@@ -500,6 +521,14 @@ impl<'a> Unpacker<'a> {
                 let mode = Mode::from_bits_truncate(header_mode(entry, shown)? & 0o777);
                 mknodat(&dir, name, SFlag::S_IFIFO, mode, 0)
                     .map_err(|e| io_err(shown, "creating the fifo", e.into()))?;
+                // mknod applies the umask: set the mode as recorded.
+                nix::sys::stat::fchmodat(
+                    &dir,
+                    name,
+                    mode,
+                    nix::sys::stat::FchmodatFlags::FollowSymlink,
+                )
+                .map_err(|e| io_err(shown, "setting the mode", e.into()))?;
                 self.chown_at(&dir, name, entry, shown)?;
             }
             tar::EntryType::Char => {
@@ -550,7 +579,7 @@ impl<'a> Unpacker<'a> {
         let Some((target_name, target_parent)) = target.split_last() else {
             return Err(missing());
         };
-        let target_dir = self.walk(target_parent, false).map_err(|e| match e {
+        let target_dir = walk_nofollow(&self.root, target_parent).map_err(|e| match e {
             Errno::ENOENT => missing(),
             Errno::ENOTDIR | Errno::ELOOP => escape(),
             e => io_err(shown, "opening the hard link target's directory", e.into()),
@@ -598,13 +627,19 @@ impl<'a> Unpacker<'a> {
                     .map_err(|e| io_err(shown, "duplicating a descriptor", e));
             }
         }
-        let fd = self.walk(comps, true).map_err(|e| match e {
-            Errno::ENOTDIR | Errno::ELOOP | Errno::EEXIST => UnpackError::ParentNotDirectory {
-                entry: shown.to_string(),
-                parent: join(comps),
-            },
-            e => io_err(shown, "opening the parent directory", e.into()),
-        })?;
+        let mut created = Vec::new();
+        let fd = self
+            .walk_creating(comps, &mut created)
+            .map_err(|e| match e {
+                Errno::ENOTDIR | Errno::ELOOP | Errno::EEXIST => UnpackError::ParentNotDirectory {
+                    entry: shown.to_string(),
+                    parent: join(comps),
+                },
+                e => io_err(shown, "opening the parent directory", e.into()),
+            })?;
+        for depth in created {
+            self.implicit_dir(&comps[..depth], shown)?;
+        }
         let copy = fd
             .try_clone()
             .map_err(|e| io_err(shown, "duplicating a descriptor", e))?;
@@ -613,15 +648,21 @@ impl<'a> Unpacker<'a> {
     }
 
     /// Walks `comps` from the root with `O_NOFOLLOW | O_DIRECTORY`, creating
-    /// missing directories (mode 0755) when `create`.
-    fn walk(&self, comps: &[OsString], create: bool) -> Result<OwnedFd, Errno> {
+    /// missing directories; `created` gets the depth (component count) of
+    /// each directory it made.
+    fn walk_creating(
+        &self,
+        comps: &[OsString],
+        created: &mut Vec<usize>,
+    ) -> Result<OwnedFd, Errno> {
         let mut fd = self.root.try_clone().map_err(|_| Errno::EMFILE)?;
-        for c in comps {
+        for (i, c) in comps.iter().enumerate() {
             let next = match open_dir_nofollow(&fd, c) {
                 Ok(next) => next,
-                Err(Errno::ENOENT) if create => {
-                    match mkdirat(&fd, c.as_os_str(), Mode::from_bits_truncate(0o755)) {
-                        Ok(()) | Err(Errno::EEXIST) => {}
+                Err(Errno::ENOENT) => {
+                    match mkdirat(&fd, c.as_os_str(), Mode::from_bits_truncate(0o700)) {
+                        Ok(()) => created.push(i + 1),
+                        Err(Errno::EEXIST) => {}
                         Err(e) => return Err(e),
                     }
                     open_dir_nofollow(&fd, c)?
@@ -631,6 +672,55 @@ impl<'a> Unpacker<'a> {
             fd = next;
         }
         Ok(fd)
+    }
+
+    /// A directory the tar did not list (a parent of an entry): it takes
+    /// the attributes of the same directory in the layers below, so that a
+    /// layer deleting `/tmp/x` does not turn `/tmp` into 0755 in the merged
+    /// view (overlayfs shows the topmost layer's directory attributes);
+    /// without one it is root's 0755.
+    fn implicit_dir(&mut self, comps: &[OsString], shown: &str) -> Result<(), UnpackError> {
+        let attrs = self.lower_dir_attrs(comps);
+        let (mode, uid, gid, mtime) = attrs.unwrap_or((0o755, 0, 0, 0));
+        if self.opts.same_owner {
+            let fd = walk_nofollow(&self.root, comps)
+                .map_err(|e| io_err(shown, "opening a parent directory", e.into()))?;
+            fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+                .map_err(|e| io_err(shown, "setting the owner", e.into()))?;
+        }
+        let mtime = if attrs.is_some() {
+            mtime
+        } else {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        };
+        self.dirs.push((comps.to_vec(), mode, mtime));
+        Ok(())
+    }
+
+    /// Mode, owner and mtime of `comps` in the topmost lower layer that has
+    /// something there, if that is a directory.
+    fn lower_dir_attrs(&self, comps: &[OsString]) -> Option<(u32, u32, u32, u64)> {
+        let (name, parent) = comps.split_last()?;
+        for lower in &self.lowers {
+            let Ok(dir) = walk_nofollow(lower, parent) else {
+                continue;
+            };
+            match fstatat(&dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) if is_dir(&st) => {
+                    return Some((
+                        st.st_mode & 0o7777,
+                        st.st_uid,
+                        st.st_gid,
+                        st.st_mtime.max(0) as u64,
+                    ))
+                }
+                Ok(_) => return None,
+                Err(_) => continue,
+            }
+        }
+        None
     }
 
     /// Removes whatever `name` holds in `dir` (a directory with its content).
@@ -781,30 +871,45 @@ impl<'a> Unpacker<'a> {
         Ok(())
     }
 
-    /// Applies directory modes and times now that nothing more is written.
+    /// Applies directory modes and times now that nothing more is written:
+    /// the last record of each directory wins, deepest directories first.
     fn finish(&mut self) -> Result<(), UnpackError> {
         self.cached = None;
         let mut root_mode = 0o755;
-        let dirs = std::mem::take(&mut self.dirs);
-        for (comps, mode, mtime) in dirs.iter().rev() {
+        let mut last: std::collections::HashMap<Vec<OsString>, (u32, u64)> =
+            std::collections::HashMap::new();
+        for (comps, mode, mtime) in std::mem::take(&mut self.dirs) {
             if comps.is_empty() {
-                root_mode = *mode;
-                continue;
+                root_mode = mode;
+            } else {
+                last.insert(comps, (mode, mtime));
             }
-            let shown = join(comps);
+        }
+        let mut dirs: Vec<_> = last.into_iter().collect();
+        dirs.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        for (comps, (mode, mtime)) in dirs {
+            let shown = join(&comps);
             // A later entry may have replaced the directory: skip it then.
-            let Ok(fd) = self.walk(comps, false) else {
+            let Ok(fd) = walk_nofollow(&self.root, &comps) else {
                 continue;
             };
-            fchmod(&fd, Mode::from_bits_truncate(*mode))
+            fchmod(&fd, Mode::from_bits_truncate(mode))
                 .map_err(|e| io_err(&shown, "setting the mode", e.into()))?;
-            let t = TimeSpec::new(*mtime as i64, 0);
+            let t = TimeSpec::new(mtime as i64, 0);
             futimens(&fd, &t, &t).map_err(|e| io_err(&shown, "setting the time", e.into()))?;
         }
         fchmod(&self.root, Mode::from_bits_truncate(root_mode))
             .map_err(|e| io_err(".", "setting the mode", e.into()))?;
         Ok(())
     }
+}
+
+fn walk_nofollow(root: &OwnedFd, comps: &[OsString]) -> Result<OwnedFd, Errno> {
+    let mut fd = root.try_clone().map_err(|_| Errno::EMFILE)?;
+    for c in comps {
+        fd = open_dir_nofollow(&fd, c)?;
+    }
+    Ok(fd)
 }
 
 fn open_dir_nofollow(dir: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {

@@ -541,3 +541,37 @@ fn empty_owner_fields_read_as_root() {
         assert_eq!(std::fs::metadata(layer.join("file")).unwrap().uid(), 0);
     }
 }
+
+#[test]
+fn implicit_parents_take_the_attributes_of_the_layers_below() {
+    let sb = Sandbox::new();
+    let mut tmp = Tarball::header("tmp/", EntryType::Directory, 0, 0o1777);
+    tmp.set_mtime(1_600_000_000);
+    let lower = Tarball::new()
+        .append(tmp, &[])
+        .file("tmp/x", "x")
+        .file("tmp/y", "y")
+        .bytes();
+    let lower = sb.unpack("lower", &lower).unwrap();
+    // No tmp/ entry: the layer only deletes tmp/x and adds tmp/z and new/z.
+    let mut upper = Tarball::new().file("tmp/z", "z").file("new/z", "z");
+    if is_root() {
+        upper = upper.file("tmp/.wh.x", "");
+    }
+    let dest = sb.store().join("upper");
+    unpack_layer(
+        upper.bytes().as_slice(),
+        &sb.store().join("staging"),
+        &dest,
+        &UnpackOptions {
+            lower_layers: vec![lower],
+            ..UnpackOptions::default()
+        },
+    )
+    .unwrap();
+    let tmp = std::fs::metadata(dest.join("tmp")).unwrap();
+    assert_eq!(tmp.permissions().mode() & 0o7777, 0o1777);
+    assert_eq!(tmp.mtime(), 1_600_000_000);
+    let new = std::fs::metadata(dest.join("new")).unwrap();
+    assert_eq!(new.permissions().mode() & 0o7777, 0o755);
+}
