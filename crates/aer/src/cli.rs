@@ -38,6 +38,9 @@ pub enum Command {
     /// Run, list and stop cells of containers
     #[command(subcommand)]
     Cell(cmd::cell::CellCommand),
+    /// Pull OCI images into the node's store
+    #[command(subcommand)]
+    Image(cmd::image::ImageCommand),
     /// Print a shell completion script
     Completions(cmd::completions::CompletionsArgs),
 }

@@ -2,6 +2,7 @@
 //! `rpc/`, one file per service).
 
 use aurae_proto::cells::cells_client::CellsClient;
+use aurae_proto::images::images_client::ImagesClient;
 use aurae_proto::observe::observe_client::ObserveClient;
 use aurae_proto::runtime::core_client::CoreClient;
 use aurae_proto::schedule::schedule_client::ScheduleClient;
@@ -63,5 +64,9 @@ impl Client {
 
     pub fn cells(&self) -> CellsClient<Channel> {
         CellsClient::new(self.channel.clone())
+    }
+
+    pub fn images(&self) -> ImagesClient<Channel> {
+        ImagesClient::new(self.channel.clone())
     }
 }

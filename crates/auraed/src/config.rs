@@ -45,6 +45,13 @@ pub struct DaemonConfig {
         default_value = "/etc/aurae/authz.toml"
     )]
     pub authz_policy: PathBuf,
+    /// Registries configuration (TOML: insecure registries, auth file); absent means defaults.
+    #[arg(
+        long,
+        env = "AURAED_REGISTRIES",
+        default_value = "/etc/aurae/registries.toml"
+    )]
+    pub registries: PathBuf,
     /// Persistent state (the schedule database, image store).
     #[arg(long, env = "AURAED_STATE_DIR", default_value = "/var/lib/aurae")]
     pub state_dir: PathBuf,

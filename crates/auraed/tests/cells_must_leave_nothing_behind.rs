@@ -37,7 +37,10 @@ async fn cells_must_leave_nothing_behind_when_the_call_is_dropped() {
     );
     let pids = h.pids("cancel");
     let dir = h.cell_dir("cancel");
-    assert!(dir.join("state").is_dir(), "libcontainer state under the cell");
+    assert!(
+        dir.join("state").is_dir(),
+        "libcontainer state under the cell"
+    );
     assert!(!h.traces("cancel").is_empty());
 
     call.abort();
@@ -74,7 +77,9 @@ async fn cells_must_leave_nothing_behind_after_a_deadline() {
     .await;
     assert!(result.is_err(), "the deadline passed first");
     assert!(
-        eventually(15, || h.traces("deadline").is_empty() && h.cells.list().is_empty()).await,
+        eventually(15, || h.traces("deadline").is_empty()
+            && h.cells.list().is_empty())
+        .await,
         "left behind: {:?}",
         h.traces("deadline")
     );
@@ -144,7 +149,10 @@ async fn cells_must_clean_what_a_crashed_daemon_left() {
 
     h.cells.clean_leftovers();
     let status = sleeper.wait().unwrap();
-    assert!(!status.success(), "the leftover process was killed: {status:?}");
+    assert!(
+        !status.success(),
+        "the leftover process was killed: {status:?}"
+    );
     assert!(h.traces("ghost").is_empty(), "{:?}", h.traces("ghost"));
     assert!(h.traces("orphan").is_empty(), "{:?}", h.traces("orphan"));
     assert!(!Path::new(&h.cell_dir("ghost")).exists());

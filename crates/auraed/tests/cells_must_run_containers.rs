@@ -26,7 +26,12 @@ fn pid_of(status: &CellStatus, name: &str) -> i32 {
 }
 
 fn message_of(status: &CellStatus, name: &str) -> String {
-    container(status, name).meta.as_ref().unwrap().message.clone()
+    container(status, name)
+        .meta
+        .as_ref()
+        .unwrap()
+        .message
+        .clone()
 }
 
 #[tokio::test]
@@ -144,8 +149,16 @@ async fn cells_must_share_loopback_and_hostname_but_not_files() {
     .await
     .expect("the pair finished")
     .expect("run");
-    assert_eq!(message_of(&status, "client"), "exited with code 0", "{status:?}");
-    assert_eq!(message_of(&status, "server"), "exited with code 0", "{status:?}");
+    assert_eq!(
+        message_of(&status, "client"),
+        "exited with code 0",
+        "{status:?}"
+    );
+    assert_eq!(
+        message_of(&status, "server"),
+        "exited with code 0",
+        "{status:?}"
+    );
     let server_out = lines(&h.outputs, pid_of(&status, "server"), false);
     let client_out = lines(&h.outputs, pid_of(&status, "client"), false);
     assert_eq!(server_out, ["host=pair", "ping-over-loopback"]);
@@ -176,7 +189,11 @@ async fn cells_must_run_the_images_user_and_working_dir() {
         .run(cell("user", &[("who", &image)]))
         .await
         .expect("run");
-    assert_eq!(message_of(&status, "who"), "exited with code 0", "{status:?}");
+    assert_eq!(
+        message_of(&status, "who"),
+        "exited with code 0",
+        "{status:?}"
+    );
     assert_eq!(
         lines(&h.outputs, pid_of(&status, "who"), false),
         ["1234:5678 /tmp hi"]
@@ -214,12 +231,34 @@ async fn cells_must_refuse_bad_requests_and_images_before_running_anything() {
     let h = Harness::new("refuse");
     let busybox = cells_support::BUSYBOX;
     let cases: Vec<(aurae_proto::runtime::Cell, tonic::Code, &str)> = vec![
-        (cell("bad/name", &[("a", busybox)]), tonic::Code::InvalidArgument, "cell meta.name"),
-        (cell("c", &[]), tonic::Code::InvalidArgument, "no containers"),
-        (cell("c", &[("a", busybox), ("a", busybox)]), tonic::Code::InvalidArgument, "unique"),
-        (cell("c", &[("a", "")]), tonic::Code::InvalidArgument, "no image"),
         (
-            cell("c", &[("a", busybox), ("b", "127.0.0.1:5000/aurae/does-not-exist:latest")]),
+            cell("bad/name", &[("a", busybox)]),
+            tonic::Code::InvalidArgument,
+            "cell meta.name",
+        ),
+        (
+            cell("c", &[]),
+            tonic::Code::InvalidArgument,
+            "no containers",
+        ),
+        (
+            cell("c", &[("a", busybox), ("a", busybox)]),
+            tonic::Code::InvalidArgument,
+            "unique",
+        ),
+        (
+            cell("c", &[("a", "")]),
+            tonic::Code::InvalidArgument,
+            "no image",
+        ),
+        (
+            cell(
+                "c",
+                &[
+                    ("a", busybox),
+                    ("b", "127.0.0.1:5000/aurae/does-not-exist:latest"),
+                ],
+            ),
             tonic::Code::NotFound,
             "container \"b\"",
         ),
@@ -265,7 +304,8 @@ async fn cells_must_report_a_container_that_cannot_start() {
     let h = Harness::new("nostart");
     let status = tokio::time::timeout(
         Duration::from_secs(30),
-        h.cells.run(cell("nostart", &[("good", &good), ("bad", &bad)])),
+        h.cells
+            .run(cell("nostart", &[("good", &good), ("bad", &bad)])),
     )
     .await
     .expect("no hang")
@@ -277,7 +317,10 @@ async fn cells_must_report_a_container_that_cannot_start() {
     assert!(why.starts_with("could not start"), "{why}");
     assert!(why.contains("/no/such/program"), "{why}");
     assert_eq!(container(&status, "good").status, MetaStatus::Error as i32);
-    assert!(message_of(&status, "good").starts_with("not started"), "{status:?}");
+    assert!(
+        message_of(&status, "good").starts_with("not started"),
+        "{status:?}"
+    );
     assert!(h.traces("nostart").is_empty(), "{:?}", h.traces("nostart"));
 }
 
@@ -310,7 +353,10 @@ async fn cells_must_refuse_a_name_already_running_and_list_and_stop_it() {
     let listed = h.cells.list();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].meta.as_ref().unwrap().name, "busy");
-    assert!(listed[0].containers.iter().all(|c| c.proc.as_ref().is_some_and(|p| p.pid > 0)));
+    assert!(listed[0]
+        .containers
+        .iter()
+        .all(|c| c.proc.as_ref().is_some_and(|p| p.pid > 0)));
 
     let err = h.cells.run(req).await.expect_err("name taken");
     assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err:?}");
@@ -322,7 +368,12 @@ async fn cells_must_refuse_a_name_already_running_and_list_and_stop_it() {
     let status = first.await.expect("join").expect("run");
     assert_eq!(status.status, MetaStatus::Complete as i32, "{status:?}");
     assert!(
-        status.meta.as_ref().unwrap().message.starts_with("stopped on request"),
+        status
+            .meta
+            .as_ref()
+            .unwrap()
+            .message
+            .starts_with("stopped on request"),
         "{status:?}"
     );
     // sh as pid 1 of its namespace ignores SIGTERM: the grace period ends in SIGKILL.
@@ -352,7 +403,10 @@ async fn cells_must_start_a_true_container_quickly() {
     .await;
     let h = Harness::new("true");
     // The first run fetches and unpacks the layer.
-    h.cells.run(cell("warm", &[("t", &image)])).await.expect("warm-up");
+    h.cells
+        .run(cell("warm", &[("t", &image)]))
+        .await
+        .expect("warm-up");
     let mut times = Vec::new();
     for i in 0..10 {
         let began = Instant::now();

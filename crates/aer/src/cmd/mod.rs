@@ -3,6 +3,7 @@
 
 pub mod cell;
 pub mod completions;
+pub mod image;
 pub mod logs;
 pub mod run;
 pub mod schedule;
@@ -51,6 +52,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Logs(cmd) => logs::run(&ctx, cmd).await,
         Command::Schedule(cmd) => schedule::run(&ctx, cmd).await,
         Command::Cell(cmd) => cell::run(&ctx, cmd).await,
+        Command::Image(cmd) => image::run(&ctx, cmd).await,
         Command::Completions(args) => completions::run(args),
     }
 }

@@ -3,6 +3,7 @@
 //! from `tonic::Response`.
 
 mod cells;
+mod images;
 mod observe;
 mod runtime;
 mod schedule;

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cgroups::{self, CgroupError, CgroupPath};
 use crate::config::DaemonConfig;
 use crate::executables::{CoreService, Executables};
+use crate::images::{ImageError, ImageStore, ImagesService, RegistryConfig};
 use crate::observe::{DaemonLog, ObserveService, ProcessOutputs};
 use crate::process::Processes;
 use crate::schedule::{Schedule, ScheduleError};
@@ -33,6 +34,8 @@ pub enum DaemonError {
     UnknownGroup(String),
     #[error("--stop-grace must be a number of seconds from 0 to 3600, not {0}")]
     BadGrace(f64),
+    #[error("images: {0}")]
+    Images(#[from] ImageError),
     #[error("schedule: {0}")]
     Schedule(#[from] ScheduleError),
     #[error("building the reflection service: {0}")]
@@ -95,6 +98,7 @@ pub async fn run(
     let executables = Arc::new(Executables::new(processes.clone(), root.join("exec")?));
     executables.clean_leftovers();
 
+    let images = ImageStore::open(&config.state_dir, RegistryConfig::load(&config.registries)?)?;
     let schedule = Schedule::open(&config.state_dir, processes.clone(), root.join("schedule")?)?;
     // Before serving, so that a restarted daemon answers with its units running.
     schedule.start().await;
@@ -112,6 +116,7 @@ pub async fn run(
         observe,
         core: CoreService::new(executables.clone()),
         schedule: schedule.services(),
+        images: ImagesService::new(images.clone()),
     })
     .await?;
 

@@ -1,5 +1,6 @@
 //! Every gRPC service of the daemon in one `Routes`, with health and reflection.
 
+use aurae_proto::images::images_server::ImagesServer;
 use aurae_proto::observe::observe_server::ObserveServer;
 use aurae_proto::runtime::core_server::CoreServer;
 use aurae_proto::schedule::schedule_executable_server::ScheduleExecutableServer;
@@ -8,6 +9,7 @@ use tonic::service::Routes;
 
 use super::DaemonError;
 use crate::executables::CoreService;
+use crate::images::ImagesService;
 use crate::observe::ObserveService;
 use crate::schedule::{ScheduleExecutableService, ScheduleService};
 
@@ -18,6 +20,7 @@ pub struct Services {
         ScheduleServer<ScheduleService>,
         ScheduleExecutableServer<ScheduleExecutableService>,
     ),
+    pub images: ImagesService,
 }
 
 pub async fn build(s: Services) -> Result<Routes, DaemonError> {
@@ -37,7 +40,8 @@ pub async fn build(s: Services) -> Result<Routes, DaemonError> {
         .add_service(ObserveServer::new(s.observe))
         .add_service(CoreServer::new(s.core))
         .add_service(schedule)
-        .add_service(schedule_executable);
+        .add_service(schedule_executable)
+        .add_service(ImagesServer::new(s.images));
     // Both versions: grpcurl and older tools still ask v1alpha.
     let reflection = || {
         tonic_reflection::server::Builder::configure()

@@ -329,7 +329,12 @@ pub fn lines(outputs: &ProcessOutputs, pid: i32, stderr: bool) -> Vec<String> {
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
-            let state = stat.rsplit(')').next().unwrap_or("").split_whitespace().next();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next();
             !matches!(state, Some("Z") | Some("X"))
         }
         Err(_) => false,

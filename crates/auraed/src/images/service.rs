@@ -1,0 +1,75 @@
+//! `images.Images` (additive): pull ahead of a RunCell, streaming per-layer progress.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use aurae_proto::images::images_server::Images;
+use aurae_proto::images::pull_event::Event;
+use aurae_proto::images::{LayerProgress, PullEvent, PullRequest, Pulled};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use super::store::{ImageStore, PullProgress};
+
+type PullStream = Pin<Box<dyn Stream<Item = Result<PullEvent, Status>> + Send>>;
+
+pub struct ImagesService {
+    store: Arc<ImageStore>,
+}
+
+impl ImagesService {
+    pub fn new(store: Arc<ImageStore>) -> Self {
+        Self { store }
+    }
+}
+
+/// Forwards progress into the response stream; progress is advisory, so an
+/// event is dropped rather than wait when the client reads slowly.
+struct ChannelProgress(mpsc::Sender<Result<PullEvent, Status>>);
+
+impl PullProgress for ChannelProgress {
+    fn layer(&self, digest: &str, total: u64, done: u64) {
+        let event = Event::Layer(LayerProgress {
+            digest: digest.to_string(),
+            total,
+            done,
+        });
+        let _ = self.0.try_send(Ok(PullEvent { event: Some(event) }));
+    }
+}
+
+#[tonic::async_trait]
+impl Images for ImagesService {
+    type PullStream = PullStream;
+
+    async fn pull(&self, req: Request<PullRequest>) -> Result<Response<Self::PullStream>, Status> {
+        let reference = req.into_inner().reference;
+        if reference.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "reference is empty: give an image such as 127.0.0.1:5000/aurae/busybox:latest",
+            ));
+        }
+        let (tx, rx) = mpsc::channel(256);
+        let store = self.store.clone();
+        // The pull runs to its end even if the client goes away: a half
+        // pulled image is only wasted work, and the next pull reuses it.
+        tokio::spawn(async move {
+            let progress = ChannelProgress(tx.clone());
+            let last = match store.pull(&reference, Some(&progress)).await {
+                Ok(image) => Ok(PullEvent {
+                    event: Some(Event::Pulled(Pulled {
+                        reference: image.reference,
+                        manifest_digest: image.manifest_digest,
+                        layers: u32::try_from(image.layers.len()).unwrap_or(u32::MAX),
+                    })),
+                }),
+                Err(e) => Err(Status::from(e)),
+            };
+            let _ = tx.send(last).await;
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
