@@ -5,6 +5,7 @@
 //! (`executables`, `schedule`, ...) -> the kernel layer (`process`, `cgroups`).
 
 pub mod bootstrap;
+pub mod cells;
 pub mod cgroups;
 pub mod config;
 pub mod daemon;

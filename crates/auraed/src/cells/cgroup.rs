@@ -86,7 +86,9 @@ impl CellCgroups {
     /// Sends `signal` to every process of the cell; returns how many.
     pub fn signal(&self, cell: &str, signal: Signal) -> Result<usize, CellError> {
         let top = self.cell(cell)?;
-        self.driver.signal_all(&top, signal).map_err(cgroup_error(&top))
+        self.driver
+            .signal_all(&top, signal)
+            .map_err(cgroup_error(&top))
     }
 
     /// SIGKILL to every process of the cell until none is left.
@@ -108,9 +110,8 @@ impl CellCgroups {
         if self.version() == CgroupVersion::V1 {
             for hierarchy in self.v1_hierarchies() {
                 let dir = hierarchy.join(top.as_str());
-                remove_tree(&dir, REMOVE_TIMEOUT).map_err(|source| {
-                    CellError::io("removing the cgroup", dir.clone(), source)
-                })?;
+                remove_tree(&dir, REMOVE_TIMEOUT)
+                    .map_err(|source| CellError::io("removing the cgroup", dir.clone(), source))?;
             }
         }
         driven
@@ -250,14 +251,18 @@ mod tests {
         assert!(r.join("aurae/cells/web/server").is_dir());
         assert!(r.join("aurae/cells/web/client").is_dir());
         assert_eq!(read(r, "cgroup.subtree_control"), "+cpu +memory +pids +io");
-        assert_eq!(read(r, "aurae/cells/cgroup.subtree_control"), "+cpu +memory +pids");
+        assert_eq!(
+            read(r, "aurae/cells/cgroup.subtree_control"),
+            "+cpu +memory +pids"
+        );
         assert_eq!(
             read(r, "aurae/cells/web/cgroup.subtree_control"),
             "+cpu +memory +pids",
             "the cell offers its controllers to its containers"
         );
         assert!(
-            !r.join("aurae/cells/web/server/cgroup.subtree_control").exists(),
+            !r.join("aurae/cells/web/server/cgroup.subtree_control")
+                .exists(),
             "containers are leaves"
         );
     }
@@ -277,7 +282,10 @@ mod tests {
         }
         cg.remove("web").expect("remove");
         assert!(!r.join("aurae/cells/web").exists());
-        assert!(r.join("aurae/cells/other").exists(), "other cells untouched");
+        assert!(
+            r.join("aurae/cells/other").exists(),
+            "other cells untouched"
+        );
         cg.remove("web").expect("removing a missing cell is fine");
         assert_eq!(cg.cells(), ["other"]);
     }
@@ -296,7 +304,11 @@ mod tests {
             Arc::new(V1Driver::detect(r, Arc::new(NixSignaller)).expect("v1"));
         let cg = CellCgroups::new(driver, r, parent());
         assert_eq!(cg.version(), CgroupVersion::V1);
-        assert_eq!(cg.cells(), ["stale", "web"], "leftovers seen in any hierarchy");
+        assert_eq!(
+            cg.cells(),
+            ["stale", "web"],
+            "leftovers seen in any hierarchy"
+        );
         cg.remove("web").expect("remove");
         for h in ["pids", "memory", "cpuset", "devices"] {
             assert!(!r.join(h).join("aurae/cells/web").exists(), "{h}");

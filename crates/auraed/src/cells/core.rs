@@ -18,7 +18,7 @@ use super::image::{ImageSource, PulledImage};
 use super::lifecycle;
 use super::request::{self, CellRequest};
 use crate::cgroups::{CgroupDriver, CgroupPath, HOST_MOUNT_ROOT};
-use crate::observe::ProcessOutputs;
+use crate::observe::{ProcessOutputs, WorkloadCounts};
 
 /// How long `shutdown` waits for cells beyond their grace period.
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(10);
@@ -276,12 +276,7 @@ impl Cells {
         lifecycle::check_runnable(&req, &pulled)?;
         tracing::debug!(cell = %req.name, images = ?pulled.iter().map(|p| &p.digest).collect::<Vec<_>>(), "images pulled");
         // A task of its own: teardown runs to its end even if this future is dropped.
-        let task = tokio::spawn(lifecycle::run(
-            self.inner.clone(),
-            reservation,
-            req,
-            pulled,
-        ));
+        let task = tokio::spawn(lifecycle::run(self.inner.clone(), reservation, req, pulled));
         match task.await {
             Ok(result) => result.map_err(Into::into),
             Err(e) => Err(CellError::Task(e.to_string()).into()),
@@ -331,7 +326,11 @@ impl Cells {
     pub fn clean_leftovers(&self) {
         let mut names = self.inner.cgroups.cells();
         if let Ok(entries) = std::fs::read_dir(&self.inner.dir) {
-            names.extend(entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()));
+            names.extend(
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned()),
+            );
         }
         names.sort();
         names.dedup();
@@ -366,5 +365,12 @@ impl Cells {
         {
             tracing::warn!("some cells were not torn down in time");
         }
+    }
+}
+
+/// `cells N` in observe.Observe/Status.
+impl WorkloadCounts for Cells {
+    fn counts(&self) -> Vec<(&'static str, usize)> {
+        vec![("cells", self.running())]
     }
 }

@@ -21,7 +21,9 @@ pub enum CellError {
         #[source]
         source: NameError,
     },
-    #[error("cell {cell:?} has no containers: give at least one container with a name and an image")]
+    #[error(
+        "cell {cell:?} has no containers: give at least one container with a name and an image"
+    )]
     NoContainers { cell: String },
     #[error("cell {cell:?} has {count} containers: at most {MAX_CONTAINERS} are allowed")]
     TooManyContainers { cell: String, count: usize },

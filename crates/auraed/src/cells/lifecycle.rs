@@ -77,12 +77,17 @@ struct ContainerRun {
 
 impl ContainerRun {
     fn status(&self) -> (MetaStatus, String) {
-        match &self.outcome {
-            Some(Outcome::Exited(exit)) => (MetaStatus::Complete, exit.describe()),
-            Some(Outcome::Failed(why)) => (MetaStatus::Error, format!("could not start: {why}")),
-            Some(Outcome::NotStarted(why)) => (MetaStatus::Error, format!("not started: {why}")),
-            None => (MetaStatus::Unknown, "no result".to_string()),
-        }
+        outcome_status(self.outcome.as_ref())
+    }
+}
+
+/// A container's status and `meta.message` from how it ended.
+fn outcome_status(outcome: Option<&Outcome>) -> (MetaStatus, String) {
+    match outcome {
+        Some(Outcome::Exited(exit)) => (MetaStatus::Complete, exit.describe()),
+        Some(Outcome::Failed(why)) => (MetaStatus::Error, format!("could not start: {why}")),
+        Some(Outcome::NotStarted(why)) => (MetaStatus::Error, format!("not started: {why}")),
+        None => (MetaStatus::Unknown, "no result".to_string()),
     }
 }
 
@@ -194,9 +199,10 @@ impl CellRun {
             let began = Instant::now();
             let c = &self.containers[i];
             let (id, bundle, state) = (c.name.clone(), c.dir.clone(), self.dir.join("state"));
-            let created = tokio::task::spawn_blocking(move || runtime::create(&id, &bundle, &state))
-                .await
-                .unwrap_or_else(|e| Err(format!("the create task failed: {e}")));
+            let created =
+                tokio::task::spawn_blocking(move || runtime::create(&id, &bundle, &state))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the create task failed: {e}")));
             match created.and_then(|(container, pipes)| self.adopt(i, container, pipes)) {
                 Ok(pid) => {
                     tracing::debug!(cell = %self.name, container = %self.containers[i].name, pid, create_ms = ms(began.elapsed()), "container created");
@@ -385,7 +391,10 @@ impl CellRun {
             .join(", ");
         let (status, message) = match failure {
             Some(why) => (MetaStatus::Error, why),
-            None if stopped => (MetaStatus::Complete, format!("stopped on request: {summary}")),
+            None if stopped => (
+                MetaStatus::Complete,
+                format!("stopped on request: {summary}"),
+            ),
             None => (MetaStatus::Complete, summary),
         };
         CellStatus {
@@ -418,8 +427,12 @@ impl CellRun {
                         // A container stopped before it ran keeps "not started".
                         c.outcome.get_or_insert(Outcome::Exited(kind));
                     }
-                    Ok(Err(e)) => tracing::warn!(cell = %self.name, container = %c.name, error = %e, "reaping a container"),
-                    Err(_) => tracing::error!(cell = %self.name, container = %c.name, pid = exit.pid(), "a killed container did not exit"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(cell = %self.name, container = %c.name, error = %e, "reaping a container")
+                    }
+                    Err(_) => {
+                        tracing::error!(cell = %self.name, container = %c.name, pid = exit.pid(), "a killed container did not exit")
+                    }
                 }
             }
             drain(std::mem::take(&mut c.pumps)).await;
@@ -435,13 +448,14 @@ impl CellRun {
             .iter_mut()
             .filter_map(|c| c.rootfs.take().map(|r| (c.name.clone(), r)))
             .collect();
-        let removed = tokio::task::spawn_blocking(move || {
-            remove_blocking(&inner, &name, &dir, &mut rootfs)
-        })
-        .await;
+        let removed =
+            tokio::task::spawn_blocking(move || remove_blocking(&inner, &name, &dir, &mut rootfs))
+                .await;
         match removed {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(cell = %self.name, error = %chain(&e), "tearing the cell down; clean_leftovers will retry"),
+            Ok(Err(e)) => {
+                tracing::error!(cell = %self.name, error = %chain(&e), "tearing the cell down; clean_leftovers will retry")
+            }
             Err(e) => tracing::error!(cell = %self.name, error = %e, "tearing the cell down"),
         }
         self.torn_down = true;
@@ -482,7 +496,10 @@ fn ms(d: Duration) -> f64 {
 /// (something outside the cell still holds a pipe).
 async fn drain(pumps: Vec<JoinHandle<()>>) {
     for mut pump in pumps {
-        if tokio::time::timeout(DRAIN_TIMEOUT, &mut pump).await.is_err() {
+        if tokio::time::timeout(DRAIN_TIMEOUT, &mut pump)
+            .await
+            .is_err()
+        {
             pump.abort();
         }
     }
@@ -497,7 +514,10 @@ fn set_up_blocking(
 ) -> Result<(), CellError> {
     // A previous run of this name that could not be torn down: finish the job.
     if dir.exists() || inner.cgroups.cells().iter().any(|c| c == name) {
-        tracing::info!(cell = name, "removing what an earlier run of this cell left");
+        tracing::info!(
+            cell = name,
+            "removing what an earlier run of this cell left"
+        );
         inner.reclaim(name)?;
     }
     let mkdir = |path: &Path| {
@@ -515,14 +535,21 @@ fn set_up_blocking(
     let hosts = etc.join("hosts");
     write_file(
         &hosts,
-        &format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{name}\n"),
+        &format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{name}\n"
+        ),
     )?;
     let hostname = etc.join("hostname");
     write_file(&hostname, &format!("{name}\n"))?;
     let files = [(hosts, "/etc/hosts"), (hostname, "/etc/hostname")];
 
-    let namespaces = sandbox::create(&dir.join("ns"), name)
-        .map_err(|e| CellError::io("creating the network, IPC and UTS namespaces in", dir.join("ns"), e))?;
+    let namespaces = sandbox::create(&dir.join("ns"), name).map_err(|e| {
+        CellError::io(
+            "creating the network, IPC and UTS namespaces in",
+            dir.join("ns"),
+            e,
+        )
+    })?;
     let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
     inner.cgroups.create(name, &names)?;
     mkdir(&dir.join("state"))?;
@@ -539,14 +566,15 @@ fn set_up_blocking(
             })?;
         let rootfs_path = rootfs.path().to_path_buf();
         c.rootfs = Some(rootfs);
-        let user = user::resolve_in_rootfs(&c.image.config.user, &rootfs_path).map_err(|reason| {
-            CellError::User {
-                container: c.name.clone(),
-                image: c.image.reference.clone(),
-                user: c.image.config.user.clone(),
-                reason,
-            }
-        })?;
+        let user =
+            user::resolve_in_rootfs(&c.image.config.user, &rootfs_path).map_err(|reason| {
+                CellError::User {
+                    container: c.name.clone(),
+                    image: c.image.reference.clone(),
+                    user: c.image.config.user.clone(),
+                    reason,
+                }
+            })?;
         let cgroup = inner.cgroups.container(name, &c.name)?;
         let oci = spec::build(&spec::SpecInput {
             cell: name,
@@ -560,9 +588,8 @@ fn set_up_blocking(
             files: &files,
         })?;
         let config = c.dir.join("config.json");
-        oci.save(&config).map_err(|e| {
-            CellError::io("writing", &config, std::io::Error::other(e.to_string()))
-        })?;
+        oci.save(&config)
+            .map_err(|e| CellError::io("writing", &config, std::io::Error::other(e.to_string())))?;
     }
     Ok(())
 }
@@ -593,4 +620,76 @@ fn remove_blocking(
         tracing::debug!(cell = name, "cell removed");
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cells::image::RunConfig;
+    use crate::cells::request::ContainerRequest;
+
+    fn image(cmd: &[&str]) -> PulledImage {
+        PulledImage {
+            reference: "busybox".into(),
+            digest: "sha256:00".into(),
+            config: RunConfig {
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+            layers: vec![],
+        }
+    }
+
+    #[test]
+    fn images_without_a_command_are_refused_before_set_up() {
+        let req = CellRequest {
+            name: "c".into(),
+            containers: vec![
+                ContainerRequest {
+                    name: "a".into(),
+                    image: "busybox".into(),
+                },
+                ContainerRequest {
+                    name: "b".into(),
+                    image: "scratch-ish".into(),
+                },
+            ],
+        };
+        check_runnable(&req, &[image(&["sh"]), image(&["true"])]).expect("runnable");
+        let err = check_runnable(&req, &[image(&["sh"]), image(&[])]).expect_err("b has nothing");
+        assert!(
+            matches!(&err, CellError::NothingToRun { container, .. } if container == "b"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn outcomes_read_as_status_and_message() {
+        assert_eq!(
+            outcome_status(Some(&Outcome::Exited(ExitKind::Code(3)))),
+            (MetaStatus::Complete, "exited with code 3".to_string())
+        );
+        assert_eq!(
+            outcome_status(Some(&Outcome::Exited(ExitKind::Signal(9)))),
+            (
+                MetaStatus::Complete,
+                "killed by signal 9 (SIGKILL)".to_string()
+            )
+        );
+        assert_eq!(
+            outcome_status(Some(&Outcome::Failed("no such file".into()))),
+            (
+                MetaStatus::Error,
+                "could not start: no such file".to_string()
+            )
+        );
+        assert_eq!(
+            outcome_status(Some(&Outcome::NotStarted(
+                "container \"b\" could not start".into()
+            )))
+            .0,
+            MetaStatus::Error
+        );
+        assert_eq!(outcome_status(None).0, MetaStatus::Unknown);
+    }
 }

@@ -130,7 +130,10 @@ mod tests {
         let points = parse_mountinfo(MOUNTINFO);
         assert_eq!(points.len(), 6);
         assert_eq!(points[0], Path::new("/"));
-        assert_eq!(points[4], Path::new("/run/aurae/cells/web/containers/a b/rootfs"));
+        assert_eq!(
+            points[4],
+            Path::new("/run/aurae/cells/web/containers/a b/rootfs")
+        );
         assert_eq!(unescape("a\\011b\\134c\\012"), "a\tb\\c\n");
         assert_eq!(unescape("trailing\\04"), "trailing\\04");
         assert_eq!(unescape("x\\999"), "x\\999");

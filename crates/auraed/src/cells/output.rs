@@ -7,10 +7,9 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use nix::fcntl::OFlag;
-use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
-use crate::observe::output::{LineSplitter, ProcessOutput};
+use crate::observe::output::ProcessOutput;
 use crate::observe::Channel;
 
 /// The daemon's ends of a container's output pipes.
@@ -46,30 +45,16 @@ pub(crate) fn pipes() -> io::Result<(OutputPipes, Stdio)> {
     ))
 }
 
-/// Reads `fd` to its end into `output`'s `channel`, line by line.
+/// Reads `fd` to its end into `output`'s `channel`, line by line, with the
+/// process layer's pump (nothing is kept for a caller: containers report
+/// through the stream only).
 pub(crate) async fn pump(fd: OwnedFd, output: Arc<ProcessOutput>, channel: Channel) {
-    let sink = output.channel(channel);
-    let mut split = LineSplitter::new();
-    let mut reader = match pipe::Receiver::from_owned_fd(fd) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(channel = channel.as_str(), error = %e, "cannot read container output");
-            return;
+    match pipe::Receiver::from_owned_fd(fd) {
+        Ok(reader) => {
+            crate::process::pump(reader, output, channel, 0).await;
         }
-    };
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match reader.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => split.feed(&buf[..n], sink),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                tracing::warn!(channel = channel.as_str(), error = %e, "reading container output failed");
-                break;
-            }
-        }
+        Err(e) => tracing::warn!(channel = channel.as_str(), error = %e, "cannot read container output"),
     }
-    split.finish(sink);
 }
 
 #[cfg(test)]

@@ -60,7 +60,10 @@ pub(crate) fn validate(cell: &Cell) -> Result<CellRequest, CellError> {
                 len: image.len(),
             });
         }
-        if image.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+        if image
+            .chars()
+            .any(|ch| ch.is_whitespace() || ch.is_control())
+        {
             return Err(CellError::BadImage {
                 container: cname,
                 image,
@@ -167,7 +170,9 @@ mod tests {
         );
         let status = tonic::Status::from(err);
         assert!(
-            status.message().starts_with("containers[1]: container meta.name"),
+            status
+                .message()
+                .starts_with("containers[1]: container meta.name"),
             "{status:?}"
         );
         let err = validate(&cell("c", vec![container("", "busybox")])).expect_err("empty");

@@ -76,7 +76,9 @@ fn pin_from_this_thread(paths: &NamespacePaths, hostname: &str) -> io::Result<()
             MsFlags::MS_BIND,
             None::<&str>,
         )
-        .map_err(|e| io::Error::other(format!("bind-mounting {source} on {}: {e}", file.display())))?;
+        .map_err(|e| {
+            io::Error::other(format!("bind-mounting {source} on {}: {e}", file.display()))
+        })?;
     }
     Ok(())
 }
@@ -131,12 +133,16 @@ pub(crate) fn release(paths: &NamespacePaths) {
     for (kind, file) in paths.each() {
         match umount2(file, MntFlags::MNT_DETACH) {
             Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-            Err(e) => tracing::warn!(namespace = kind, file = %file.display(), error = %e, "unmounting a cell namespace"),
+            Err(e) => {
+                tracing::warn!(namespace = kind, file = %file.display(), error = %e, "unmounting a cell namespace")
+            }
         }
         match fs::remove_file(file) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(file = %file.display(), error = %e, "removing a cell namespace file"),
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "removing a cell namespace file")
+            }
         }
     }
 }
@@ -170,7 +176,9 @@ mod tests {
         let paths = create(&ns, "sandbox-test").expect("create");
         for (kind, file) in paths.each() {
             let pinned = fs::metadata(file).expect("pinned").ino();
-            let ours = fs::metadata(format!("/proc/self/ns/{kind}")).expect("ours").ino();
+            let ours = fs::metadata(format!("/proc/self/ns/{kind}"))
+                .expect("ours")
+                .ino();
             assert_ne!(pinned, ours, "{kind} namespace is a fresh one");
         }
         // Join the UTS and net namespaces from a throwaway thread and look.

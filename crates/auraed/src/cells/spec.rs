@@ -16,7 +16,8 @@ use super::sandbox::NamespacePaths;
 use super::user::ResolvedUser;
 
 /// PATH when the image sets none (the default of Docker and runc).
-pub(crate) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Everything a container's spec is made of.
 pub(crate) struct SpecInput<'a> {
@@ -54,7 +55,11 @@ pub(crate) fn args(config: &RunConfig) -> Vec<String> {
 
 /// The image's environment (a repeated key keeps its first position and its
 /// last value), plus PATH, HOSTNAME and HOME when the image does not set them.
-pub(crate) fn env(config: &RunConfig, cell: &str, user: &ResolvedUser) -> Result<Vec<String>, String> {
+pub(crate) fn env(
+    config: &RunConfig,
+    cell: &str,
+    user: &ResolvedUser,
+) -> Result<Vec<String>, String> {
     let mut order: Vec<String> = Vec::new();
     let mut values: HashMap<String, String> = HashMap::new();
     for entry in &config.env {
@@ -103,7 +108,9 @@ pub(crate) fn working_dir(config: &RunConfig) -> Result<String, String> {
 
 /// The namespaces: new mount, PID and cgroup namespaces of its own; the
 /// cell's network, IPC and UTS namespaces joined by path.
-pub(crate) fn namespaces(paths: &NamespacePaths) -> Result<Vec<LinuxNamespace>, oci_spec::OciSpecError> {
+pub(crate) fn namespaces(
+    paths: &NamespacePaths,
+) -> Result<Vec<LinuxNamespace>, oci_spec::OciSpecError> {
     let own = |typ| LinuxNamespaceBuilder::default().typ(typ).build();
     let joined = |typ, path: &Path| {
         LinuxNamespaceBuilder::default()
@@ -124,7 +131,8 @@ pub(crate) fn namespaces(paths: &NamespacePaths) -> Result<Vec<LinuxNamespace>, 
 /// The whole spec, starting from oci-spec's runc-like defaults (mounts,
 /// masked and read-only paths, capabilities, rlimits, no_new_privileges).
 pub(crate) fn build(input: &SpecInput<'_>) -> Result<Spec, CellError> {
-    let oci = |e: oci_spec::OciSpecError| bad_config(input, format!("building the runtime spec: {e}"));
+    let oci =
+        |e: oci_spec::OciSpecError| bad_config(input, format!("building the runtime spec: {e}"));
     let argv = args(input.config);
     if argv.is_empty() {
         return Err(CellError::NothingToRun {
@@ -133,7 +141,10 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Spec, CellError> {
         });
     }
     if argv.iter().any(|a| a.contains('\0')) {
-        return Err(bad_config(input, "entrypoint or command contains NUL".to_string()));
+        return Err(bad_config(
+            input,
+            "entrypoint or command contains NUL".to_string(),
+        ));
     }
     let env = env(input.config, input.cell, input.user).map_err(|r| bad_config(input, r))?;
     let cwd = working_dir(input.config).map_err(|r| bad_config(input, r))?;
@@ -153,7 +164,9 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Spec, CellError> {
     process.set_args(Some(argv));
     process.set_env(Some(env));
     process.set_cwd(PathBuf::from(cwd));
-    let mut user = UserBuilder::default().uid(input.user.uid).gid(input.user.gid);
+    let mut user = UserBuilder::default()
+        .uid(input.user.uid)
+        .gid(input.user.gid);
     if !input.user.additional_gids.is_empty() {
         user = user.additional_gids(input.user.additional_gids.clone());
     }
@@ -167,7 +180,12 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Spec, CellError> {
                 .destination(PathBuf::from(destination))
                 .typ("bind")
                 .source(source.clone())
-                .options(vec!["rbind".to_string(), "ro".to_string(), "nosuid".to_string(), "nodev".to_string()])
+                .options(vec![
+                    "rbind".to_string(),
+                    "ro".to_string(),
+                    "nosuid".to_string(),
+                    "nodev".to_string(),
+                ])
                 .build()
                 .map_err(oci)?,
         );
@@ -190,7 +208,10 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Spec, CellError> {
 
     let annotations = HashMap::from([
         ("org.aurae.cell".to_string(), input.cell.to_string()),
-        ("org.aurae.container".to_string(), input.container.to_string()),
+        (
+            "org.aurae.container".to_string(),
+            input.container.to_string(),
+        ),
         ("org.aurae.image".to_string(), input.image.to_string()),
     ]);
     spec.set_annotations(Some(annotations));
@@ -231,7 +252,10 @@ mod tests {
     fn build_with(config: &RunConfig) -> Result<Spec, CellError> {
         let user = user();
         let ns = paths();
-        let files = [(PathBuf::from("/run/aurae/cells/web/etc/hosts"), "/etc/hosts")];
+        let files = [(
+            PathBuf::from("/run/aurae/cells/web/etc/hosts"),
+            "/etc/hosts",
+        )];
         build(&SpecInput {
             cell: "web",
             container: "server",
@@ -263,15 +287,29 @@ mod tests {
     #[test]
     fn env_merges_image_values_with_defaults() {
         let env = env(&config(), "web", &user()).expect("env");
-        assert_eq!(env, ["PATH=/bin", "A=3", "B=2", "HOSTNAME=web", "HOME=/var/www"]);
-        let bare = super::env(&RunConfig::default(), "c", &ResolvedUser {
-            uid: 0,
-            gid: 0,
-            additional_gids: vec![],
-            home: None,
-        })
+        assert_eq!(
+            env,
+            ["PATH=/bin", "A=3", "B=2", "HOSTNAME=web", "HOME=/var/www"]
+        );
+        let bare = super::env(
+            &RunConfig::default(),
+            "c",
+            &ResolvedUser {
+                uid: 0,
+                gid: 0,
+                additional_gids: vec![],
+                home: None,
+            },
+        )
         .expect("env");
-        assert_eq!(bare, [format!("PATH={DEFAULT_PATH}"), "HOSTNAME=c".into(), "HOME=/".into()]);
+        assert_eq!(
+            bare,
+            [
+                format!("PATH={DEFAULT_PATH}"),
+                "HOSTNAME=c".into(),
+                "HOME=/".into()
+            ]
+        );
         let bad = RunConfig {
             env: vec!["NOEQUALS".into()],
             ..Default::default()
@@ -309,11 +347,21 @@ mod tests {
         assert_eq!(process.cwd(), Path::new("/srv"));
         assert_eq!(process.user().uid(), 33);
         assert_eq!(process.user().gid(), 34);
-        assert_eq!(process.user().additional_gids().as_deref(), Some(&[500u32][..]));
+        assert_eq!(
+            process.user().additional_gids().as_deref(),
+            Some(&[500u32][..])
+        );
         assert_eq!(process.terminal(), Some(false));
-        assert!(process.env().as_ref().expect("env").contains(&"HOSTNAME=web".to_string()));
+        assert!(process
+            .env()
+            .as_ref()
+            .expect("env")
+            .contains(&"HOSTNAME=web".to_string()));
         let root = spec.root().as_ref().expect("root");
-        assert_eq!(root.path(), Path::new("/run/aurae/cells/web/containers/server/rootfs"));
+        assert_eq!(
+            root.path(),
+            Path::new("/run/aurae/cells/web/containers/server/rootfs")
+        );
         assert_eq!(root.readonly(), Some(false));
         assert_eq!(spec.hostname().as_deref(), Some("web"));
     }
@@ -339,9 +387,18 @@ mod tests {
                 (LinuxNamespaceType::Mount, None),
                 (LinuxNamespaceType::Pid, None),
                 (LinuxNamespaceType::Cgroup, None),
-                (LinuxNamespaceType::Network, Some("/run/aurae/cells/web/ns/net".into())),
-                (LinuxNamespaceType::Ipc, Some("/run/aurae/cells/web/ns/ipc".into())),
-                (LinuxNamespaceType::Uts, Some("/run/aurae/cells/web/ns/uts".into())),
+                (
+                    LinuxNamespaceType::Network,
+                    Some("/run/aurae/cells/web/ns/net".into())
+                ),
+                (
+                    LinuxNamespaceType::Ipc,
+                    Some("/run/aurae/cells/web/ns/ipc".into())
+                ),
+                (
+                    LinuxNamespaceType::Uts,
+                    Some("/run/aurae/cells/web/ns/uts".into())
+                ),
             ]
         );
         let devices = linux
@@ -367,7 +424,11 @@ mod tests {
             hosts.source().as_deref(),
             Some(Path::new("/run/aurae/cells/web/etc/hosts"))
         );
-        assert!(hosts.options().as_ref().expect("options").contains(&"ro".to_string()));
+        assert!(hosts
+            .options()
+            .as_ref()
+            .expect("options")
+            .contains(&"ro".to_string()));
         assert!(mounts.iter().any(|m| m.destination() == Path::new("/proc")));
     }
 
@@ -382,7 +443,10 @@ mod tests {
         })
         .expect_err("bad env");
         assert!(matches!(err, CellError::BadImageConfig { .. }), "{err}");
-        assert_eq!(tonic::Status::from(err).code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            tonic::Status::from(err).code(),
+            tonic::Code::InvalidArgument
+        );
     }
 
     #[test]

@@ -133,7 +133,9 @@ pub(crate) fn resolve(
                 .map(|e| e.gid)
                 .ok_or_else(|| {
                     if group.is_none() {
-                        format!("the image has no /etc/group to look up group {g:?}: use a numeric gid")
+                        format!(
+                            "the image has no /etc/group to look up group {g:?}: use a numeric gid"
+                        )
                     } else {
                         format!("no group {g:?} in the image's /etc/group")
                     }
@@ -147,7 +149,7 @@ pub(crate) fn resolve(
     // Supplementary groups only come with a user name and no explicit group.
     if let (Some(e), None) = (entry, group_part) {
         for g in &groups {
-            if g.members.iter().any(|m| *m == e.name) && g.gid != gid && !additional_gids.contains(&g.gid) {
+            if g.members.contains(&e.name) && g.gid != gid && !additional_gids.contains(&g.gid) {
                 additional_gids.push(g.gid);
             }
         }
@@ -163,8 +165,7 @@ pub(crate) fn resolve(
 /// Resolves `user` against the files of the root filesystem at `rootfs`.
 pub(crate) fn resolve_in_rootfs(user: &str, rootfs: &Path) -> Result<ResolvedUser, String> {
     let read = |rel: &str| {
-        read_in_root(rootfs, rel)
-            .map_err(|e| format!("reading /{rel} of the image: {e}"))
+        read_in_root(rootfs, rel).map_err(|e| format!("reading /{rel} of the image: {e}"))
     };
     let passwd = read("etc/passwd")?;
     let group = read("etc/group")?;
@@ -217,7 +218,10 @@ pub(crate) fn read_in_root(root: &Path, rel: &str) -> io::Result<Option<String>>
     // SAFETY: openat2 just returned this fd, and nothing else owns it.
     let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     if !file.metadata()?.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a regular file"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
     }
     let mut content = String::new();
     file.take(MAX_DB_FILE).read_to_string(&mut content)?;
@@ -291,7 +295,10 @@ nogroup:x:65534:
         let err = resolve("ghost", Some(PASSWD), Some(GROUP)).expect_err("unknown");
         assert!(err.contains("no user \"ghost\""), "{err}");
         let err = resolve("ghost", None, None).expect_err("no passwd");
-        assert!(err.contains("no /etc/passwd") && err.contains("numeric"), "{err}");
+        assert!(
+            err.contains("no /etc/passwd") && err.contains("numeric"),
+            "{err}"
+        );
         let err = resolve("www:ghosts", Some(PASSWD), Some(GROUP)).expect_err("group");
         assert!(err.contains("no group \"ghosts\""), "{err}");
         let err = resolve("1:", Some(PASSWD), Some(GROUP)).expect_err("empty group");
@@ -310,8 +317,11 @@ nogroup:x:65534:
         std::fs::create_dir(root.path().join("etc")).expect("mkdir");
         std::fs::write(root.path().join("etc/group"), GROUP).expect("write");
         // An absolute symlink is resolved inside the root: it points at nothing there.
-        std::os::unix::fs::symlink(outside.path().join("passwd"), root.path().join("etc/passwd"))
-            .expect("symlink");
+        std::os::unix::fs::symlink(
+            outside.path().join("passwd"),
+            root.path().join("etc/passwd"),
+        )
+        .expect("symlink");
         assert_eq!(read_in_root(root.path(), "etc/passwd").expect("read"), None);
         let err = resolve_in_rootfs("evil", root.path()).expect_err("escape");
         assert!(err.contains("no /etc/passwd"), "{err}");
@@ -322,9 +332,14 @@ nogroup:x:65534:
         assert_eq!((r.uid, r.gid), (33, 34));
         // Relative escapes stop at the root too.
         std::fs::create_dir(root.path().join("etc/sub")).expect("mkdir");
-        std::os::unix::fs::symlink("../../../../../../etc/passwd", root.path().join("etc/sub/p"))
-            .expect("symlink");
-        let via = read_in_root(root.path(), "etc/sub/p").expect("read").expect("found");
+        std::os::unix::fs::symlink(
+            "../../../../../../etc/passwd",
+            root.path().join("etc/sub/p"),
+        )
+        .expect("symlink");
+        let via = read_in_root(root.path(), "etc/sub/p")
+            .expect("read")
+            .expect("found");
         assert_eq!(via, PASSWD, "../ stops at the root");
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
+use crate::cells::{Cells, CellsService};
 use crate::cgroups::{self, CgroupError, CgroupPath};
 use crate::config::DaemonConfig;
 use crate::executables::{CoreService, Executables};
@@ -99,6 +100,15 @@ pub async fn run(
     executables.clean_leftovers();
 
     let images = ImageStore::open(&config.state_dir, RegistryConfig::load(&config.registries)?)?;
+    let cells = Cells::new(
+        images.clone(),
+        driver.clone(),
+        outputs.clone(),
+        root.join("cells")?,
+        &config.runtime_dir,
+        Duration::from_secs_f64(config.stop_grace),
+    );
+    cells.clean_leftovers();
     let schedule = Schedule::open(&config.state_dir, processes.clone(), root.join("schedule")?)?;
     // Before serving, so that a restarted daemon answers with its units running.
     schedule.start().await;
@@ -111,10 +121,12 @@ pub async fn run(
     });
     let observe = ObserveService::new(name.clone(), log, outputs)
         .with_shutdown(shutdown.clone())
-        .with_counts(schedule.clone());
+        .with_counts(schedule.clone())
+        .with_counts(Arc::new(cells.clone()));
     let routes = routes::build(routes::Services {
         observe,
-        core: CoreService::new(executables.clone()),
+        core: CoreService::new(executables.clone(), cells.clone()),
+        cells: CellsService::new(cells.clone()),
         schedule: schedule.services(),
         images: ImagesService::new(images.clone()),
     })
@@ -136,6 +148,7 @@ pub async fn run(
             tracing::info!("shutting down: stopping workloads");
             // Supervisors first, so none restarts what the process layer stops.
             schedule.shutdown().await;
+            cells.shutdown().await;
             processes.shutdown();
             // In-flight calls end once their workloads are stopped; bound the wait anyway.
             let bound = processes.grace() + Duration::from_secs(5);
@@ -149,6 +162,7 @@ pub async fn run(
         }
     };
     schedule.shutdown().await;
+    cells.shutdown().await;
     processes.shutdown();
     result?;
     tracing::info!("auraed stopped");

@@ -1,5 +1,6 @@
 //! Every gRPC service of the daemon in one `Routes`, with health and reflection.
 
+use aurae_proto::cells::cells_server::CellsServer;
 use aurae_proto::images::images_server::ImagesServer;
 use aurae_proto::observe::observe_server::ObserveServer;
 use aurae_proto::runtime::core_server::CoreServer;
@@ -8,6 +9,7 @@ use aurae_proto::schedule::schedule_server::ScheduleServer;
 use tonic::service::Routes;
 
 use super::DaemonError;
+use crate::cells::CellsService;
 use crate::executables::CoreService;
 use crate::images::ImagesService;
 use crate::observe::ObserveService;
@@ -21,6 +23,7 @@ pub struct Services {
         ScheduleExecutableServer<ScheduleExecutableService>,
     ),
     pub images: ImagesService,
+    pub cells: CellsService,
 }
 
 pub async fn build(s: Services) -> Result<Routes, DaemonError> {
@@ -41,7 +44,8 @@ pub async fn build(s: Services) -> Result<Routes, DaemonError> {
         .add_service(CoreServer::new(s.core))
         .add_service(schedule)
         .add_service(schedule_executable)
-        .add_service(ImagesServer::new(s.images));
+        .add_service(ImagesServer::new(s.images))
+        .add_service(CellsServer::new(s.cells));
     // Both versions: grpcurl and older tools still ask v1alpha.
     let reflection = || {
         tonic_reflection::server::Builder::configure()

@@ -1,5 +1,6 @@
-//! `runtime.Core`: thin handlers. RunCell, RunPod, Spawn and RunVirtualMachine
-//! answer UNIMPLEMENTED until their subsystems land.
+//! `runtime.Core`: thin handlers over the executables and cells subsystems.
+//! RunPod, Spawn and RunVirtualMachine answer UNIMPLEMENTED until their
+//! subsystems land.
 
 use std::sync::Arc;
 
@@ -11,14 +12,16 @@ use aurae_proto::runtime::{
 use tonic::{Request, Response, Status};
 
 use super::Executables;
+use crate::cells::Cells;
 
 pub struct CoreService {
     executables: Arc<Executables>,
+    cells: Cells,
 }
 
 impl CoreService {
-    pub fn new(executables: Arc<Executables>) -> Self {
-        Self { executables }
+    pub fn new(executables: Arc<Executables>, cells: Cells) -> Self {
+        Self { executables, cells }
     }
 }
 
@@ -53,7 +56,7 @@ impl Core for CoreService {
         Err(not_yet("runtime.Core/RunVirtualMachine"))
     }
 
-    async fn run_cell(&self, _req: Request<Cell>) -> Result<Response<CellStatus>, Status> {
-        Err(not_yet("runtime.Core/RunCell"))
+    async fn run_cell(&self, req: Request<Cell>) -> Result<Response<CellStatus>, Status> {
+        self.cells.run(req.into_inner()).await.map(Response::new)
     }
 }

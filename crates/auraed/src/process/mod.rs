@@ -12,6 +12,7 @@ mod spawn;
 mod supervise;
 
 pub use capture::Captured;
+pub(crate) use capture::pump;
 pub use error::ProcessError;
 pub use exit::ExitKind;
 pub use spawn::{ProcessSpec, Processes};
