@@ -5,11 +5,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use auraed::images::rootfs::{copy_layers, mounts_under};
 use auraed::images::{
@@ -23,52 +21,14 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
 
-const REGISTRY: &str = "127.0.0.1:5000";
+use registry::REGISTRY;
 
-/// Whether the fixture is there; panics under CI when it is not.
+#[path = "common/registry.rs"]
+mod registry;
+
+/// Root and the registry fixture; skipped with a reason, or a failure on CI.
 fn fixture() -> bool {
-    let problem = if !nix::unistd::geteuid().is_root() {
-        Some("these tests need root (overlay whiteouts, mounts)".to_string())
-    } else {
-        probe().err()
-    };
-    match problem {
-        None => true,
-        Some(why) => {
-            let msg = format!(
-                "{why}: run hack/registry-up.sh and then hack/build-test-images.sh (as root)"
-            );
-            if std::env::var_os("CI").is_some() {
-                panic!("{msg}");
-            }
-            eprintln!("skipped: {msg}");
-            false
-        }
-    }
-}
-
-/// Asks the registry for aurae/busybox:latest and aurae/layered:latest.
-fn probe() -> Result<(), String> {
-    for repo in ["aurae/busybox", "aurae/layered"] {
-        let addr = REGISTRY.parse().unwrap();
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-            .map_err(|e| format!("no registry answers at {REGISTRY} ({e})"))?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(
-            s,
-            "HEAD /v2/{repo}/manifests/latest HTTP/1.0\r\nHost: {REGISTRY}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n\r\n"
-        )
-        .map_err(|e| e.to_string())?;
-        let mut answer = String::new();
-        let _ = s.read_to_string(&mut answer);
-        if !answer.starts_with("HTTP/1.1 200") && !answer.starts_with("HTTP/1.0 200") {
-            return Err(format!(
-                "the registry at {REGISTRY} has no {repo}:latest ({})",
-                answer.lines().next().unwrap_or("no answer")
-            ));
-        }
-    }
-    Ok(())
+    registry::require_registry(module_path!())
 }
 
 fn open_store(state: &Path) -> std::sync::Arc<ImageStore> {

@@ -6,9 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::Write;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use auraed::images::{ImageStore, RegistryConfig};
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
@@ -20,29 +18,14 @@ use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
-const REGISTRY: &str = "127.0.0.1:5000";
+use registry::REGISTRY;
 
+#[path = "common/registry.rs"]
+mod registry;
+
+/// Root and the registry fixture; skipped with a reason, or a failure on CI.
 fn fixture() -> bool {
-    let problem = if !nix::unistd::geteuid().is_root() {
-        Some("these tests need root".to_string())
-    } else {
-        let addr = REGISTRY.parse().unwrap();
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-            .err()
-            .map(|e| format!("no registry answers at {REGISTRY} ({e})"))
-    };
-    match problem {
-        None => true,
-        Some(why) => {
-            let msg =
-                format!("{why}: run hack/registry-up.sh and hack/build-test-images.sh (as root)");
-            if std::env::var_os("CI").is_some() {
-                panic!("{msg}");
-            }
-            eprintln!("skipped: {msg}");
-            false
-        }
-    }
+    registry::require_registry(module_path!())
 }
 
 /// A layer built entry by entry with raw names, so hostile names survive.

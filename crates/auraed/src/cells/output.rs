@@ -53,7 +53,9 @@ pub(crate) async fn pump(fd: OwnedFd, output: Arc<ProcessOutput>, channel: Chann
         Ok(reader) => {
             crate::process::pump(reader, output, channel, 0).await;
         }
-        Err(e) => tracing::warn!(channel = channel.as_str(), error = %e, "cannot read container output"),
+        Err(e) => {
+            tracing::warn!(channel = channel.as_str(), error = %e, "cannot read container output")
+        }
     }
 }
 

@@ -11,8 +11,8 @@ mod exit;
 mod spawn;
 mod supervise;
 
-pub use capture::Captured;
 pub(crate) use capture::pump;
+pub use capture::Captured;
 pub use error::ProcessError;
 pub use exit::ExitKind;
 pub use spawn::{ProcessSpec, Processes};

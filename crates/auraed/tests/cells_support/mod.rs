@@ -5,8 +5,6 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,52 +20,16 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use tempfile::TempDir;
 
-pub const REGISTRY: &str = "127.0.0.1:5000";
+pub use registry::REGISTRY;
 pub const BUSYBOX: &str = "127.0.0.1:5000/aurae/busybox:latest";
 
-/// Root and the registry with aurae/busybox; without them the test is
+#[path = "../common/registry.rs"]
+mod registry;
+
+/// Root and the registry with the test images; without them the test is
 /// skipped (with the reason), or fails when CI is set.
 pub fn fixture(test: &str) -> bool {
-    let problem = if !nix::unistd::geteuid().is_root() {
-        Some("cells need root (namespaces, mounts, cgroups)".to_string())
-    } else {
-        probe().err()
-    };
-    match problem {
-        None => true,
-        Some(why) => {
-            let msg = format!(
-                "{test}: {why}: run hack/registry-up.sh and then hack/build-test-images.sh (as root)"
-            );
-            if std::env::var_os("CI").is_some() {
-                panic!("{msg}");
-            }
-            eprintln!("skipped {msg}");
-            false
-        }
-    }
-}
-
-fn probe() -> Result<(), String> {
-    let addr = REGISTRY.parse().unwrap();
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| format!("no registry answers at {REGISTRY} ({e})"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "HEAD /v2/aurae/busybox/manifests/latest HTTP/1.0\r\nHost: {REGISTRY}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200") {
-        Ok(())
-    } else {
-        Err(format!(
-            "the registry at {REGISTRY} has no aurae/busybox:latest ({})",
-            answer.lines().next().unwrap_or("no answer")
-        ))
-    }
+    registry::require_registry(test)
 }
 
 /// What to change in busybox's image configuration.

@@ -11,6 +11,10 @@ use aurae_client::{AuraeConfig, AuthConfig, Client, SystemConfig};
 use auraed::pki::{self, PkiInitOptions};
 use tempfile::TempDir;
 
+mod registry;
+#[allow(unused_imports)]
+pub use registry::{require_registry, REGISTRY};
+
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// True when the test may run; otherwise says why it is skipped. On CI (env
@@ -397,46 +401,4 @@ pub fn exec_cgroups(d: &TestDaemon) -> Vec<PathBuf> {
         .filter_map(|dir| std::fs::read_dir(dir.join("exec")).ok())
         .flat_map(|rd| rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()))
         .collect()
-}
-
-/// The test registry of hack/registry-up.sh and hack/build-test-images.sh.
-pub const REGISTRY: &str = "127.0.0.1:5000";
-
-/// True when the registry fixture answers (and we are root); otherwise says
-/// why the test is skipped, or fails on CI, where the fixture must be there.
-pub fn require_registry(test: &str) -> bool {
-    if !require_root(test) {
-        return false;
-    }
-    use std::io::{Read, Write};
-    let probe = || -> Result<(), String> {
-        let addr: std::net::SocketAddr = REGISTRY.parse().map_err(|e| format!("{e}"))?;
-        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-            .map_err(|e| format!("no registry answers at {REGISTRY} ({e})"))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .map_err(|e| e.to_string())?;
-        write!(s, "HEAD /v2/aurae/busybox/manifests/latest HTTP/1.0\r\nHost: {REGISTRY}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n\r\n")
-            .map_err(|e| e.to_string())?;
-        let mut answer = String::new();
-        let _ = s.read_to_string(&mut answer);
-        if answer.contains(" 200 ") {
-            Ok(())
-        } else {
-            Err(format!(
-                "the registry at {REGISTRY} has no aurae/busybox:latest"
-            ))
-        }
-    };
-    match probe() {
-        Ok(()) => true,
-        Err(why) => {
-            let msg =
-                format!("{test}: {why}: run hack/registry-up.sh and hack/build-test-images.sh");
-            if std::env::var_os("CI").is_some() {
-                panic!("{msg}");
-            }
-            eprintln!("skipping {msg}");
-            false
-        }
-    }
 }
