@@ -3,6 +3,7 @@
 //!
 //! Usage: `cargo build --release -p auraed -p aurae-bench && sudo target/release/aurae-bench`
 
+mod cells;
 mod daemon;
 mod exec;
 mod report;
@@ -30,6 +31,9 @@ struct Args {
     /// Lines for the output stream figure.
     #[arg(long, default_value_t = 200_000)]
     lines: usize,
+    /// RunCell runs (0 skips the cell figure; it needs the test registry, skopeo, umoci, runc).
+    #[arg(long, default_value_t = 50)]
+    cell_runs: usize,
 }
 
 #[tokio::main]
@@ -45,6 +49,9 @@ async fn main() -> anyhow::Result<()> {
     rows.extend(exec::latency(&d, args.runs).await?);
     rows.extend(exec::throughput(&d, args.in_flight, args.throughput_runs).await?);
     rows.extend(stream::lines(&d, args.lines).await?);
+    if args.cell_runs > 0 {
+        rows.extend(cells::run_cell(&d, args.cell_runs).await?);
+    }
     rows.push(report::Row::rss(
         "auraed idle RSS after the runs",
         d.rss_kib()?,

@@ -18,7 +18,7 @@ pub const RING_LINES: usize = 4096;
 /// Bytes kept per channel for late subscribers.
 pub const RING_BYTES: usize = 1 << 20;
 /// Live lines buffered per subscriber before the slowest starts losing lines.
-pub const LIVE_CAPACITY: usize = 1024;
+pub const LIVE_CAPACITY: usize = 16 * 1024;
 /// Outputs of exited processes kept for late subscribers, oldest dropped first.
 pub const FINISHED_KEPT: usize = 512;
 
