@@ -28,7 +28,7 @@ struct Args {
     /// Total runs for the throughput figure.
     #[arg(long, default_value_t = 4000)]
     throughput_runs: usize,
-    /// Lines for the output stream figure.
+    /// Lines for the output stream figure (0 skips it).
     #[arg(long, default_value_t = 200_000)]
     lines: usize,
     /// RunCell runs (0 skips the cell figure; it needs the test registry, skopeo, umoci, runc).
@@ -48,7 +48,9 @@ async fn main() -> anyhow::Result<()> {
     rows.push(report::Row::rss("auraed idle RSS at start", d.rss_kib()?));
     rows.extend(exec::latency(&d, args.runs).await?);
     rows.extend(exec::throughput(&d, args.in_flight, args.throughput_runs).await?);
-    rows.extend(stream::lines(&d, args.lines).await?);
+    if args.lines > 0 {
+        rows.extend(stream::lines(&d, args.lines).await?);
+    }
     if args.cell_runs > 0 {
         rows.extend(cells::run_cell(&d, args.cell_runs).await?);
     }
