@@ -81,13 +81,18 @@ impl BenchDaemon {
         Ok(Client::connect(&self.config).await?)
     }
 
-    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+    /// `(VmRSS, RssAnon)` in KiB: all resident pages, and the daemon's own
+    /// heap and stacks without the mapped binary and libraries.
+    pub fn rss_kib(&self) -> anyhow::Result<(u64, u64)> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("VmRSS not found")
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .with_context(|| format!("{name} not found"))
+        };
+        Ok((field("VmRSS:")?, field("RssAnon:")?))
     }
 }
 

@@ -10,10 +10,11 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn rss(what: &str, kib: u64) -> Self {
+    pub fn rss(what: &str, (rss, anon): (u64, u64)) -> Self {
+        let mib = |k: u64| k as f64 / 1024.0;
         Row {
             what: what.into(),
-            value: format!("{:.1} MiB", kib as f64 / 1024.0),
+            value: format!("{:.1} MiB ({:.1} MiB anonymous)", mib(rss), mib(anon)),
             baseline: None,
             ratio: None,
         }

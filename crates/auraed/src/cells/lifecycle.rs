@@ -27,7 +27,7 @@ use super::error::CellError;
 use super::image::{MountedRootfs, PulledImage};
 use super::output::{pump, OutputPipes};
 use super::request::CellRequest;
-use super::wait::ChildExit;
+use crate::process::ChildExit;
 use super::{mounts, runtime, sandbox, spec, user};
 use crate::cgroups::chain;
 use crate::observe::output::ProcessOutput;

@@ -29,7 +29,6 @@ mod sandbox;
 mod service;
 mod spec;
 mod user;
-mod wait;
 
 pub use self::core::Cells;
 pub use error::CellError;
