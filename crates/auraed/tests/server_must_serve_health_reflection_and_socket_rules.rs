@@ -138,3 +138,76 @@ async fn shutdown_must_stop_running_workloads() {
     assert!(!common::alive(pid), "workload {pid} outlived the daemon");
     assert!(common::exec_cgroups(&d).is_empty());
 }
+
+#[tokio::test]
+async fn socket_group_must_make_it_0660() {
+    if !require_root("socket_group_must_make_it_0660") {
+        return;
+    }
+    let d = TestDaemon::builder()
+        .arg("--socket-group")
+        .arg("root")
+        .start()
+        .await;
+    let meta = std::fs::metadata(&d.socket).expect("socket");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 0);
+}
+
+#[tokio::test]
+async fn tcp_listener_must_require_mutual_tls_too() {
+    if !require_root("tcp_listener_must_require_mutual_tls_too") {
+        return;
+    }
+    // A free port: bind, note it, release it for the daemon.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let d = TestDaemon::builder()
+        .arg("--listen")
+        .arg(addr.clone())
+        .start()
+        .await;
+    let mut cfg = d.config();
+    cfg.system.socket = None;
+    cfg.system.address = Some(addr.clone());
+    let c = aurae_client::Client::connect(&cfg)
+        .await
+        .expect("mTLS over TCP");
+    let r = c
+        .run_executable(aurae_proto::runtime::Executable {
+            command: "echo tcp".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("RunExecutable over TCP");
+    assert_eq!(r.stdout, "tcp\n");
+
+    let ca = tonic::transport::Certificate::from_pem(
+        std::fs::read(d.pki_dir.join("ca.crt")).expect("ca"),
+    );
+    let no_cert = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(ca)
+        .domain_name("server.unsafe.aurae.io");
+    let refused = async {
+        let ch = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+            .map_err(|e| e.to_string())?
+            .tls_config(no_cert)
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        aurae_proto::observe::observe_client::ObserveClient::new(ch)
+            .status(aurae_proto::observe::StatusRequest::default())
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    assert!(
+        refused.is_err(),
+        "a client without certificate was served over TCP"
+    );
+}
