@@ -27,11 +27,11 @@ use super::error::CellError;
 use super::image::{MountedRootfs, PulledImage};
 use super::output::{pump, OutputPipes};
 use super::request::CellRequest;
-use crate::process::ChildExit;
 use super::{mounts, runtime, sandbox, spec, user};
 use crate::cgroups::chain;
 use crate::observe::output::ProcessOutput;
 use crate::observe::Channel;
+use crate::process::ChildExit;
 use crate::process::ExitKind;
 
 /// How long to wait for a container's output pipes once its processes are gone.

@@ -8,12 +8,15 @@
 mod capture;
 mod error;
 mod exit;
+mod pidfd;
 mod spawn;
 mod supervise;
+mod vfork;
 
 pub(crate) use capture::pump;
 pub use capture::Captured;
 pub use error::ProcessError;
 pub use exit::ExitKind;
+pub(crate) use pidfd::ChildExit;
 pub use spawn::{ProcessSpec, Processes};
 pub use supervise::{Finished, ProcessHandle};

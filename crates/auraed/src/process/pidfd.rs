@@ -123,7 +123,10 @@ impl Drop for ChildExit {
         };
         let pid = self.pid;
         rt.spawn_blocking(move || {
-            if let Err(e) = waitid(Id::PIDFd(fd.as_fd()), WaitPidFlag::WEXITED | WaitPidFlag::__WALL) {
+            if let Err(e) = waitid(
+                Id::PIDFd(fd.as_fd()),
+                WaitPidFlag::WEXITED | WaitPidFlag::__WALL,
+            ) {
                 tracing::warn!(pid, error = %e, "reaping a killed child");
             }
         });
@@ -183,7 +186,10 @@ mod tests {
                 assert_eq!(exit, ExitKind::Signal(libc::SIGKILL));
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "child survived the drop");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child survived the drop"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

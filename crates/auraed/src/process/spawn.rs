@@ -1,17 +1,21 @@
-//! Starting a process: its cgroup first, then fork, placement into the
-//! cgroup before exec (so no descendant can escape it), then exec.
+//! Starting a process: its cgroup first, then a vfork-style clone, placement
+//! into the cgroup before exec (so no descendant can escape it), then exec.
 
 use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::fcntl::OFlag;
+use tokio::net::unix::pipe;
 use tokio_util::sync::CancellationToken;
 
 use super::capture::pump;
 use super::error::ProcessError;
+use super::pidfd::ChildExit;
 use super::supervise::{supervise, ProcessHandle, Supervised};
+use super::vfork;
 use crate::cgroups::{CgroupDriver, CgroupPath};
 use crate::observe::{Channel, ProcessOutputs};
 
@@ -76,7 +80,7 @@ impl Processes {
             source,
         };
         self.cgroups.create(&spec.cgroup).map_err(cgroup_err)?;
-        let child = match self.command(&spec).spawn() {
+        let child = match self.start(&spec) {
             Ok(c) => c,
             Err(source) => {
                 if let Err(e) = self.cgroups.remove(&spec.cgroup) {
@@ -88,45 +92,72 @@ impl Processes {
         self.supervise_child(child, spec)
     }
 
-    fn command(&self, spec: &ProcessSpec) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(&spec.argv[0]);
-        cmd.args(&spec.argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+    /// Clones the child into its cgroup with /dev/null as stdin and pipes
+    /// for stdout and stderr (see `vfork` for why not `Command`).
+    fn start(&self, spec: &ProcessSpec) -> std::io::Result<Started> {
+        let path = vfork::resolve(&spec.argv[0], std::env::var_os("PATH").as_deref())?;
+        let argv = spec
+            .argv
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let envp = vfork::environment();
         let procs: Vec<CString> = self
             .cgroups
             .procs_files(&spec.cgroup)
             .iter()
             .filter_map(|p| CString::new(p.as_os_str().as_bytes()).ok())
             .collect();
-        // SAFETY: the closure runs in the forked child before exec and only
-        // makes async-signal-safe calls (setsid, open, write, close) on
-        // memory prepared before the fork; it allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || enter_cgroup_and_session(&procs));
-        }
-        cmd
+        // Every fd is close-on-exec, so a concurrent spawn elsewhere in the
+        // daemon cannot inherit them; dup2 in the child clears it on 0-2.
+        let stdin = vfork::above_stdio(std::fs::File::open("/dev/null")?.into())?;
+        let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let (out_w, err_w) = (vfork::above_stdio(out_w)?, vfork::above_stdio(err_w)?);
+        let (pid, pidfd) = vfork::spawn_into(
+            &path,
+            &argv,
+            &envp,
+            &procs,
+            [stdin.as_fd(), out_w.as_fd(), err_w.as_fd()],
+        )?;
+        // Take ownership of the child first, so any later error still kills and reaps it.
+        let exit = ChildExit::from_pidfd(pid, pidfd)?;
+        // Only the child keeps the write ends: EOF comes when it (and its descendants) are done.
+        drop((stdin, out_w, err_w));
+        Ok(Started {
+            pid,
+            exit,
+            stdout: receiver(out_r)?,
+            stderr: receiver(err_r)?,
+        })
     }
 
     fn supervise_child(
         &self,
-        mut child: tokio::process::Child,
+        started: Started,
         spec: ProcessSpec,
     ) -> Result<ProcessHandle, ProcessError> {
-        let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) else {
-            return Err(ProcessError::SupervisorGone { pid: 0 });
-        };
+        let Started {
+            pid,
+            exit: child,
+            stdout,
+            stderr,
+        } = started;
         let output = self.outputs.register(pid);
-        let stdout = child
-            .stdout
-            .take()
-            .map(|p| tokio::spawn(pump(p, output.clone(), Channel::Stdout, spec.capture_limit)));
-        let stderr = child
-            .stderr
-            .take()
-            .map(|p| tokio::spawn(pump(p, output.clone(), Channel::Stderr, spec.capture_limit)));
+        let stdout = Some(tokio::spawn(pump(
+            stdout,
+            output.clone(),
+            Channel::Stdout,
+            spec.capture_limit,
+        )));
+        let stderr = Some(tokio::spawn(pump(
+            stderr,
+            output.clone(),
+            Channel::Stderr,
+            spec.capture_limit,
+        )));
         let stop = self.shutdown.child_token();
         let done = tokio::spawn(supervise(Supervised {
             pid,
@@ -144,29 +175,14 @@ impl Processes {
     }
 }
 
-/// Runs in the child between fork and exec.
-fn enter_cgroup_and_session(procs: &[CString]) -> std::io::Result<()> {
-    // A session of its own: a terminal's Ctrl-C aimed at the daemon must not
-    // reach workloads, which are stopped in order instead.
-    // SAFETY: setsid has no memory-safety preconditions.
-    if unsafe { libc::setsid() } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    for path in procs {
-        // SAFETY: `path` is a valid NUL-terminated string owned by the caller.
-        let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // Writing "0" to cgroup.procs moves the writing process itself.
-        // SAFETY: fd is open and the buffer is a 1-byte static.
-        let n = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
-        let err = std::io::Error::last_os_error();
-        // SAFETY: fd was opened above and is closed once.
-        unsafe { libc::close(fd) };
-        if n < 0 {
-            return Err(err);
-        }
-    }
-    Ok(())
+/// A child that has exec'd, with the daemon's ends of its output pipes.
+struct Started {
+    pid: i32,
+    exit: ChildExit,
+    stdout: pipe::Receiver,
+    stderr: pipe::Receiver,
+}
+
+fn receiver(fd: OwnedFd) -> std::io::Result<pipe::Receiver> {
+    pipe::Receiver::from_owned_fd(fd)
 }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::capture::Captured;
 use super::error::ProcessError;
 use super::exit::ExitKind;
+use super::pidfd::ChildExit;
 use crate::cgroups::{CgroupDriver, CgroupPath};
 use crate::observe::output::ProcessOutput;
 use crate::observe::ProcessOutputs;
@@ -74,7 +75,8 @@ impl ProcessHandle {
 
 pub(super) struct Supervised {
     pub pid: i32,
-    pub child: tokio::process::Child,
+    /// Owns the pidfd; kills the child if this task is dropped before reaping it.
+    pub child: ChildExit,
     pub cgroup: CgroupPath,
     pub cgroups: Arc<dyn CgroupDriver>,
     pub outputs: Arc<ProcessOutputs>,
@@ -109,10 +111,10 @@ pub(super) async fn supervise(mut s: Supervised) -> Result<Finished, ProcessErro
         Err(e) => tracing::warn!(cgroup = s.cgroup.as_str(), error = %e, "removing cgroup"),
     }
     s.outputs.finished(s.pid, &s.output);
-    let status = status.map_err(|source| ProcessError::Wait { pid: s.pid, source })?;
+    let exit = status.map_err(|source| ProcessError::Wait { pid: s.pid, source })?;
     Ok(Finished {
         pid: s.pid,
-        exit: ExitKind::from_status(status),
+        exit,
         stdout,
         stderr,
         stopped,
@@ -120,10 +122,10 @@ pub(super) async fn supervise(mut s: Supervised) -> Result<Finished, ProcessErro
 }
 
 /// SIGTERM to the whole cgroup, the grace period, then SIGKILL.
-async fn terminate(s: &mut Supervised) -> std::io::Result<std::process::ExitStatus> {
+async fn terminate(s: &mut Supervised) -> std::io::Result<ExitKind> {
     if let Err(e) = s.cgroups.signal_all(&s.cgroup, Signal::SIGTERM) {
         tracing::warn!(pid = s.pid, error = %e, "sending SIGTERM to the cgroup");
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid), Signal::SIGTERM);
+        let _ = s.child.signal(libc::SIGTERM);
     }
     match tokio::time::timeout(s.grace, s.child.wait()).await {
         Ok(status) => status,
@@ -135,7 +137,7 @@ async fn terminate(s: &mut Supervised) -> std::io::Result<std::process::ExitStat
             );
             kill_all(&s.cgroups, &s.cgroup).await;
             // The main process is in the cgroup, but kill it directly too in case placement failed.
-            let _ = s.child.start_kill();
+            let _ = s.child.signal(libc::SIGKILL);
             s.child.wait().await
         }
     }
