@@ -11,7 +11,7 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use crate::cells::{Cells, CellsService};
-use crate::cgroups::{self, CgroupError, CgroupPath};
+use crate::cgroups::{self, CgroupDriver, CgroupError, CgroupPath};
 use crate::config::DaemonConfig;
 use crate::executables::{CoreService, Executables};
 use crate::images::{ImageError, ImageStore, ImagesService, RegistryConfig};
@@ -164,9 +164,22 @@ pub async fn run(
     schedule.shutdown().await;
     cells.shutdown().await;
     processes.shutdown();
+    remove_cgroup_root(driver.as_ref(), &root, processes.grace() + Duration::from_secs(2)).await;
     result?;
     tracing::info!("auraed stopped");
     Ok(())
+}
+
+/// Leaves no empty cgroup directories behind at a graceful exit: waits
+/// (bounded) for the stopped workloads to leave, then removes the tree.
+async fn remove_cgroup_root(driver: &dyn CgroupDriver, root: &CgroupPath, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while driver.pids(root).is_ok_and(|p| !p.is_empty()) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Err(e) = driver.remove(root) {
+        tracing::warn!(cgroup = root.as_str(), error = %e, "removing the daemon's cgroups at exit");
+    }
 }
 
 fn load_policy(config: &DaemonConfig) -> Result<Policy, DaemonError> {
