@@ -69,7 +69,11 @@ async fn socket_must_be_private_and_removed_at_shutdown() {
     let status = d.stop().expect("exit status");
     assert!(status.success(), "graceful exit: {status}\n{}", d.log());
     assert!(!d.socket.exists(), "socket removed at shutdown");
-    assert!(d.cgroup_dirs().is_empty(), "cgroups left at shutdown: {:?}", d.cgroup_dirs());
+    assert!(
+        d.cgroup_dirs().is_empty(),
+        "cgroups left at shutdown: {:?}",
+        d.cgroup_dirs()
+    );
 }
 
 #[tokio::test]
@@ -138,7 +142,11 @@ async fn shutdown_must_stop_running_workloads() {
     assert!(status.success(), "{status}\n{}", d.log());
     assert!(!common::alive(pid), "workload {pid} outlived the daemon");
     assert!(common::exec_cgroups(&d).is_empty());
-    assert!(d.cgroup_dirs().is_empty(), "cgroups left at shutdown: {:?}", d.cgroup_dirs());
+    assert!(
+        d.cgroup_dirs().is_empty(),
+        "cgroups left at shutdown: {:?}",
+        d.cgroup_dirs()
+    );
 }
 
 #[tokio::test]

@@ -164,7 +164,12 @@ pub async fn run(
     schedule.shutdown().await;
     cells.shutdown().await;
     processes.shutdown();
-    remove_cgroup_root(driver.as_ref(), &root, processes.grace() + Duration::from_secs(2)).await;
+    remove_cgroup_root(
+        driver.as_ref(),
+        &root,
+        processes.grace() + Duration::from_secs(2),
+    )
+    .await;
     result?;
     tracing::info!("auraed stopped");
     Ok(())

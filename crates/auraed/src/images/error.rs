@@ -119,6 +119,16 @@ impl From<ImageError> for tonic::Status {
     }
 }
 
+/// Library messages start with a capital ("Connection refused"); ours are
+/// lowercase sentences, so a message quoted inside ours is lowered too.
+pub(crate) fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use oci_client::Reference;
 
 use super::digest::Digest;
+use super::error::lowercase_first;
 use super::error::ImageError;
 
 /// Longest accepted reference (docker's own limit on a repository name is 255).
@@ -117,14 +118,6 @@ pub(crate) fn is_loopback_registry(registry: &str) -> bool {
     }
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-fn lowercase_first(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(c) => c.to_lowercase().chain(chars).collect(),
-        None => String::new(),
-    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
 use super::digest::Digest;
+use super::error::lowercase_first;
 use super::error::ImageError;
 use super::reference::ImageReference;
 use super::registry_config::RegistryConfig;
@@ -456,14 +457,6 @@ fn chain_has_tls_error(e: &(dyn StdError + 'static)) -> bool {
         cur = err.source();
     }
     false
-}
-
-fn lowercase_first(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(c) => c.to_lowercase().chain(chars).collect(),
-        None => String::new(),
-    }
 }
 
 #[cfg(test)]
