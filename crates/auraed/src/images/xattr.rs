@@ -21,11 +21,7 @@ pub fn fset(fd: BorrowedFd<'_>, name: &str, value: &[u8]) -> io::Result<()> {
             0,
         )
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    status(rc)
 }
 
 /// Reads `name` of `path` without following a final symlink; `None` when the
@@ -73,6 +69,11 @@ pub fn lset(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
             0,
         )
     };
+    status(rc)
+}
+
+/// The result of a `*setxattr` call: 0, or -1 with the reason in errno.
+fn status(rc: libc::c_int) -> io::Result<()> {
     if rc == 0 {
         Ok(())
     } else {
