@@ -1,0 +1,305 @@
+//! The on-disk log store: every workload's stdout and stderr, and the
+//! daemon's own log, in the Kubernetes CRI log format.
+//!
+//! ```text
+//! <state_dir>/logs/
+//!   workloads/<kind>.<name>.<id>/   one directory per workload run
+//!     0000000001.log ...            CRI records, rotated by size (writer.rs)
+//!     end                           written once the log is complete (end.rs)
+//!   pids/<pid> -> ../workloads/...  the newest workload that had this pid
+//!   daemon/                         the daemon's log, rotated the same way
+//! ```
+//!
+//! Writers never wait for readers; readers follow the files at their own
+//! pace (reader.rs, follow.rs), woken by one shared inotify (watch.rs).
+//! Complete logs are kept within a total size and removed oldest first.
+
+pub mod cri;
+pub mod end;
+pub mod follow;
+pub mod reader;
+mod retention;
+pub mod watch;
+pub mod writer;
+
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub use cri::Stream;
+pub use end::EndMarker;
+pub use follow::{follow, Until};
+pub use reader::{Event, Line, LogCursor};
+pub use watch::Watcher;
+pub use writer::{LogLimits, LogWriter};
+
+use retention::Retention;
+
+/// Default total size of complete workload logs kept.
+pub const DEFAULT_RETAIN_BYTES: u64 = 512 << 20;
+
+/// What kind of workload a log belongs to; part of its directory name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A RunExecutable call.
+    Exec,
+    /// A container of a cell.
+    Cell,
+    /// A scheduled executable (its monitor writes the log).
+    Schedule,
+    /// A virtual machine's console (its monitor writes the log).
+    Vm,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Exec => "exec",
+            Kind::Cell => "cell",
+            Kind::Schedule => "schedule",
+            Kind::Vm => "vm",
+        }
+    }
+
+    /// Written by the daemon itself, so it cannot outlive the daemon.
+    fn written_by_daemon(self) -> bool {
+        matches!(self, Kind::Exec | Kind::Cell)
+    }
+
+    fn of_dir(name: &str) -> Option<Self> {
+        match name.split('.').next()? {
+            "exec" => Some(Kind::Exec),
+            "cell" => Some(Kind::Cell),
+            "schedule" => Some(Kind::Schedule),
+            "vm" => Some(Kind::Vm),
+            _ => None,
+        }
+    }
+}
+
+/// The log store of one daemon.
+pub struct LogStore {
+    root: PathBuf,
+    limits: LogLimits,
+    watcher: Arc<Watcher>,
+    last_id: AtomicI64,
+    retention: Mutex<Retention>,
+}
+
+impl LogStore {
+    /// Opens (or creates) the store under `root`. Logs left incomplete by a
+    /// daemon that died while writing them are marked complete, with an
+    /// unknown exit. Needs a Tokio runtime (the watcher's task).
+    pub fn open(root: &Path, limits: LogLimits, retain_bytes: u64) -> io::Result<Arc<Self>> {
+        for dir in [root.to_path_buf(), root.join("workloads"), root.join("pids")] {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)?;
+        }
+        let store = Self {
+            root: root.to_path_buf(),
+            limits,
+            watcher: Watcher::start()?,
+            last_id: AtomicI64::new(0),
+            retention: Mutex::new(Retention::new(retain_bytes)),
+        };
+        store.recover()?;
+        Ok(Arc::new(store))
+    }
+
+    pub fn limits(&self) -> LogLimits {
+        self.limits
+    }
+
+    pub fn watcher(&self) -> &Arc<Watcher> {
+        &self.watcher
+    }
+
+    /// Where the daemon's own log is written.
+    pub fn daemon_dir(&self) -> PathBuf {
+        self.root.join("daemon")
+    }
+
+    /// A new, empty log directory for one run of a workload.
+    pub fn create(&self, kind: Kind, name: &str) -> io::Result<PathBuf> {
+        let id = self.next_id();
+        let name = if name.is_empty() { "-" } else { name };
+        let dir = self
+            .root
+            .join("workloads")
+            .join(format!("{}.{name}.{id:x}", kind.as_str()));
+        std::fs::create_dir(&dir)?;
+        Ok(dir)
+    }
+
+    /// Records that `pid` is the process writing to `dir`.
+    pub fn link_pid(&self, pid: i32, dir: &Path) -> io::Result<()> {
+        let link = self.root.join("pids").join(pid.to_string());
+        let target = Path::new("../workloads").join(dir.file_name().unwrap_or_default());
+        match std::os::unix::fs::symlink(&target, &link) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // A reused pid: replace the old link in one step.
+                let tmp = self.root.join("pids").join(format!(".{pid}.{}", self.next_id()));
+                std::os::unix::fs::symlink(&target, &tmp)?;
+                std::fs::rename(&tmp, &link)
+            }
+            other => other,
+        }
+    }
+
+    /// The log directory of the newest workload that had `pid`, if still kept.
+    pub fn by_pid(&self, pid: i32) -> Option<PathBuf> {
+        if pid <= 0 {
+            return None;
+        }
+        let link = self.root.join("pids").join(pid.to_string());
+        let target = std::fs::read_link(&link).ok()?;
+        let dir = self.root.join("workloads").join(target.file_name()?);
+        dir.is_dir().then_some(dir)
+    }
+
+    /// The log in `dir` is complete: count it, and remove the oldest
+    /// complete logs beyond the retention bound.
+    pub fn complete(&self, dir: &Path) {
+        let size = retention::dir_size(dir);
+        let evicted = self.lock_retention().add(dir.to_path_buf(), size);
+        for old in evicted {
+            if let Err(e) = std::fs::remove_dir_all(&old) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(dir = %old.display(), error = %e, "removing an old log");
+                }
+            }
+        }
+    }
+
+    /// Workload logs of `kind` that are not complete (their writer is, or was, running).
+    pub fn incomplete(&self, kind: Kind) -> Vec<PathBuf> {
+        self.workload_dirs()
+            .into_iter()
+            .filter(|(k, d)| *k == kind && EndMarker::read(d).is_none())
+            .map(|(_, d)| d)
+            .collect()
+    }
+
+    fn lock_retention(&self) -> std::sync::MutexGuard<'_, Retention> {
+        self.retention.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn next_id(&self) -> i64 {
+        // Strictly increasing and time-based, so ids stay unique across restarts.
+        let now = cri::now_nanos();
+        let mut last = self.last_id.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last + 1);
+            match self
+                .last_id
+                .compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
+    fn workload_dirs(&self) -> Vec<(Kind, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(self.root.join("workloads")) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let kind = Kind::of_dir(e.file_name().to_str()?)?;
+                Some((kind, e.path()))
+            })
+            .collect()
+    }
+
+    /// At open: account complete logs (oldest first), close the logs that
+    /// a dead daemon was writing, and drop pid links to removed logs.
+    fn recover(&self) -> io::Result<()> {
+        let mut complete = Vec::new();
+        for (kind, dir) in self.workload_dirs() {
+            let end = match EndMarker::read(&dir) {
+                Some(end) => end,
+                None if kind.written_by_daemon() => {
+                    let end = EndMarker {
+                        ended_at: cri::now_nanos(),
+                        code: None,
+                        signal: None,
+                        message: "the daemon that ran it stopped before it ended: its exit status is unknown".into(),
+                    };
+                    end.write(&dir)?;
+                    end
+                }
+                None => continue,
+            };
+            complete.push((end.ended_at, dir));
+        }
+        complete.sort();
+        for (_, dir) in complete {
+            self.complete(&dir);
+        }
+        if let Ok(links) = std::fs::read_dir(self.root.join("pids")) {
+            for link in links.filter_map(Result::ok) {
+                let stale = std::fs::metadata(link.path()).is_err();
+                if stale {
+                    let _ = std::fs::remove_file(link.path());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(msg: &str) -> EndMarker {
+        EndMarker {
+            ended_at: cri::now_nanos(),
+            code: Some(0),
+            signal: None,
+            message: msg.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn pids_link_to_the_newest_run_and_survive_reopen() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let store = LogStore::open(root.path(), LogLimits::default(), 1 << 30).expect("open");
+        let a = store.create(Kind::Exec, "").expect("create");
+        let b = store.create(Kind::Schedule, "web").expect("create");
+        assert_ne!(a, b);
+        store.link_pid(42, &a).expect("link");
+        assert_eq!(store.by_pid(42), Some(a.clone()));
+        store.link_pid(42, &b).expect("relink");
+        assert_eq!(store.by_pid(42), Some(b.clone()));
+        assert_eq!(store.by_pid(43), None);
+        drop(store);
+        let store = LogStore::open(root.path(), LogLimits::default(), 1 << 30).expect("reopen");
+        assert_eq!(store.by_pid(42), Some(b.clone()));
+        // The dead daemon's RunExecutable log is closed; the scheduled one is left to its monitor.
+        assert!(EndMarker::read(&a).expect("closed").message.contains("unknown"));
+        assert_eq!(store.incomplete(Kind::Schedule), [b]);
+    }
+
+    #[tokio::test]
+    async fn oldest_complete_logs_go_first() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let store = LogStore::open(root.path(), LogLimits::default(), 3 * 4096).expect("open");
+        let dirs: Vec<PathBuf> = (0..5)
+            .map(|_| {
+                let d = store.create(Kind::Exec, "x").expect("create");
+                end("done").write(&d).expect("end");
+                store.complete(&d);
+                d
+            })
+            .collect();
+        let kept: Vec<bool> = dirs.iter().map(|d| d.exists()).collect();
+        assert_eq!(kept, [false, false, true, true, true]);
+    }
+}
