@@ -17,4 +17,5 @@ pub mod pki;
 pub mod process;
 pub mod schedule;
 pub mod server;
+pub mod state;
 pub mod validation;
