@@ -28,6 +28,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Internal: the monitor of one detached workload (started by the daemon).
+    #[command(hide = true)]
+    Monitor {
+        /// The workload, as JSON.
+        spec: String,
+    },
     /// Certificates: `auraed pki init` creates a CA, server and client certificates and the client config.
     Pki {
         #[command(subcommand)]
@@ -84,6 +90,9 @@ impl PkiInitArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Some(Command::Monitor { spec }) => {
+            return ExitCode::from(auraed::process::monitor::run(&spec) as u8)
+        }
         Some(Command::Pki {
             command: PkiCommand::Init(args),
         }) => auraed::pki::init(&args.into_options())

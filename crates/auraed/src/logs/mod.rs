@@ -18,6 +18,7 @@ pub mod cri;
 pub mod end;
 pub mod follow;
 pub mod reader;
+mod text;
 mod retention;
 pub mod watch;
 pub mod writer;
@@ -32,6 +33,7 @@ pub use cri::Stream;
 pub use end::EndMarker;
 pub use follow::{follow, Until};
 pub use reader::{Event, Line, LogCursor};
+pub use text::{read_output, OutputText};
 pub use watch::Watcher;
 pub use writer::{LogLimits, LogWriter};
 

@@ -23,6 +23,9 @@ pub struct Line {
     pub timestamp: i64,
     pub stream: Stream,
     pub bytes: Vec<u8>,
+    /// The line ended with a newline (not a piece of a longer line, nor
+    /// the unterminated end of the output).
+    pub newline: bool,
 }
 
 /// What a reader hands out.
@@ -230,6 +233,7 @@ impl LogCursor {
             timestamp: r.timestamp,
             stream: r.stream,
             bytes: Vec::new(),
+            newline: false,
         });
         line.bytes.extend_from_slice(r.content);
         while line.bytes.len() > MAX_LINE {
@@ -239,8 +243,10 @@ impl LogCursor {
                 timestamp: line.timestamp,
                 stream: line.stream,
                 bytes: piece,
+                newline: false,
             }));
         }
+        line.newline = !r.partial;
         if !r.partial || line.bytes.len() == MAX_LINE {
             if let Some(done) = slot.take() {
                 out.push(Event::Line(done));

@@ -11,10 +11,17 @@ pub enum ProcessError {
         program: String,
         source: std::io::Error,
     },
+    #[error("cannot create the log of {program:?}: {source}")]
+    Log {
+        program: String,
+        source: std::io::Error,
+    },
     #[error("cgroup {path}: {source}")]
     Cgroup { path: String, source: CgroupError },
     #[error("waiting for pid {pid}: {source}")]
     Wait { pid: i32, source: std::io::Error },
+    #[error("pid {pid}: {why}")]
+    Lost { pid: i32, why: String },
     #[error("the supervisor of pid {pid} ended without a result")]
     SupervisorGone { pid: i32 },
 }

@@ -1,22 +1,31 @@
 //! Spawning processes into their own cgroup, capturing their output,
 //! reaping them, and stopping every process of the cgroup on request.
 //!
+//! A process is either attached (RunExecutable, containers: the daemon
+//! reads its output and it ends with the call or the daemon) or detached
+//! (scheduled executables, VMs: a small monitor process, `auraed monitor`,
+//! holds its output pipes and its exit status, so it outlives a restart
+//! of the daemon and is adopted again).
+//!
 //! Every workload kind (RunExecutable, scheduled executables, and later the
 //! hypervisor processes of VMs) goes through `Processes::spawn`, so cgroup
 //! placement, output fan-out and clean-up live once, here.
 
-mod capture;
+mod detached;
 mod error;
 mod exit;
+mod launch;
+pub mod monitor;
+mod output;
 mod pidfd;
 mod spawn;
 mod supervise;
 mod vfork;
 
-pub(crate) use capture::pump;
-pub use capture::Captured;
+pub use detached::{Adopted, DetachedHandle, DetachedRecord};
 pub use error::ProcessError;
 pub use exit::ExitKind;
 pub(crate) use pidfd::ChildExit;
+pub(crate) use output::{blocking_io, Pump};
 pub use spawn::{ProcessSpec, Processes};
 pub use supervise::{Finished, ProcessHandle};

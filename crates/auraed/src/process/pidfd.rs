@@ -81,12 +81,26 @@ impl ChildExit {
 
     /// Waits until the process has exited, reaps it and says how it ended.
     pub async fn wait(&self) -> io::Result<ExitKind> {
+        self.wait_exited().await?.ok_or_else(|| {
+            io::Error::other(format!("pid {} is not a child of this process", self.pid))
+        })
+    }
+
+    /// Waits until the process has exited. For a child of this process it
+    /// is reaped and its exit returned; for another process (e.g. a
+    /// monitor adopted from an earlier daemon) there is no status: `None`.
+    pub async fn wait_exited(&self) -> io::Result<Option<ExitKind>> {
         loop {
-            if let Some(exit) = self.try_reap()? {
-                return Ok(exit);
-            }
             let mut ready = self.fd.readable().await?;
-            ready.clear_ready();
+            match self.try_reap() {
+                Ok(Some(exit)) => return Ok(Some(exit)),
+                Ok(None) => ready.clear_ready(),
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                    self.reaped.store(true, Ordering::Release);
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 

@@ -1,23 +1,22 @@
 //! Starting a process: its cgroup first, then a vfork-style clone, placement
 //! into the cgroup before exec (so no descendant can escape it), then exec.
 
-use std::ffi::CString;
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::fcntl::OFlag;
 use tokio::net::unix::pipe;
 use tokio_util::sync::CancellationToken;
 
-use super::capture::pump;
 use super::error::ProcessError;
+use super::launch::launch;
+use super::output::{blocking_io, Pump};
 use super::pidfd::ChildExit;
 use super::supervise::{supervise, ProcessHandle, Supervised};
-use super::vfork;
 use crate::cgroups::{CgroupDriver, CgroupPath};
-use crate::observe::{Channel, ProcessOutputs};
+use crate::logs::{Kind, LogStore, LogWriter};
 
 /// What to run and where.
 #[derive(Debug, Clone)]
@@ -26,40 +25,59 @@ pub struct ProcessSpec {
     pub argv: Vec<String>,
     /// The process's own cgroup; created here, removed when the process is done.
     pub cgroup: CgroupPath,
-    /// Bytes of each of stdout and stderr kept for the caller (the stream always has all).
-    pub capture_limit: usize,
+    /// What kind of workload it is, and its name (may be empty): they name its log.
+    pub kind: Kind,
+    pub name: String,
 }
 
 /// The process layer shared by every workload kind.
 #[derive(Clone)]
 pub struct Processes {
-    cgroups: Arc<dyn CgroupDriver>,
-    outputs: Arc<ProcessOutputs>,
-    grace: Duration,
+    pub(super) cgroups: Arc<dyn CgroupDriver>,
+    pub(super) logs: Arc<LogStore>,
+    pub(super) grace: Duration,
     /// Cancelled at daemon shutdown: every supervised process is then stopped.
     shutdown: CancellationToken,
+    /// Processes started and not yet finished.
+    pub(super) running: Arc<AtomicUsize>,
+    /// The program run as `<monitor_exe> monitor SPEC` for detached processes.
+    pub(super) monitor_exe: PathBuf,
 }
 
 impl Processes {
     pub fn new(
         cgroups: Arc<dyn CgroupDriver>,
-        outputs: Arc<ProcessOutputs>,
+        logs: Arc<LogStore>,
         grace: Duration,
     ) -> Self {
         Self {
             cgroups,
-            outputs,
+            logs,
             grace,
             shutdown: CancellationToken::new(),
+            running: Arc::new(AtomicUsize::new(0)),
+            // This very binary, even if the file was replaced by an upgrade.
+            monitor_exe: PathBuf::from("/proc/self/exe"),
         }
+    }
+
+    /// Uses `exe` as the monitor program (tests run from other binaries).
+    pub fn with_monitor_exe(mut self, exe: PathBuf) -> Self {
+        self.monitor_exe = exe;
+        self
     }
 
     pub fn cgroups(&self) -> &Arc<dyn CgroupDriver> {
         &self.cgroups
     }
 
-    pub fn outputs(&self) -> &Arc<ProcessOutputs> {
-        &self.outputs
+    pub fn logs(&self) -> &Arc<LogStore> {
+        &self.logs
+    }
+
+    /// Processes started through this layer that have not finished.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Relaxed)
     }
 
     pub fn grace(&self) -> Duration {
@@ -79,99 +97,81 @@ impl Processes {
             path: spec.cgroup.as_str().to_string(),
             source,
         };
-        self.cgroups.create(&spec.cgroup).map_err(cgroup_err)?;
-        let child = match self.start(&spec) {
-            Ok(c) => c,
-            Err(source) => {
+        let log_err = |source| ProcessError::Log {
+            program: program.clone(),
+            source,
+        };
+        let dir = blocking_io(|| self.logs.create(spec.kind, &spec.name)).map_err(log_err)?;
+        let writer = match LogWriter::open(&dir, self.logs.limits()) {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(log_err(e));
+            }
+        };
+        let started = blocking_io(|| {
+            self.cgroups.create(&spec.cgroup).map_err(cgroup_err)?;
+            self.start(&spec).map_err(|source| {
                 if let Err(e) = self.cgroups.remove(&spec.cgroup) {
                     tracing::warn!(cgroup = spec.cgroup.as_str(), error = %e, "removing cgroup of a failed start");
                 }
-                return Err(ProcessError::Start { program, source });
+                ProcessError::Start {
+                    program: program.clone(),
+                    source,
+                }
+            })
+        });
+        let started = match started {
+            Ok(s) => s,
+            Err(e) => {
+                // Nothing ran: no log to keep.
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
             }
         };
-        self.supervise_child(child, spec)
+        if let Err(e) = self.logs.link_pid(started.pid, &dir) {
+            tracing::warn!(pid = started.pid, error = %e, "indexing the log by pid");
+        }
+        Ok(self.supervise_child(started, spec, writer))
     }
 
-    /// Clones the child into its cgroup with /dev/null as stdin and pipes
-    /// for stdout and stderr (see `vfork` for why not `Command`).
+    /// Launches the child into its cgroup and takes ownership of it.
     fn start(&self, spec: &ProcessSpec) -> std::io::Result<Started> {
-        let path = vfork::resolve(&spec.argv[0], std::env::var_os("PATH").as_deref())?;
-        let argv = spec
-            .argv
-            .iter()
-            .map(|a| CString::new(a.as_bytes()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let envp = vfork::environment();
-        let procs: Vec<CString> = self
-            .cgroups
-            .procs_files(&spec.cgroup)
-            .iter()
-            .filter_map(|p| CString::new(p.as_os_str().as_bytes()).ok())
-            .collect();
-        // Every fd is close-on-exec, so a concurrent spawn elsewhere in the
-        // daemon cannot inherit them; dup2 in the child clears it on 0-2.
-        let stdin = vfork::above_stdio(std::fs::File::open("/dev/null")?.into())?;
-        let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        let (out_w, err_w) = (vfork::above_stdio(out_w)?, vfork::above_stdio(err_w)?);
-        let (pid, pidfd) = vfork::spawn_into(
-            &path,
-            &argv,
-            &envp,
-            &procs,
-            [stdin.as_fd(), out_w.as_fd(), err_w.as_fd()],
-        )?;
+        let l = launch(&spec.argv, &self.cgroups.procs_files(&spec.cgroup))?;
         // Take ownership of the child first, so any later error still kills and reaps it.
-        let exit = ChildExit::from_pidfd(pid, pidfd)?;
-        // Only the child keeps the write ends: EOF comes when it (and its descendants) are done.
-        drop((stdin, out_w, err_w));
+        let exit = ChildExit::from_pidfd(l.pid, l.pidfd)?;
         Ok(Started {
-            pid,
+            pid: l.pid,
             exit,
-            stdout: receiver(out_r)?,
-            stderr: receiver(err_r)?,
+            stdout: receiver(l.stdout)?,
+            stderr: receiver(l.stderr)?,
         })
     }
 
-    fn supervise_child(
-        &self,
-        started: Started,
-        spec: ProcessSpec,
-    ) -> Result<ProcessHandle, ProcessError> {
+    fn supervise_child(&self, started: Started, spec: ProcessSpec, writer: LogWriter) -> ProcessHandle {
         let Started {
             pid,
             exit: child,
             stdout,
             stderr,
         } = started;
-        let output = self.outputs.register(pid);
-        let stdout = Some(tokio::spawn(pump(
-            stdout,
-            output.clone(),
-            Channel::Stdout,
-            spec.capture_limit,
-        )));
-        let stderr = Some(tokio::spawn(pump(
-            stderr,
-            output.clone(),
-            Channel::Stderr,
-            spec.capture_limit,
-        )));
+        let log_dir = writer.dir().to_path_buf();
+        let pump = Pump::start(stdout, stderr, writer);
         let stop = self.shutdown.child_token();
+        self.running.fetch_add(1, Ordering::Relaxed);
         let done = tokio::spawn(supervise(Supervised {
             pid,
             child,
             cgroup: spec.cgroup,
             cgroups: self.cgroups.clone(),
-            outputs: self.outputs.clone(),
-            output,
-            stdout,
-            stderr,
+            logs: self.logs.clone(),
+            log_dir,
+            pump: Some(pump),
             grace: self.grace,
             stop: stop.clone(),
+            running: self.running.clone(),
         }));
-        Ok(ProcessHandle::new(pid, stop, done))
+        ProcessHandle::new(pid, stop, done)
     }
 }
 

@@ -2,6 +2,8 @@
 //! the whole cgroup, a grace period, then SIGKILL), kills what it left in its
 //! cgroup, drains its output and removes the cgroup.
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,26 +11,60 @@ use nix::sys::signal::Signal;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::capture::Captured;
 use super::error::ProcessError;
 use super::exit::ExitKind;
+use super::output::{blocking_io, Pump};
 use super::pidfd::ChildExit;
 use crate::cgroups::{CgroupDriver, CgroupPath};
-use crate::observe::output::ProcessOutput;
-use crate::observe::ProcessOutputs;
+use crate::logs::{cri::now_nanos, read_output, EndMarker, LogStore, OutputText};
 
-/// How long to wait for the output pipes after every process of the cgroup is gone.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for the output pipes after every process of the cgroup
+/// is gone: only a process that left the cgroup can still hold them.
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The end of a process.
 #[derive(Debug, Clone)]
 pub struct Finished {
     pub pid: i32,
     pub exit: ExitKind,
-    pub stdout: Captured,
-    pub stderr: Captured,
+    /// Its complete log.
+    pub log_dir: PathBuf,
     /// True when it ended because it was asked to stop (cancel, disable, shutdown).
     pub stopped: bool,
+}
+
+impl Finished {
+    /// The output as text, at most `limit` bytes per stream (read from its log).
+    pub async fn output(&self, limit: usize) -> OutputText {
+        let dir = self.log_dir.clone();
+        match tokio::task::spawn_blocking(move || read_output(&dir, limit)).await {
+            Ok(Ok(text)) => text,
+            Ok(Err(e)) => OutputText {
+                stdout: String::new(),
+                stderr: format!("[aurae: the output log could not be read: {e}]"),
+            },
+            Err(e) => OutputText {
+                stdout: String::new(),
+                stderr: format!("[aurae: the output log could not be read: {e}]"),
+            },
+        }
+    }
+}
+
+/// The end marker of a log from how the process ended.
+pub(crate) fn end_marker(exit: Option<ExitKind>, message: String) -> EndMarker {
+    EndMarker {
+        ended_at: now_nanos(),
+        code: match exit {
+            Some(ExitKind::Code(c)) => Some(c),
+            _ => None,
+        },
+        signal: match exit {
+            Some(ExitKind::Signal(s)) => Some(s),
+            _ => None,
+        },
+        message,
+    }
 }
 
 /// A running process; dropping the handle does not stop it (use `stop` or a drop guard).
@@ -65,6 +101,12 @@ impl ProcessHandle {
         self.done.is_finished()
     }
 
+    /// Lets go of a detached process without stopping it (daemon exit):
+    /// its monitor goes on, and the next daemon adopts it.
+    pub fn abandon(self) {
+        self.done.abort();
+    }
+
     pub async fn wait(self) -> Result<Finished, ProcessError> {
         let pid = self.pid;
         self.done
@@ -79,18 +121,22 @@ pub(super) struct Supervised {
     pub child: ChildExit,
     pub cgroup: CgroupPath,
     pub cgroups: Arc<dyn CgroupDriver>,
-    pub outputs: Arc<ProcessOutputs>,
-    pub output: Arc<ProcessOutput>,
-    pub stdout: Option<JoinHandle<Captured>>,
-    pub stderr: Option<JoinHandle<Captured>>,
+    pub logs: Arc<LogStore>,
+    pub log_dir: PathBuf,
+    pub pump: Option<Pump>,
     pub grace: Duration,
     pub stop: CancellationToken,
+    pub running: Arc<AtomicUsize>,
 }
 
 pub(super) async fn supervise(mut s: Supervised) -> Result<Finished, ProcessError> {
     let (status, stopped) = tokio::select! {
         status = s.child.wait() => (status, false),
-        _ = s.stop.cancelled() => (terminate(&mut s).await, true),
+        _ = s.stop.cancelled() => {
+            let exit = terminate(&s.cgroups, &s.cgroup, s.grace, &s.child).await;
+            let exit = exit.and_then(|e| e.ok_or_else(|| std::io::Error::other("not a child of the daemon")));
+            (exit, true)
+        }
     };
     // The main process is gone; like systemd's KillMode=control-group, so is the rest of its cgroup.
     let leftovers = s
@@ -101,8 +147,10 @@ pub(super) async fn supervise(mut s: Supervised) -> Result<Finished, ProcessErro
     if leftovers {
         kill_all(&s.cgroups, &s.cgroup).await;
     }
-    let stdout = drain(s.stdout.take()).await;
-    let stderr = drain(s.stderr.take()).await;
+    let writer = match s.pump.take() {
+        Some(pump) => pump.drain(DRAIN_TIMEOUT).await,
+        None => None,
+    };
     let cgroups = s.cgroups.clone();
     let cgroup = s.cgroup.clone();
     match tokio::task::spawn_blocking(move || cgroups.remove(&cgroup)).await {
@@ -110,35 +158,53 @@ pub(super) async fn supervise(mut s: Supervised) -> Result<Finished, ProcessErro
         Ok(Err(e)) => tracing::warn!(cgroup = s.cgroup.as_str(), error = %e, "removing cgroup"),
         Err(e) => tracing::warn!(cgroup = s.cgroup.as_str(), error = %e, "removing cgroup"),
     }
-    s.outputs.finished(s.pid, &s.output);
+    let (exit, message) = match &status {
+        Ok(exit) => (Some(*exit), exit.describe()),
+        Err(e) => (None, format!("lost track of the process: {e}")),
+    };
+    if let Some(mut writer) = writer {
+        let end = end_marker(exit, message);
+        if let Err(e) = blocking_io(|| writer.finish(&end)) {
+            tracing::warn!(pid = s.pid, error = %e, "closing the log");
+        }
+    }
+    blocking_io(|| s.logs.complete(&s.log_dir));
+    s.running.fetch_sub(1, Ordering::Relaxed);
     let exit = status.map_err(|source| ProcessError::Wait { pid: s.pid, source })?;
     Ok(Finished {
         pid: s.pid,
         exit,
-        stdout,
-        stderr,
+        log_dir: s.log_dir,
         stopped,
     })
 }
 
-/// SIGTERM to the whole cgroup, the grace period, then SIGKILL.
-async fn terminate(s: &mut Supervised) -> std::io::Result<ExitKind> {
-    if let Err(e) = s.cgroups.signal_all(&s.cgroup, Signal::SIGTERM) {
-        tracing::warn!(pid = s.pid, error = %e, "sending SIGTERM to the cgroup");
-        let _ = s.child.signal(libc::SIGTERM);
+/// SIGTERM to the whole cgroup, the grace period, then SIGKILL; returns
+/// once `child` has exited (its exit when it is a child of the daemon).
+pub(super) async fn terminate(
+    cgroups: &Arc<dyn CgroupDriver>,
+    cgroup: &CgroupPath,
+    grace: Duration,
+    child: &ChildExit,
+) -> std::io::Result<Option<ExitKind>> {
+    let (cg, path) = (cgroups.clone(), cgroup.clone());
+    let term = tokio::task::spawn_blocking(move || cg.signal_all(&path, Signal::SIGTERM)).await;
+    if !matches!(term, Ok(Ok(_))) {
+        tracing::warn!(pid = child.pid(), "sending SIGTERM to the cgroup failed: signalling the process");
+        let _ = child.signal(libc::SIGTERM);
     }
-    match tokio::time::timeout(s.grace, s.child.wait()).await {
+    match tokio::time::timeout(grace, child.wait_exited()).await {
         Ok(status) => status,
         Err(_) => {
             tracing::info!(
-                pid = s.pid,
-                grace_ms = s.grace.as_millis() as u64,
+                pid = child.pid(),
+                grace_ms = grace.as_millis() as u64,
                 "grace period over: killing"
             );
-            kill_all(&s.cgroups, &s.cgroup).await;
-            // The main process is in the cgroup, but kill it directly too in case placement failed.
-            let _ = s.child.signal(libc::SIGKILL);
-            s.child.wait().await
+            kill_all(cgroups, cgroup).await;
+            // Placement could have failed: kill it directly too.
+            let _ = child.signal(libc::SIGKILL);
+            child.wait_exited().await
         }
     }
 }
@@ -149,20 +215,5 @@ async fn kill_all(cgroups: &Arc<dyn CgroupDriver>, cgroup: &CgroupPath) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(cgroup = cgroup.as_str(), error = %e, "killing the cgroup"),
         Err(e) => tracing::warn!(cgroup = cgroup.as_str(), error = %e, "killing the cgroup"),
-    }
-}
-
-async fn drain(reader: Option<JoinHandle<Captured>>) -> Captured {
-    let Some(mut reader) = reader else {
-        return Captured::default();
-    };
-    match tokio::time::timeout(DRAIN_TIMEOUT, &mut reader).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(_)) => Captured::default(),
-        Err(_) => {
-            // Something outside the cgroup holds the pipe open: stop waiting for it.
-            reader.abort();
-            Captured::default()
-        }
     }
 }

@@ -1,0 +1,60 @@
+//! Starting a program in its cgroup with /dev/null as stdin and pipes for
+//! stdout and stderr: shared by the daemon (attached processes) and the
+//! monitor (detached ones). See `vfork` for why not `Command`.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use nix::fcntl::OFlag;
+
+use super::vfork;
+
+/// A child that has exec'd, with the reading ends of its output pipes.
+pub(crate) struct Launched {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// Clones `argv` into the cgroup whose `procs` files are given, before exec.
+pub(crate) fn launch(argv: &[String], procs: &[PathBuf]) -> io::Result<Launched> {
+    let program = argv
+        .first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+    let path = vfork::resolve(program, std::env::var_os("PATH").as_deref())?;
+    let argv = argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let envp = vfork::environment();
+    let procs: Vec<CString> = procs
+        .iter()
+        .filter_map(|p| CString::new(p.as_os_str().as_bytes()).ok())
+        .collect();
+    // Every fd is close-on-exec, so a concurrent spawn elsewhere in the
+    // daemon cannot inherit them; dup2 in the child clears it on 0-2.
+    let stdin = vfork::above_stdio(std::fs::File::open("/dev/null")?.into())?;
+    let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (out_w, err_w) = (vfork::above_stdio(out_w)?, vfork::above_stdio(err_w)?);
+    let (pid, pidfd) = vfork::spawn_into(
+        &path,
+        &argv,
+        &envp,
+        &procs,
+        [stdin.as_fd(), out_w.as_fd(), err_w.as_fd()],
+    )?;
+    // Only the child keeps the write ends: EOF comes when it (and its descendants) are done.
+    drop((stdin, out_w, err_w));
+    Ok(Launched {
+        pid,
+        pidfd,
+        stdout: out_r,
+        stderr: err_r,
+    })
+}

@@ -1,0 +1,160 @@
+//! A workload's output pipes into its log: one task reads both pipes and
+//! appends every read to the log at once (nothing is held back for a
+//! reader or a reply), until both pipes reach their end or the task is
+//! told to stop waiting for them.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::logs::{LogWriter, Stream};
+
+/// Bytes read from a pipe at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The running pump of one workload.
+pub(crate) struct Pump {
+    task: JoinHandle<LogWriter>,
+    give_up: CancellationToken,
+}
+
+impl Pump {
+    /// Starts reading `stdout` and `stderr` into `writer`.
+    pub fn start<R>(stdout: R, stderr: R, writer: LogWriter) -> Self
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
+        let give_up = CancellationToken::new();
+        let task = tokio::spawn(pump(stdout, stderr, writer, give_up.clone()));
+        Self { task, give_up }
+    }
+
+    /// Waits for both pipes to end, at most `within`: a process that left
+    /// the workload's cgroup can hold them open forever. Whatever was
+    /// written is in the log either way; a note there says when reading
+    /// stopped early. Returns the writer to finish the log with.
+    pub async fn drain(mut self, within: Duration) -> Option<LogWriter> {
+        match tokio::time::timeout(within, &mut self.task).await {
+            Ok(r) => r.ok(),
+            Err(_) => {
+                self.give_up.cancel();
+                (&mut self.task).await.ok()
+            }
+        }
+    }
+}
+
+async fn pump<R: AsyncRead + Unpin>(
+    mut stdout: R,
+    mut stderr: R,
+    mut writer: LogWriter,
+    give_up: CancellationToken,
+) -> LogWriter {
+    let mut out_buf = vec![0u8; READ_CHUNK];
+    let mut err_buf = vec![0u8; READ_CHUNK];
+    let (mut out_open, mut err_open) = (true, true);
+    while out_open || err_open {
+        let (stream, read) = tokio::select! {
+            r = stdout.read(&mut out_buf), if out_open => (Stream::Stdout, r),
+            r = stderr.read(&mut err_buf), if err_open => (Stream::Stderr, r),
+            _ = give_up.cancelled() => {
+                let note = "[aurae: stopped reading output: the process exited but another process (outside its cgroup) still holds its output open]";
+                append(&mut writer, Stream::Stderr, None, Some(note));
+                break;
+            }
+        };
+        let buf = match stream {
+            Stream::Stdout => &out_buf,
+            Stream::Stderr => &err_buf,
+        };
+        match read {
+            Ok(0) => close(stream, &mut out_open, &mut err_open),
+            Ok(n) => append(&mut writer, stream, Some(&buf[..n]), None),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::warn!(stream = stream.as_str(), error = %e, "reading workload output");
+                close(stream, &mut out_open, &mut err_open);
+            }
+        }
+    }
+    writer
+}
+
+fn close(stream: Stream, out_open: &mut bool, err_open: &mut bool) {
+    match stream {
+        Stream::Stdout => *out_open = false,
+        Stream::Stderr => *err_open = false,
+    }
+}
+
+/// Appends to the log. A file write can block on the disk, so on the
+/// multi-threaded runtime the worker hands its other tasks off first.
+fn append(writer: &mut LogWriter, stream: Stream, data: Option<&[u8]>, note: Option<&str>) {
+    let mut write = || {
+        let r = match (data, note) {
+            (Some(d), _) => writer.write(stream, d),
+            (None, Some(n)) => writer.note(stream, n),
+            (None, None) => Ok(()),
+        };
+        if let Err(e) = r {
+            // The disk is full or gone: the workload must not block on it.
+            tracing::warn!(dir = %writer.dir().display(), error = %e, "writing a workload log");
+        }
+    };
+    blocking_io(&mut write);
+}
+
+/// Runs short blocking file I/O from async code without stalling the runtime.
+pub(crate) fn blocking_io<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::{read_output, LogLimits};
+    use std::io::Write;
+
+    fn pipe() -> (tokio::net::unix::pipe::Receiver, std::fs::File) {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        let r = tokio::net::unix::pipe::Receiver::from_owned_fd(r).expect("receiver");
+        (r, std::fs::File::from(w))
+    }
+
+    #[tokio::test]
+    async fn both_pipes_to_the_log_until_their_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = LogWriter::open(dir.path(), LogLimits::default()).expect("writer");
+        let (out_r, mut out_w) = pipe();
+        let (err_r, mut err_w) = pipe();
+        let pump = Pump::start(out_r, err_r, writer);
+        out_w.write_all(b"one\ntwo").expect("write");
+        err_w.write_all(b"bad\n").expect("write");
+        drop((out_w, err_w));
+        pump.drain(Duration::from_secs(5)).await.expect("writer");
+        let text = read_output(dir.path(), 1000).expect("read");
+        assert_eq!(text.stdout, "one\ntwo");
+        assert_eq!(text.stderr, "bad\n");
+    }
+
+    #[tokio::test]
+    async fn a_held_pipe_gives_up_with_a_note_and_keeps_what_was_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = LogWriter::open(dir.path(), LogLimits::default()).expect("writer");
+        let (out_r, mut out_w) = pipe();
+        let (err_r, err_w) = pipe();
+        let pump = Pump::start(out_r, err_r, writer);
+        out_w.write_all(b"moved 42\n").expect("write");
+        drop(err_w);
+        pump.drain(Duration::from_millis(200)).await.expect("writer");
+        let text = read_output(dir.path(), 1000).expect("read");
+        assert_eq!(text.stdout, "moved 42\n");
+        assert!(text.stderr.contains("stopped reading output"), "{}", text.stderr);
+        drop(out_w);
+    }
+}
