@@ -1,5 +1,5 @@
 //! Every gRPC service of the daemon (from `crate::api`) in one `Routes`, with
-//! health and reflection.
+//! health (every served service SERVING) and reflection.
 
 use aurae_proto::cells::cells_server::CellsServer;
 use aurae_proto::images::images_server::ImagesServer;
@@ -34,6 +34,8 @@ pub async fn build(s: Services) -> Result<Routes, DaemonError> {
     health
         .set_serving::<ScheduleExecutableServer<ScheduleExecutableService>>()
         .await;
+    health.set_serving::<ImagesServer<ImagesService>>().await;
+    health.set_serving::<CellsServer<CellsService>>().await;
     let mut builder = Routes::builder();
     builder
         .add_service(health_service)
