@@ -1,9 +1,11 @@
 //! auraed: one daemon that owns a Linux node behind one authenticated gRPC API.
 //!
 //! The flow of a call reads straight down: `server` (transport, TLS,
-//! authorization) -> a thin handler per service -> the subsystem's core type
-//! (`executables`, `schedule`, ...) -> the kernel layer (`process`, `cgroups`).
+//! authorization) -> `api` (one handler per service: proto <-> domain types,
+//! domain error -> status) -> the subsystem's core type (`executables`,
+//! `schedule`, ...) -> the kernel layer (`process`, `cgroups`).
 
+pub mod api;
 pub mod bootstrap;
 pub mod cells;
 pub mod cgroups;
@@ -19,3 +21,4 @@ pub mod schedule;
 pub mod server;
 pub mod state;
 pub mod validation;
+pub mod workload;

@@ -51,12 +51,6 @@ pub fn validate_name(what: &'static str, name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-impl From<NameError> for tonic::Status {
-    fn from(e: NameError) -> Self {
-        tonic::Status::invalid_argument(e.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,9 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use aurae_proto::cells::RunningCell;
-use aurae_proto::meta::{AuraeMeta, ProcessMeta, Status as MetaStatus};
-use aurae_proto::runtime::{Cell, CellStatus, ContainerStatus};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -16,9 +13,10 @@ use super::cgroup::CellCgroups;
 use super::error::CellError;
 use super::image::{ImageSource, PulledImage};
 use super::lifecycle;
-use super::request::{self, CellRequest};
+use super::request::{self, CellRequest, CellSpec};
 use crate::cgroups::{CgroupDriver, CgroupPath, HOST_MOUNT_ROOT};
 use crate::observe::{ProcessOutputs, WorkloadCounts};
+use crate::workload::Status as MetaStatus;
 
 /// How long `shutdown` waits for cells beyond their grace period.
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(10);
@@ -71,16 +69,42 @@ pub(crate) struct ContainerView {
 }
 
 impl ContainerView {
-    pub fn to_status(&self) -> ContainerStatus {
-        ContainerStatus {
-            meta: Some(AuraeMeta {
-                name: self.name.clone(),
-                message: self.message.clone(),
-            }),
-            proc: self.pid.map(|pid| ProcessMeta { pid }),
-            status: self.status as i32,
+    pub fn to_result(&self) -> ContainerResult {
+        ContainerResult {
+            name: self.name.clone(),
+            message: self.message.clone(),
+            pid: self.pid,
+            status: self.status,
         }
     }
+}
+
+/// One container of a cell: how it ended (RunCell) or where it is (List).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerResult {
+    pub name: String,
+    pub message: String,
+    /// Its init process, once it has one.
+    pub pid: Option<i32>,
+    pub status: MetaStatus,
+}
+
+/// The answer of a RunCell: the cell's status and summary, and each container's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellResult {
+    pub name: String,
+    pub message: String,
+    pub status: MetaStatus,
+    pub containers: Vec<ContainerResult>,
+}
+
+/// A running cell as List shows it: `phase` is where it is in its life
+/// ("pulling images", "running", ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningCell {
+    pub name: String,
+    pub phase: String,
+    pub containers: Vec<ContainerResult>,
 }
 
 /// A cell from the moment its name is taken until its teardown is done.
@@ -111,11 +135,9 @@ impl Entry {
     fn snapshot(&self) -> RunningCell {
         let view = self.lock();
         RunningCell {
-            meta: Some(AuraeMeta {
-                name: self.name.clone(),
-                message: view.0.as_str().to_string(),
-            }),
-            containers: view.1.iter().map(ContainerView::to_status).collect(),
+            name: self.name.clone(),
+            phase: view.0.as_str().to_string(),
+            containers: view.1.iter().map(ContainerView::to_result).collect(),
         }
     }
 }
@@ -191,10 +213,10 @@ impl Inner {
             self.images
                 .pull(&c.image)
                 .await
-                .map_err(|status| CellError::Image {
+                .map_err(|error| CellError::Image {
                     container: c.name.clone(),
                     image: c.image.clone(),
-                    status,
+                    error: Box::new(error),
                 })
         });
         futures::future::try_join_all(pulls).await
@@ -261,7 +283,7 @@ impl Cells {
     /// of the cell is gone. Dropping the future (a client cancel or
     /// deadline) stops the cell (SIGTERM, the grace period, SIGKILL) and
     /// still removes everything, in the background.
-    pub async fn run(&self, cell: Cell) -> Result<CellStatus, tonic::Status> {
+    pub async fn run(&self, cell: CellSpec) -> Result<CellResult, CellError> {
         let req = request::validate(&cell)?;
         let reservation = self.inner.reserve(&req)?;
         let entry = reservation.entry.clone();
@@ -270,7 +292,7 @@ impl Cells {
         let pulled = tokio::select! {
             pulled = self.inner.pull_all(&req) => pulled?,
             _ = entry.stop.cancelled() => {
-                return Err(CellError::StoppedBeforeStart { cell: req.name }.into());
+                return Err(CellError::StoppedBeforeStart { cell: req.name });
             }
         };
         lifecycle::check_runnable(&req, &pulled)?;
@@ -278,8 +300,8 @@ impl Cells {
         // A task of its own: teardown runs to its end even if this future is dropped.
         let task = tokio::spawn(lifecycle::run(self.inner.clone(), reservation, req, pulled));
         match task.await {
-            Ok(result) => result.map_err(Into::into),
-            Err(e) => Err(CellError::Task(e.to_string()).into()),
+            Ok(result) => result,
+            Err(e) => Err(CellError::Task(e.to_string())),
         }
     }
 
@@ -287,10 +309,7 @@ impl Cells {
     pub fn list(&self) -> Vec<RunningCell> {
         let entries: Vec<Arc<Entry>> = self.inner.lock_running().values().cloned().collect();
         let mut cells: Vec<RunningCell> = entries.iter().map(|e| e.snapshot()).collect();
-        cells.sort_by(|a, b| {
-            let name = |c: &RunningCell| c.meta.as_ref().map(|m| m.name.clone());
-            name(a).cmp(&name(b))
-        });
+        cells.sort_by(|a, b| a.name.cmp(&b.name));
         cells
     }
 
@@ -300,23 +319,19 @@ impl Cells {
     }
 
     /// Stops cell `name` and returns once it is torn down; its RunCell call
-    /// then returns the containers' statuses.
-    pub async fn stop(&self, name: &str) -> Result<AuraeMeta, tonic::Status> {
+    /// then returns the containers' statuses. The answer is the outcome's message.
+    pub async fn stop(&self, name: &str) -> Result<String, CellError> {
         let entry = self.inner.lock_running().get(name).cloned();
         let Some(entry) = entry else {
             return Err(CellError::NotFound {
                 cell: name.to_string(),
-            }
-            .into());
+            });
         };
         tracing::info!(cell = name, "stopping cell on request");
         entry.stop.cancel();
         let mut done = entry.done.subscribe();
         let _ = done.wait_for(|d| *d).await;
-        Ok(AuraeMeta {
-            name: name.to_string(),
-            message: "stopped".to_string(),
-        })
+        Ok("stopped".to_string())
     }
 
     /// Removes what a previous daemon left behind: the cgroups of cells it

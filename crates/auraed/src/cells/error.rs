@@ -1,12 +1,13 @@
-//! Every way a cells call can fail, mapped once to a gRPC status. Messages
-//! leave their `#[source]` out: [`crate::cgroups::chain`] joins the whole chain
-//! at the edge.
+//! Every way a cells call can fail (mapped to a gRPC status in `crate::api`).
+//! Messages leave their `#[source]` out: [`crate::cgroups::chain`] joins the
+//! whole chain at the edge.
 
 use std::path::PathBuf;
 
 use thiserror::Error;
 
 use crate::cgroups::CgroupError;
+use crate::images::ImageError;
 use crate::validation::NameError;
 
 use super::request::{MAX_CONTAINERS, MAX_IMAGE_LEN};
@@ -58,12 +59,12 @@ pub enum CellError {
     StoppedBeforeStart { cell: String },
     #[error("auraed is shutting down: retry once it is back")]
     ShuttingDown,
-    /// An image could not be pulled or mounted: the image layer's status, with context.
-    #[error("container {container:?}, image {image:?}: {}", status.message())]
+    /// An image could not be pulled or mounted: the image layer's error, with context.
+    #[error("container {container:?}, image {image:?}: {error}")]
     Image {
         container: String,
         image: String,
-        status: tonic::Status,
+        error: Box<ImageError>,
     },
     #[error("{what} {}", path.display())]
     Io {
@@ -89,89 +90,5 @@ impl CellError {
             path: path.into(),
             source,
         }
-    }
-}
-
-impl From<CellError> for tonic::Status {
-    fn from(e: CellError) -> Self {
-        let msg = crate::cgroups::chain(&e);
-        match e {
-            CellError::CellName(_)
-            | CellError::ContainerName { .. }
-            | CellError::NoContainers { .. }
-            | CellError::TooManyContainers { .. }
-            | CellError::DuplicateContainer { .. }
-            | CellError::EmptyImage { .. }
-            | CellError::ImageTooLong { .. }
-            | CellError::BadImage { .. }
-            | CellError::NothingToRun { .. }
-            | CellError::BadImageConfig { .. }
-            | CellError::User { .. } => tonic::Status::invalid_argument(msg),
-            CellError::AlreadyRunning { .. } => tonic::Status::already_exists(msg),
-            CellError::NotFound { .. } => tonic::Status::not_found(msg),
-            CellError::StoppedBeforeStart { .. } => tonic::Status::aborted(msg),
-            CellError::ShuttingDown => tonic::Status::unavailable(msg),
-            // Keep the image layer's code (NOT_FOUND, UNAVAILABLE, ...), add which container.
-            CellError::Image { status, .. } => tonic::Status::new(status.code(), msg),
-            CellError::Io { .. } | CellError::Cgroup { .. } | CellError::Task(_) => {
-                tonic::Status::internal(msg)
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_follow_the_kind_of_failure() {
-        let cases: Vec<(CellError, tonic::Code)> = vec![
-            (
-                CellError::NoContainers { cell: "c".into() },
-                tonic::Code::InvalidArgument,
-            ),
-            (
-                CellError::AlreadyRunning { cell: "c".into() },
-                tonic::Code::AlreadyExists,
-            ),
-            (
-                CellError::NotFound { cell: "c".into() },
-                tonic::Code::NotFound,
-            ),
-            (CellError::ShuttingDown, tonic::Code::Unavailable),
-            (
-                CellError::Image {
-                    container: "a".into(),
-                    image: "x".into(),
-                    status: tonic::Status::unavailable("registry down"),
-                },
-                tonic::Code::Unavailable,
-            ),
-            (
-                CellError::io("creating", "/x", std::io::Error::other("boom")),
-                tonic::Code::Internal,
-            ),
-        ];
-        for (err, code) in cases {
-            let text = err.to_string();
-            let status = tonic::Status::from(err);
-            assert_eq!(status.code(), code, "{text}");
-            assert!(status.message().starts_with(&text), "{status:?}");
-        }
-    }
-
-    #[test]
-    fn image_errors_name_the_container_and_keep_the_message() {
-        let status = tonic::Status::from(CellError::Image {
-            container: "web".into(),
-            image: "127.0.0.1:5000/nope:latest".into(),
-            status: tonic::Status::not_found("manifest unknown"),
-        });
-        assert_eq!(status.code(), tonic::Code::NotFound);
-        assert_eq!(
-            status.message(),
-            "container \"web\", image \"127.0.0.1:5000/nope:latest\": manifest unknown"
-        );
     }
 }

@@ -4,6 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use futures::future::BoxFuture;
+
+use crate::images::ImageError;
+
 /// How the image says to run it (the OCI image config's `config` object).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunConfig {
@@ -36,11 +40,10 @@ pub trait MountedRootfs: Send + Sync {
     fn unmount(&mut self) -> Result<(), String>;
 }
 
-#[tonic::async_trait]
 pub trait ImageSource: Send + Sync + 'static {
     /// Pulls `reference` (always asking the registry what the tag points to).
-    /// Errors carry the code to return (NOT_FOUND, UNAVAILABLE, ...).
-    async fn pull(&self, reference: &str) -> Result<PulledImage, tonic::Status>;
+    /// Errors say what went wrong (not found, unreachable, ...).
+    fn pull<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<PulledImage, ImageError>>;
 
     /// Mounts `image`'s root filesystem under `container_dir`, writable and
     /// private to one container. Blocking: called from a blocking thread.
@@ -48,26 +51,27 @@ pub trait ImageSource: Send + Sync + 'static {
         &self,
         image: &PulledImage,
         container_dir: &Path,
-    ) -> Result<Box<dyn MountedRootfs>, tonic::Status>;
+    ) -> Result<Box<dyn MountedRootfs>, ImageError>;
 }
 
 /// The daemon's image store as the cells' image source.
-#[tonic::async_trait]
 impl ImageSource for crate::images::ImageStore {
-    async fn pull(&self, reference: &str) -> Result<PulledImage, tonic::Status> {
-        let pulled = crate::images::ImageStore::pull(self, reference, None).await?;
-        let run = pulled.config;
-        Ok(PulledImage {
-            reference: pulled.reference,
-            digest: pulled.manifest_digest,
-            config: RunConfig {
-                entrypoint: run.entrypoint,
-                cmd: run.cmd,
-                env: run.env,
-                working_dir: run.working_dir.unwrap_or_default(),
-                user: run.user.unwrap_or_default(),
-            },
-            layers: pulled.layers,
+    fn pull<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<PulledImage, ImageError>> {
+        Box::pin(async move {
+            let pulled = crate::images::ImageStore::pull(self, reference, None).await?;
+            let run = pulled.config;
+            Ok(PulledImage {
+                reference: pulled.reference,
+                digest: pulled.manifest_digest,
+                config: RunConfig {
+                    entrypoint: run.entrypoint,
+                    cmd: run.cmd,
+                    env: run.env,
+                    working_dir: run.working_dir.unwrap_or_default(),
+                    user: run.user.unwrap_or_default(),
+                },
+                layers: pulled.layers,
+            })
         })
     }
 
@@ -75,7 +79,7 @@ impl ImageSource for crate::images::ImageStore {
         &self,
         image: &PulledImage,
         container_dir: &Path,
-    ) -> Result<Box<dyn MountedRootfs>, tonic::Status> {
+    ) -> Result<Box<dyn MountedRootfs>, ImageError> {
         let rootfs = crate::images::mount_rootfs(&image.layers, container_dir)?;
         Ok(Box::new(StoreRootfs {
             path: rootfs.path.clone(),

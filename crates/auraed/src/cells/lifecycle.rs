@@ -15,14 +15,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aurae_proto::meta::{AuraeMeta, Status as MetaStatus};
-use aurae_proto::runtime::CellStatus;
 use libcontainer::container::Container;
 use nix::sys::signal::Signal;
 use tokio::task::JoinHandle;
 
 use super::cgroup::CellCgroups;
-use super::core::{Inner, Phase, Reservation};
+use super::core::{CellResult, ContainerResult, Inner, Phase, Reservation};
 use super::error::CellError;
 use super::image::{MountedRootfs, PulledImage};
 use super::output::{pump, OutputPipes};
@@ -33,6 +31,7 @@ use crate::observe::output::ProcessOutput;
 use crate::observe::Channel;
 use crate::process::ChildExit;
 use crate::process::ExitKind;
+use crate::workload::Status as MetaStatus;
 
 /// How long to wait for a container's output pipes once its processes are gone.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -107,7 +106,7 @@ pub(crate) async fn run(
     reservation: Reservation,
     req: CellRequest,
     pulled: Vec<PulledImage>,
-) -> Result<CellStatus, CellError> {
+) -> Result<CellResult, CellError> {
     let dir = inner.cell_dir(&req.name);
     let containers = req
         .containers
@@ -148,7 +147,7 @@ impl CellRun {
         self.reservation.entry.stop.is_cancelled()
     }
 
-    async fn run(&mut self) -> Result<CellStatus, CellError> {
+    async fn run(&mut self) -> Result<CellResult, CellError> {
         let entry = self.reservation.entry.clone();
         entry.set_phase(Phase::Starting);
         let began = Instant::now();
@@ -367,19 +366,17 @@ impl CellRun {
     }
 
     /// The call's answer, from every container's outcome.
-    fn status(&self, failure: Option<String>, stopped: bool) -> CellStatus {
-        let container_statuses = self
+    fn status(&self, failure: Option<String>, stopped: bool) -> CellResult {
+        let containers = self
             .containers
             .iter()
             .map(|c| {
                 let (status, message) = c.status();
-                aurae_proto::runtime::ContainerStatus {
-                    meta: Some(AuraeMeta {
-                        name: c.name.clone(),
-                        message,
-                    }),
-                    proc: c.pid.map(|pid| aurae_proto::meta::ProcessMeta { pid }),
-                    status: status as i32,
+                ContainerResult {
+                    name: c.name.clone(),
+                    message,
+                    pid: c.pid,
+                    status,
                 }
             })
             .collect();
@@ -397,13 +394,11 @@ impl CellRun {
             ),
             None => (MetaStatus::Complete, summary),
         };
-        CellStatus {
-            meta: Some(AuraeMeta {
-                name: self.name.clone(),
-                message,
-            }),
-            status: status as i32,
-            container_statuses,
+        CellResult {
+            name: self.name.clone(),
+            message,
+            status,
+            containers,
         }
     }
 
@@ -559,10 +554,10 @@ fn set_up_blocking(
         let rootfs = inner
             .images
             .mount_rootfs(&c.image, &c.dir)
-            .map_err(|status| CellError::Image {
+            .map_err(|error| CellError::Image {
                 container: c.name.clone(),
                 image: c.image.reference.clone(),
-                status,
+                error: Box::new(error),
             })?;
         let rootfs_path = rootfs.path().to_path_buf();
         c.rootfs = Some(rootfs);

@@ -8,7 +8,7 @@
 //! libcontainer (`runtime`), waits for them (`wait`, `output`) and tears
 //! everything down again (`mounts`, `cgroup`), whatever happened. Dropping
 //! the `run` future (a client cancel or deadline) stops the cell and still
-//! tears it down. [`CellsService`] serves the additive `cells.Cells` API.
+//! tears it down. `crate::api::cells` serves the additive `cells.Cells` API.
 //!
 //! On disk, under `<runtime_dir>/cells/<cell>/` (a private bind mount of
 //! itself, so nothing mounted below propagates to other mount namespaces):
@@ -26,12 +26,10 @@ mod output;
 mod request;
 mod runtime;
 mod sandbox;
-mod service;
 mod spec;
 mod user;
 
-pub use self::core::Cells;
+pub use self::core::{CellResult, Cells, ContainerResult, RunningCell};
 pub use error::CellError;
 pub use image::{ImageSource, MountedRootfs, PulledImage, RunConfig};
-pub use request::{MAX_CONTAINERS, MAX_IMAGE_LEN};
-pub use service::CellsService;
+pub use request::{CellSpec, ContainerSpec, MAX_CONTAINERS, MAX_IMAGE_LEN};

@@ -2,8 +2,6 @@
 
 use std::collections::HashSet;
 
-use aurae_proto::runtime::Cell;
-
 use super::error::CellError;
 use crate::validation::validate_name;
 
@@ -12,6 +10,21 @@ pub const MAX_CONTAINERS: usize = 64;
 /// Longest accepted image reference.
 pub const MAX_IMAGE_LEN: usize = 1024;
 
+/// A RunCell as asked: the cell's name and its containers, not yet checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CellSpec {
+    pub name: String,
+    pub containers: Vec<ContainerSpec>,
+}
+
+/// One container of a [`CellSpec`]: its name and image reference.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+}
+
+/// A [`CellSpec`] once checked: images trimmed, names valid and unique.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CellRequest {
     pub name: String,
@@ -25,12 +38,8 @@ pub(crate) struct ContainerRequest {
 }
 
 /// The cell's name and each container's name and image, or why not.
-pub(crate) fn validate(cell: &Cell) -> Result<CellRequest, CellError> {
-    let name = cell
-        .meta
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_default();
+pub(crate) fn validate(cell: &CellSpec) -> Result<CellRequest, CellError> {
+    let name = cell.name.clone();
     validate_name("cell meta.name", &name).map_err(CellError::CellName)?;
     if cell.containers.is_empty() {
         return Err(CellError::NoContainers { cell: name });
@@ -44,7 +53,7 @@ pub(crate) fn validate(cell: &Cell) -> Result<CellRequest, CellError> {
     let mut seen = HashSet::new();
     let mut containers = Vec::with_capacity(cell.containers.len());
     for (index, c) in cell.containers.iter().enumerate() {
-        let cname = c.meta.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+        let cname = c.name.clone();
         validate_name("container meta.name", &cname)
             .map_err(|source| CellError::ContainerName { index, source })?;
         if !seen.insert(cname.clone()) {
@@ -77,25 +86,17 @@ pub(crate) fn validate(cell: &Cell) -> Result<CellRequest, CellError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aurae_proto::meta::AuraeMeta;
-    use aurae_proto::runtime::Container;
 
-    fn container(name: &str, image: &str) -> Container {
-        Container {
-            meta: Some(AuraeMeta {
-                name: name.into(),
-                message: String::new(),
-            }),
+    fn container(name: &str, image: &str) -> ContainerSpec {
+        ContainerSpec {
+            name: name.into(),
             image: image.into(),
         }
     }
 
-    fn cell(name: &str, containers: Vec<Container>) -> Cell {
-        Cell {
-            meta: Some(AuraeMeta {
-                name: name.into(),
-                message: String::new(),
-            }),
+    fn cell(name: &str, containers: Vec<ContainerSpec>) -> CellSpec {
+        CellSpec {
+            name: name.into(),
             containers,
         }
     }
@@ -131,15 +132,8 @@ mod tests {
         for name in ["", "a/b", "..", ".x", "a b"] {
             let err = validate(&cell(name, vec![container("a", "busybox")])).expect_err(name);
             assert!(matches!(err, CellError::CellName(_)), "{name:?}: {err}");
-            let status = tonic::Status::from(err);
-            assert_eq!(status.code(), tonic::Code::InvalidArgument);
-            assert!(status.message().contains("cell meta.name"), "{status:?}");
+            assert!(err.to_string().contains("cell meta.name"), "{err}");
         }
-        let no_meta = Cell {
-            meta: None,
-            containers: vec![container("a", "busybox")],
-        };
-        assert!(matches!(validate(&no_meta), Err(CellError::CellName(_))));
     }
 
     #[test]
@@ -168,12 +162,10 @@ mod tests {
             matches!(err, CellError::ContainerName { index: 1, .. }),
             "{err}"
         );
-        let status = tonic::Status::from(err);
+        let message = crate::cgroups::chain(&err);
         assert!(
-            status
-                .message()
-                .starts_with("containers[1]: container meta.name"),
-            "{status:?}"
+            message.starts_with("containers[1]: container meta.name"),
+            "{message:?}"
         );
         let err = validate(&cell("c", vec![container("", "busybox")])).expect_err("empty");
         assert!(matches!(err, CellError::ContainerName { index: 0, .. }));

@@ -10,12 +10,16 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
-use crate::cells::{Cells, CellsService};
+use crate::api::{
+    CellsService, CoreService, ImagesService, ObserveService, ScheduleExecutableService,
+    ScheduleService,
+};
+use crate::cells::Cells;
 use crate::cgroups::{self, CgroupDriver, CgroupError, CgroupPath};
 use crate::config::DaemonConfig;
-use crate::executables::{CoreService, Executables};
-use crate::images::{ImageError, ImageStore, ImagesService, RegistryConfig};
-use crate::observe::{DaemonLog, ObserveService, ProcessOutputs};
+use crate::executables::Executables;
+use crate::images::{ImageError, ImageStore, RegistryConfig};
+use crate::observe::{DaemonLog, ProcessOutputs};
 use crate::process::Processes;
 use crate::schedule::{Schedule, ScheduleError};
 use crate::server::{self, Listeners, Policy, ServerError};
@@ -127,7 +131,8 @@ pub async fn run(
         observe,
         core: CoreService::new(executables.clone(), cells.clone()),
         cells: CellsService::new(cells.clone()),
-        schedule: schedule.services(),
+        schedule: ScheduleService::new(schedule.clone()),
+        schedule_executable: ScheduleExecutableService::new(schedule.clone()),
         images: ImagesService::new(images.clone()),
     })
     .await?;

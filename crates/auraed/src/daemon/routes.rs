@@ -1,4 +1,5 @@
-//! Every gRPC service of the daemon in one `Routes`, with health and reflection.
+//! Every gRPC service of the daemon (from `crate::api`) in one `Routes`, with
+//! health (every served service SERVING) and reflection.
 
 use aurae_proto::cells::cells_server::CellsServer;
 use aurae_proto::images::images_server::ImagesServer;
@@ -9,19 +10,16 @@ use aurae_proto::schedule::schedule_server::ScheduleServer;
 use tonic::service::Routes;
 
 use super::DaemonError;
-use crate::cells::CellsService;
-use crate::executables::CoreService;
-use crate::images::ImagesService;
-use crate::observe::ObserveService;
-use crate::schedule::{ScheduleExecutableService, ScheduleService};
+use crate::api::{
+    CellsService, CoreService, ImagesService, ObserveService, ScheduleExecutableService,
+    ScheduleService,
+};
 
 pub struct Services {
     pub observe: ObserveService,
     pub core: CoreService,
-    pub schedule: (
-        ScheduleServer<ScheduleService>,
-        ScheduleExecutableServer<ScheduleExecutableService>,
-    ),
+    pub schedule: ScheduleService,
+    pub schedule_executable: ScheduleExecutableService,
     pub images: ImagesService,
     pub cells: CellsService,
 }
@@ -36,14 +34,15 @@ pub async fn build(s: Services) -> Result<Routes, DaemonError> {
     health
         .set_serving::<ScheduleExecutableServer<ScheduleExecutableService>>()
         .await;
-    let (schedule, schedule_executable) = s.schedule;
+    health.set_serving::<ImagesServer<ImagesService>>().await;
+    health.set_serving::<CellsServer<CellsService>>().await;
     let mut builder = Routes::builder();
     builder
         .add_service(health_service)
         .add_service(ObserveServer::new(s.observe))
         .add_service(CoreServer::new(s.core))
-        .add_service(schedule)
-        .add_service(schedule_executable)
+        .add_service(ScheduleServer::new(s.schedule))
+        .add_service(ScheduleExecutableServer::new(s.schedule_executable))
         .add_service(ImagesServer::new(s.images))
         .add_service(CellsServer::new(s.cells));
     // Both versions: grpcurl and older tools still ask v1alpha.

@@ -3,18 +3,39 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aurae_proto::meta::{AuraeMeta, ProcessMeta, Status as MetaStatus};
-use aurae_proto::runtime::{Executable, ExecutableStatus};
-
+use super::error::ExecutableError;
 use super::split::split_command;
 use crate::cgroups::CgroupPath;
 use crate::process::{ProcessError, ProcessSpec, Processes};
 use crate::validation::validate_name;
+use crate::workload::Status;
 
-/// Bytes of stdout and of stderr returned in an `ExecutableStatus` (the stream has all).
+/// Bytes of stdout and of stderr returned in a [`RunResult`] (the stream has all).
 pub const RESPONSE_OUTPUT_LIMIT: usize = 16 << 20;
 /// Longest accepted command line.
 pub const MAX_COMMAND_LEN: usize = 64 * 1024;
+
+/// What to run: `name` may be empty; `command` is split like a systemd
+/// `ExecStart=` line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunRequest {
+    pub name: String,
+    pub command: String,
+    pub comment: String,
+}
+
+/// How a run ended: `status` is `Complete` once the process has exited and
+/// `Error` when it could not start (then `message` says why).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunResult {
+    pub name: String,
+    pub message: String,
+    pub pid: Option<i32>,
+    pub status: Status,
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: String,
+}
 
 pub struct Executables {
     processes: Processes,
@@ -54,32 +75,25 @@ impl Executables {
 
     /// Runs `exe` to its end. Dropping the returned future (client cancel or
     /// deadline) stops the process and everything in its cgroup.
-    pub async fn run(&self, exe: Executable) -> Result<ExecutableStatus, tonic::Status> {
-        let name = exe
-            .meta
-            .as_ref()
-            .map(|m| m.name.clone())
-            .unwrap_or_default();
+    pub async fn run(&self, req: RunRequest) -> Result<RunResult, ExecutableError> {
+        let name = req.name;
         if !name.is_empty() {
             validate_name("meta.name", &name)?;
         }
-        if exe.command.len() > MAX_COMMAND_LEN {
-            return Err(tonic::Status::invalid_argument(format!(
-                "command is {} bytes long: at most {MAX_COMMAND_LEN} are allowed",
-                exe.command.len()
-            )));
+        if req.command.len() > MAX_COMMAND_LEN {
+            return Err(ExecutableError::CommandTooLong {
+                len: req.command.len(),
+            });
         }
-        let argv = split_command(&exe.command)?;
+        let argv = split_command(&req.command)?;
         if argv.is_empty() {
-            return Err(tonic::Status::invalid_argument(
-                "command is empty: give a program and its arguments, e.g. \"echo hi\" (use \"sh -c '...'\" for a shell)",
-            ));
+            return Err(ExecutableError::EmptyCommand);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let cgroup = self
             .cgroup_parent
             .join(&format!("run-{id}"))
-            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+            .map_err(|e| ExecutableError::Cgroup(e.to_string()))?;
         let spec = ProcessSpec {
             argv,
             cgroup,
@@ -88,33 +102,29 @@ impl Executables {
         let handle = match self.processes.spawn(spec) {
             Ok(h) => h,
             Err(e @ ProcessError::Start { .. }) => {
-                tracing::info!(name = %name, command = %exe.command, error = %e, "executable could not start");
-                return Ok(ExecutableStatus {
-                    meta: Some(AuraeMeta {
-                        name,
-                        message: e.to_string(),
-                    }),
-                    proc: None,
-                    status: MetaStatus::Error as i32,
+                tracing::info!(name = %name, command = %req.command, error = %e, "executable could not start");
+                return Ok(RunResult {
+                    name,
+                    message: e.to_string(),
+                    pid: None,
+                    status: Status::Error,
                     ..Default::default()
                 });
             }
             Err(e) => return Err(e.into()),
         };
         let pid = handle.pid();
-        tracing::debug!(pid, name = %name, command = %exe.command, "executable started");
+        tracing::debug!(pid, name = %name, command = %req.command, "executable started");
         let guard = handle.stop_token().drop_guard();
         let finished = handle.wait().await;
         guard.disarm();
         let finished = finished?;
         tracing::debug!(pid, exit = %finished.exit.describe(), "executable finished");
-        Ok(ExecutableStatus {
-            meta: Some(AuraeMeta {
-                name,
-                message: finished.exit.describe(),
-            }),
-            proc: Some(ProcessMeta { pid }),
-            status: MetaStatus::Complete as i32,
+        Ok(RunResult {
+            name,
+            message: finished.exit.describe(),
+            pid: Some(pid),
+            status: Status::Complete,
             stdout: finished.stdout.to_text(),
             stderr: finished.stderr.to_text(),
             exit_code: finished.exit.code().to_string(),

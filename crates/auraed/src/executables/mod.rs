@@ -2,9 +2,9 @@
 //! return its whole result.
 
 mod core;
-mod service;
+mod error;
 pub mod split;
 
-pub use core::Executables;
-pub use service::CoreService;
+pub use core::{Executables, RunRequest, RunResult};
+pub use error::ExecutableError;
 pub use split::split_command;

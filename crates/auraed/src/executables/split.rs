@@ -19,12 +19,6 @@ pub enum SplitError {
     Nul,
 }
 
-impl From<SplitError> for tonic::Status {
-    fn from(e: SplitError) -> Self {
-        tonic::Status::invalid_argument(e.to_string())
-    }
-}
-
 /// The words of `command`; an empty or blank command gives no words.
 pub fn split_command(command: &str) -> Result<Vec<String>, SplitError> {
     let mut words = Vec::new();

@@ -1,5 +1,5 @@
-//! Every way pulling an image or making a root filesystem can fail, mapped
-//! once to a gRPC status.
+//! Every way pulling an image or making a root filesystem can fail (mapped
+//! to a gRPC status in `crate::api`).
 
 use std::path::PathBuf;
 
@@ -91,32 +91,6 @@ impl ImageError {
             detail: detail.to_string(),
         }
     }
-
-    /// The gRPC code this error maps to.
-    pub fn code(&self) -> tonic::Code {
-        use tonic::Code;
-        match self {
-            ImageError::InvalidReference { .. } | ImageError::Unsupported { .. } => {
-                Code::InvalidArgument
-            }
-            ImageError::Layer { source, .. } if source.is_refusal() => Code::InvalidArgument,
-            ImageError::Layer { .. } => Code::Internal,
-            ImageError::Unreachable { .. } | ImageError::Registry { .. } => Code::Unavailable,
-            ImageError::NotFound { .. } | ImageError::NoPlatform { .. } => Code::NotFound,
-            ImageError::Denied { .. } => Code::PermissionDenied,
-            ImageError::DigestMismatch { .. } => Code::FailedPrecondition,
-            ImageError::Config { .. } => Code::FailedPrecondition,
-            ImageError::Store { .. } | ImageError::Rootfs { .. } | ImageError::Task(_) => {
-                Code::Internal
-            }
-        }
-    }
-}
-
-impl From<ImageError> for tonic::Status {
-    fn from(e: ImageError) -> Self {
-        tonic::Status::new(e.code(), e.to_string())
-    }
 }
 
 /// Library messages start with a capital ("Connection refused"); ours are
@@ -133,50 +107,6 @@ pub(crate) fn lowercase_first(s: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn codes_follow_the_kind_of_error() {
-        let code = |e: ImageError| tonic::Status::from(e).code();
-        assert_eq!(
-            code(ImageError::Unreachable {
-                registry: "127.0.0.1:5999".into(),
-                detail: "connection refused".into()
-            }),
-            tonic::Code::Unavailable
-        );
-        assert_eq!(
-            code(ImageError::NotFound {
-                reference: "x".into(),
-                detail: "y".into()
-            }),
-            tonic::Code::NotFound
-        );
-        assert_eq!(
-            code(ImageError::InvalidReference {
-                reference: "x".into(),
-                reason: "y".into()
-            }),
-            tonic::Code::InvalidArgument
-        );
-        assert_eq!(
-            code(ImageError::Layer {
-                reference: "x".into(),
-                digest: "sha256:00".into(),
-                source: UnpackError::ParentComponent {
-                    entry: "../escape".into()
-                }
-            }),
-            tonic::Code::InvalidArgument
-        );
-        assert_eq!(
-            code(ImageError::DigestMismatch {
-                reference: "x".into(),
-                what: "layer".into(),
-                detail: "y".into()
-            }),
-            tonic::Code::FailedPrecondition
-        );
-    }
 
     #[test]
     fn messages_are_lowercase_and_name_the_registry() {

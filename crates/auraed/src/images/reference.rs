@@ -164,7 +164,13 @@ mod tests {
             "[::1]:5000/x:latest",
         ] {
             let e = ImageReference::parse(bad).expect_err(bad);
-            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad}: {e}");
+            assert!(
+                matches!(
+                    e,
+                    ImageError::InvalidReference { .. } | ImageError::Unsupported { .. }
+                ),
+                "{bad}: {e}"
+            );
         }
         let long = "a".repeat(MAX_REFERENCE_LEN + 1);
         assert!(ImageReference::parse(&long).is_err());

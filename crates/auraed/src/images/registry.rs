@@ -482,7 +482,7 @@ mod tests {
             architecture: "amd64".into(),
         };
         let e = select_platform(&r(), &index, &amd64).unwrap_err();
-        assert_eq!(e.code(), tonic::Code::NotFound);
+        assert!(matches!(e, ImageError::NoPlatform { .. }), "{e}");
         assert_eq!(
             e.to_string(),
             "image 127.0.0.1:5000/x:latest has no linux/amd64 manifest: its index lists linux/arm64/v8, linux/s390x"
@@ -522,7 +522,7 @@ mod tests {
           "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":"sha256:bb","size":1}]}"#;
         let e = parse_manifest(&r(), zstd).err().unwrap();
         assert!(e.to_string().contains("zstd"), "{e}");
-        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(matches!(e, ImageError::Unsupported { .. }), "{e}");
 
         let artifact = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
           "config":{"mediaType":"application/vnd.cncf.helm.config.v1+json","digest":"sha256:aa","size":1},

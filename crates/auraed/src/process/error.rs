@@ -25,13 +25,3 @@ pub enum ProcessError {
     #[error("the supervisor of pid {pid} ended without a result")]
     SupervisorGone { pid: i32 },
 }
-
-impl From<ProcessError> for tonic::Status {
-    fn from(e: ProcessError) -> Self {
-        match e {
-            ProcessError::EmptyCommand => tonic::Status::invalid_argument(e.to_string()),
-            ProcessError::Start { .. } => tonic::Status::failed_precondition(e.to_string()),
-            _ => tonic::Status::internal(e.to_string()),
-        }
-    }
-}

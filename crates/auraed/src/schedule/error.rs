@@ -1,4 +1,4 @@
-//! Every way a schedule call can fail, mapped once to a gRPC status.
+//! Every way a schedule call can fail (mapped to a gRPC status in `crate::api`).
 
 use std::path::PathBuf;
 
@@ -54,58 +54,4 @@ pub enum ScheduleError {
     Task(String),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
-}
-
-impl From<ScheduleError> for tonic::Status {
-    fn from(e: ScheduleError) -> Self {
-        let msg = e.to_string();
-        match e {
-            ScheduleError::Name(_)
-            | ScheduleError::EmptyCommand
-            | ScheduleError::CommandTooLong { .. }
-            | ScheduleError::CommentTooLong { .. }
-            | ScheduleError::Split(_) => tonic::Status::invalid_argument(msg),
-            ScheduleError::NotFound { .. } => tonic::Status::not_found(msg),
-            ScheduleError::AlreadyExists { .. } => tonic::Status::already_exists(msg),
-            ScheduleError::ShuttingDown => tonic::Status::unavailable(msg),
-            ScheduleError::Store { .. }
-            | ScheduleError::StateDir { .. }
-            | ScheduleError::Task(_)
-            | ScheduleError::Cgroup(_) => tonic::Status::internal(msg),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_follow_the_kind_of_error() {
-        let code = |e: ScheduleError| tonic::Status::from(e).code();
-        assert_eq!(
-            code(ScheduleError::EmptyCommand),
-            tonic::Code::InvalidArgument
-        );
-        assert_eq!(
-            code(ScheduleError::NotFound { name: "x".into() }),
-            tonic::Code::NotFound
-        );
-        let exists = ScheduleError::AlreadyExists {
-            name: "web".into(),
-            state: "enabled",
-            existing: "sleep 1".into(),
-            requested: "sleep 2".into(),
-        };
-        let msg = exists.to_string();
-        assert!(
-            msg.contains("\"sleep 1\"")
-                && msg.contains("\"sleep 2\"")
-                && msg.contains("destroy it first"),
-            "{msg}"
-        );
-        assert_eq!(code(exists), tonic::Code::AlreadyExists);
-        assert_eq!(code(ScheduleError::ShuttingDown), tonic::Code::Unavailable);
-        assert_eq!(code(ScheduleError::Task("x".into())), tonic::Code::Internal);
-    }
 }

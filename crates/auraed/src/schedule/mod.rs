@@ -3,7 +3,9 @@
 //!
 //! - `store`: the registry on disk (redb), durable before a call is answered.
 //! - `supervisor`: one task per enabled executable: start, wait, back off, restart.
-//! - `service`: the `schedule.Schedule` and `schedule.ScheduleExecutable` handlers.
+//!
+//! The `schedule.Schedule` and `schedule.ScheduleExecutable` handlers are in
+//! `crate::api::schedule`.
 //!
 //! Every mutation of one name runs under that name's lock and in a task of
 //! its own, so concurrent calls for one name cannot interleave and a client
@@ -11,7 +13,6 @@
 //! disagreeing. The order is always: validate, persist, then act.
 
 mod error;
-mod service;
 mod store;
 mod supervisor;
 
@@ -20,14 +21,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use aurae_proto::meta::AuraeMeta;
-use aurae_proto::meta::Status as MetaStatus;
-use aurae_proto::runtime::Executable;
-use aurae_proto::schedule::schedule_executable_server::ScheduleExecutableServer;
-use aurae_proto::schedule::schedule_server::ScheduleServer;
-
 pub use error::ScheduleError;
-pub use service::{ScheduleExecutableService, ScheduleService};
 pub use store::{Record, Store, DB_FILE};
 pub use supervisor::{
     Backoff, StartLimit, UnitState, BACKOFF_MAX, BACKOFF_RESET_AFTER, BACKOFF_START,
@@ -39,6 +33,7 @@ use crate::executables::split_command;
 use crate::observe::WorkloadCounts;
 use crate::process::Processes;
 use crate::validation::validate_name;
+use crate::workload::Status as MetaStatus;
 use supervisor::{lock, Launch, SharedState, Supervisor};
 
 /// Longest accepted command line.
@@ -50,6 +45,22 @@ pub const MAX_COMMENT_LEN: usize = 4 * 1024;
 const FIRST_START_WAIT: Duration = Duration::from_secs(5);
 /// Added to the stop grace period to bound `shutdown`.
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(5);
+
+/// An executable to keep running: its name, its command line (split like a
+/// systemd `ExecStart=` line) and a free-form comment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitSpec {
+    pub name: String,
+    pub command: String,
+    pub comment: String,
+}
+
+/// A registered executable as listed, with its current state in `message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedUnit {
+    pub spec: UnitSpec,
+    pub message: String,
+}
 
 /// The registry of scheduled executables and their supervisors.
 pub struct Schedule {
@@ -153,19 +164,6 @@ impl Schedule {
         tracing::info!(started = n, "scheduled executables started");
     }
 
-    /// The two gRPC services, ready to add to the router.
-    pub fn services(
-        self: &Arc<Self>,
-    ) -> (
-        ScheduleServer<ScheduleService>,
-        ScheduleExecutableServer<ScheduleExecutableService>,
-    ) {
-        (
-            ScheduleServer::new(ScheduleService::new(self.clone())),
-            ScheduleExecutableServer::new(ScheduleExecutableService::new(self.clone())),
-        )
-    }
-
     /// Stops every supervisor and waits for its process to be gone, bounded
     /// by the stop grace period plus a few seconds. Nothing starts afterwards.
     pub async fn shutdown(&self) {
@@ -190,40 +188,40 @@ impl Schedule {
         }
     }
 
-    /// Registers `exe` (persisted before anything starts), starts it and keeps
+    /// Registers `unit` (persisted before anything starts), starts it and keeps
     /// it running. Returns the status line of the executable.
-    pub async fn enable(self: &Arc<Self>, exe: Executable) -> Result<String, ScheduleError> {
+    pub async fn enable(self: &Arc<Self>, unit: UnitSpec) -> Result<String, ScheduleError> {
         let this = self.clone();
-        detach(async move { this.enable_now(exe).await }).await
+        detach(async move { this.enable_now(unit).await }).await
     }
 
-    /// Persists the executable as disabled, stops it and returns once its
-    /// process is gone.
-    pub async fn disable(self: &Arc<Self>, exe: Executable) -> Result<String, ScheduleError> {
+    /// Persists the executable `name` as disabled, stops it and returns once
+    /// its process is gone.
+    pub async fn disable(self: &Arc<Self>, name: String) -> Result<String, ScheduleError> {
         let this = self.clone();
-        detach(async move { this.disable_now(exe).await }).await
+        detach(async move { this.disable_now(name).await }).await
     }
 
-    /// Forgets the executable (durably) and stops it if it runs.
-    pub async fn destroy(self: &Arc<Self>, exe: Executable) -> Result<String, ScheduleError> {
+    /// Forgets the executable `name` (durably) and stops it if it runs.
+    pub async fn destroy(self: &Arc<Self>, name: String) -> Result<String, ScheduleError> {
         let this = self.clone();
-        detach(async move { this.destroy_now(exe).await }).await
+        detach(async move { this.destroy_now(name).await }).await
     }
 
     /// The registered executables that are enabled (or disabled), sorted by
-    /// name, with their current state in `meta.message`.
-    pub fn list(&self, enabled: bool) -> Vec<Executable> {
+    /// name, with their current state in `message`.
+    pub fn list(&self, enabled: bool) -> Vec<ListedUnit> {
         self.registry()
             .units
             .iter()
             .filter(|(_, u)| u.record.enabled == enabled)
-            .map(|(name, u)| Executable {
-                meta: Some(AuraeMeta {
+            .map(|(name, u)| ListedUnit {
+                spec: UnitSpec {
                     name: name.clone(),
-                    message: lock(&u.state).message(),
-                }),
-                command: u.record.command.clone(),
-                comment: u.record.comment.clone(),
+                    command: u.record.command.clone(),
+                    comment: u.record.comment.clone(),
+                },
+                message: lock(&u.state).message(),
             })
             .collect()
     }
@@ -236,8 +234,8 @@ impl Schedule {
             .map(|u| lock(&u.state).clone())
     }
 
-    async fn enable_now(&self, exe: Executable) -> Result<String, ScheduleError> {
-        let name = name_of(&exe)?;
+    async fn enable_now(&self, exe: UnitSpec) -> Result<String, ScheduleError> {
+        let name = name_of(&exe.name)?;
         validate_command(&exe)?;
         let cgroup = self.cgroup_parent.join(&name)?;
         let name_lock = self.name_lock(&name);
@@ -289,8 +287,8 @@ impl Schedule {
         Ok(self.message(&name))
     }
 
-    async fn disable_now(&self, exe: Executable) -> Result<String, ScheduleError> {
-        let name = name_of(&exe)?;
+    async fn disable_now(&self, name: String) -> Result<String, ScheduleError> {
+        let name = name_of(&name)?;
         let name_lock = self.name_lock(&name);
         let _guard = name_lock.lock().await;
         let record = match self.registry().units.get(&name) {
@@ -328,8 +326,8 @@ impl Schedule {
         Ok(self.message(&name))
     }
 
-    async fn destroy_now(&self, exe: Executable) -> Result<String, ScheduleError> {
-        let name = name_of(&exe)?;
+    async fn destroy_now(&self, name: String) -> Result<String, ScheduleError> {
+        let name = name_of(&name)?;
         let name_lock = self.name_lock(&name);
         let guard = name_lock.lock().await;
         if !self.registry().units.contains_key(&name) {
@@ -470,18 +468,13 @@ impl WorkloadCounts for Schedule {
 }
 
 /// `meta.name`, validated.
-fn name_of(exe: &Executable) -> Result<String, ScheduleError> {
-    let name = exe
-        .meta
-        .as_ref()
-        .map(|m| m.name.as_str())
-        .unwrap_or_default();
+fn name_of(name: &str) -> Result<String, ScheduleError> {
     validate_name("meta.name", name)?;
     Ok(name.to_string())
 }
 
 /// Checks `command` and `comment` of an Enable.
-fn validate_command(exe: &Executable) -> Result<Vec<String>, ScheduleError> {
+fn validate_command(exe: &UnitSpec) -> Result<Vec<String>, ScheduleError> {
     if exe.command.len() > MAX_COMMAND_LEN {
         return Err(ScheduleError::CommandTooLong {
             len: exe.command.len(),

@@ -6,7 +6,6 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use aurae_proto::meta::Status as MetaStatus;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -14,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cgroups::CgroupPath;
 use crate::process::{ProcessSpec, Processes};
+use crate::workload::Status as MetaStatus;
 
 /// Delay before the first restart; it doubles with each consecutive one.
 pub const BACKOFF_START: Duration = Duration::from_millis(100);

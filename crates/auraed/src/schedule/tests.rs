@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aurae_proto::meta::{AuraeMeta, Status as MetaStatus};
-use aurae_proto::runtime::Executable;
 use nix::sys::signal::Signal;
 
 use super::*;
@@ -99,22 +97,31 @@ fn reopen(dir: &Path) -> Arc<Schedule> {
     Schedule::open(dir, processes(Arc::new(FakeCgroups::default())), parent()).expect("reopen")
 }
 
-fn exe(name: &str, command: &str) -> Executable {
-    Executable {
-        meta: Some(AuraeMeta {
-            name: name.into(),
-            message: String::new(),
-        }),
+fn exe(name: &str, command: &str) -> UnitSpec {
+    UnitSpec {
+        name: name.into(),
         command: command.into(),
         comment: format!("test {name}"),
     }
 }
 
-fn code(r: Result<String, ScheduleError>) -> tonic::Code {
+fn err(r: Result<String, ScheduleError>) -> ScheduleError {
     match r {
         Ok(m) => panic!("expected an error, got Ok({m:?})"),
-        Err(e) => tonic::Status::from(e).code(),
+        Err(e) => e,
     }
+}
+
+/// The errors that answer INVALID_ARGUMENT (see `crate::api::status`).
+fn invalid_argument(e: &ScheduleError) -> bool {
+    matches!(
+        e,
+        ScheduleError::Name(_)
+            | ScheduleError::EmptyCommand
+            | ScheduleError::CommandTooLong { .. }
+            | ScheduleError::CommentTooLong { .. }
+            | ScheduleError::Split(_)
+    )
 }
 
 fn alive(pid: i32) -> bool {
@@ -141,10 +148,8 @@ async fn wait_for(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn names(list: &[Executable]) -> Vec<String> {
-    list.iter()
-        .map(|e| e.meta.as_ref().map(|m| m.name.clone()).unwrap_or_default())
-        .collect()
+fn names(list: &[ListedUnit]) -> Vec<String> {
+    list.iter().map(|u| u.spec.name.clone()).collect()
 }
 
 #[tokio::test]
@@ -168,24 +173,15 @@ async fn bad_input_is_invalid_argument_and_stores_nothing() {
             e.comment = c;
         }
         let err = f.schedule.enable(e).await.expect_err(name);
-        let status = tonic::Status::from(err);
-        assert_eq!(
-            status.code(),
-            tonic::Code::InvalidArgument,
-            "{name:?} {:?}",
-            status.message()
-        );
+        assert!(invalid_argument(&err), "{name:?} {err}");
     }
-    let mut no_meta = exe("x", "sleep 1");
-    no_meta.meta = None;
-    assert_eq!(
-        code(f.schedule.enable(no_meta).await),
-        tonic::Code::InvalidArgument
-    );
-    assert_eq!(
-        code(f.schedule.disable(exe("a/b", "")).await),
-        tonic::Code::InvalidArgument
-    );
+    let mut no_name = exe("x", "sleep 1");
+    no_name.name = String::new();
+    assert!(invalid_argument(&err(f.schedule.enable(no_name).await)));
+    assert!(invalid_argument(&err(f
+        .schedule
+        .disable("a/b".into())
+        .await)));
     assert!(f.schedule.list(true).is_empty() && f.schedule.list(false).is_empty());
     let stored = Store::open(&f.dir.path().join("other")).expect("open");
     drop(stored);
@@ -206,13 +202,9 @@ async fn enable_disable_destroy_lifecycle() {
     assert!(alive(pid), "pid {pid} runs");
     let listed = s.list(true);
     assert_eq!(names(&listed), ["web"]);
-    assert_eq!(listed[0].command, "sleep 1000");
-    assert_eq!(listed[0].comment, "test web");
-    let message = listed[0]
-        .meta
-        .as_ref()
-        .map(|m| m.message.clone())
-        .unwrap_or_default();
+    assert_eq!(listed[0].spec.command, "sleep 1000");
+    assert_eq!(listed[0].spec.comment, "test web");
+    let message = listed[0].message.clone();
     assert_eq!(
         message,
         format!("status=STATUS_ACTIVE pid={pid} restarts=0 last_exit=\"\"")
@@ -224,35 +216,41 @@ async fn enable_disable_destroy_lifecycle() {
         .expect("enable again");
     assert_eq!(s.state("web").map(|st| st.pid), Some(pid));
     // A different command is refused while registered, enabled or not.
-    assert_eq!(
-        code(s.enable(exe("web", "sleep 2000")).await),
-        tonic::Code::AlreadyExists
-    );
+    assert!(matches!(
+        err(s.enable(exe("web", "sleep 2000")).await),
+        ScheduleError::AlreadyExists { .. }
+    ));
 
-    let msg = s.disable(exe("web", "")).await.expect("disable");
+    let msg = s.disable("web".into()).await.expect("disable");
     assert!(msg.starts_with("status=STATUS_PASSIVE pid=0 "), "{msg}");
     assert!(!alive(pid), "pid {pid} is gone once Disable answered");
     assert!(s.list(true).is_empty());
     assert_eq!(names(&s.list(false)), ["web"]);
-    s.disable(exe("web", ""))
+    s.disable("web".into())
         .await
         .expect("disable again is fine");
-    assert_eq!(
-        code(s.enable(exe("web", "sleep 2000")).await),
-        tonic::Code::AlreadyExists
-    );
+    assert!(matches!(
+        err(s.enable(exe("web", "sleep 2000")).await),
+        ScheduleError::AlreadyExists { .. }
+    ));
 
     // Enabling the disabled one again starts a new process.
     s.enable(exe("web", "sleep 1000")).await.expect("re-enable");
     let pid2 = s.state("web").map(|st| st.pid).unwrap_or(0);
     assert!(pid2 != 0 && pid2 != pid && alive(pid2));
 
-    let msg = s.destroy(exe("web", "")).await.expect("destroy");
+    let msg = s.destroy("web".into()).await.expect("destroy");
     assert!(msg.starts_with("destroyed"), "{msg}");
     assert!(!alive(pid2));
     assert!(s.list(true).is_empty() && s.list(false).is_empty());
-    assert_eq!(code(s.destroy(exe("web", "")).await), tonic::Code::NotFound);
-    assert_eq!(code(s.disable(exe("web", "")).await), tonic::Code::NotFound);
+    assert!(matches!(
+        err(s.destroy("web".into()).await),
+        ScheduleError::NotFound { .. }
+    ));
+    assert!(matches!(
+        err(s.disable("web".into()).await),
+        ScheduleError::NotFound { .. }
+    ));
     // After Destroy the name is free for any command.
     s.enable(exe("web", "sleep 2000"))
         .await
@@ -331,11 +329,7 @@ async fn a_missing_binary_counts_as_a_failed_start() {
             .is_some_and(|st| st.status == MetaStatus::Error)
     })
     .await;
-    let message = f.schedule.list(true)[0]
-        .meta
-        .as_ref()
-        .map(|m| m.message.clone())
-        .unwrap_or_default();
+    let message = f.schedule.list(true)[0].message.clone();
     assert!(
         message.starts_with("status=STATUS_ERROR pid=0 restarts=4 last_exit=\"could not start"),
         "{message}"
@@ -353,18 +347,15 @@ async fn state_survives_reopen_and_start_runs_only_the_enabled() {
     let s = &f.schedule;
     s.enable(exe("a", "sleep 1000")).await.expect("enable a");
     s.enable(exe("b", "sleep 1001")).await.expect("enable b");
-    s.disable(exe("b", "")).await.expect("disable b");
+    s.disable("b".into()).await.expect("disable b");
     s.enable(exe("c", "sleep 1002")).await.expect("enable c");
-    s.destroy(exe("c", "")).await.expect("destroy c");
+    s.destroy("c".into()).await.expect("destroy c");
     s.shutdown().await;
-    assert_eq!(
-        code(s.enable(exe("d", "sleep 1")).await),
-        tonic::Code::Unavailable
-    );
-    assert!(s.list(true).iter().all(|e| e
-        .meta
-        .as_ref()
-        .is_some_and(|m| m.message.contains(" pid=0 "))));
+    assert!(matches!(
+        err(s.enable(exe("d", "sleep 1")).await),
+        ScheduleError::ShuttingDown
+    ));
+    assert!(s.list(true).iter().all(|u| u.message.contains(" pid=0 ")));
     drop(f.schedule);
 
     let cgroups = Arc::new(FakeCgroups {
@@ -415,8 +406,8 @@ async fn concurrent_calls_for_one_name_do_not_race() {
             let e = exe("race", "sleep 1000");
             match i % 3 {
                 0 => s.enable(e).await.map(|_| ()),
-                1 => s.disable(e).await.map(|_| ()),
-                _ => s.destroy(e).await.map(|_| ()),
+                1 => s.disable(e.name).await.map(|_| ()),
+                _ => s.destroy(e.name).await.map(|_| ()),
             }
         }));
     }

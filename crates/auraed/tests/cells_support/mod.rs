@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aurae_proto::cells::RunningCell;
 use aurae_proto::meta::AuraeMeta;
-use aurae_proto::runtime::{Cell, Container};
+use aurae_proto::runtime::{Cell, CellStatus, Container};
 use auraed::cells::Cells;
 use auraed::cgroups::{detect_host, CgroupDriver, CgroupPath, HOST_MOUNT_ROOT};
 use auraed::images::{ImageStore, RegistryConfig};
@@ -125,10 +126,37 @@ pub async fn push_derived(name: &str, tag: &str, spec: &ImageSpec) -> String {
     reference
 }
 
+/// A `Cells` seen through the API layer (`auraed::api::cells`): wire types
+/// in and out, errors as the `tonic::Status` a client gets.
+#[derive(Clone)]
+pub struct ApiCells(pub Cells);
+
+impl ApiCells {
+    pub async fn run(&self, cell: Cell) -> Result<CellStatus, tonic::Status> {
+        auraed::api::cells::run_cell(&self.0, cell).await
+    }
+
+    pub fn list(&self) -> Vec<RunningCell> {
+        auraed::api::cells::list_cells(&self.0)
+    }
+
+    pub async fn stop(&self, name: &str) -> Result<AuraeMeta, tonic::Status> {
+        auraed::api::cells::stop_cell(&self.0, name).await
+    }
+
+    pub async fn shutdown(&self) {
+        self.0.shutdown().await
+    }
+
+    pub fn clean_leftovers(&self) {
+        self.0.clean_leftovers()
+    }
+}
+
 /// A `Cells` of the test's own: cgroups under `aurae-celltest-<pid>-<test>/cells`,
 /// bundles under a temp dir, images in a temp store.
 pub struct Harness {
-    pub cells: Cells,
+    pub cells: ApiCells,
     pub outputs: Arc<ProcessOutputs>,
     pub driver: Arc<dyn CgroupDriver>,
     pub top: String,
@@ -159,7 +187,7 @@ impl Harness {
             grace,
         );
         Self {
-            cells,
+            cells: ApiCells(cells),
             outputs,
             driver,
             top,

@@ -1,4 +1,6 @@
-//! `images.Images` (additive): pull ahead of a RunCell, streaming per-layer progress.
+//! `images.Images` (additive): pull ahead of a RunCell, streaming per-layer
+//! progress: the store's [`PullProgress`] callbacks and [`PulledImage`]
+//! become `PullEvent`s.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use futures::Stream;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use super::store::{ImageStore, PullProgress};
+use crate::images::{ImageStore, PullProgress, PulledImage};
 
 type PullStream = Pin<Box<dyn Stream<Item = Result<PullEvent, Status>> + Send>>;
 
@@ -39,6 +41,17 @@ impl PullProgress for ChannelProgress {
     }
 }
 
+/// The last event of a successful pull.
+fn pulled_event(image: PulledImage) -> PullEvent {
+    PullEvent {
+        event: Some(Event::Pulled(Pulled {
+            reference: image.reference,
+            manifest_digest: image.manifest_digest,
+            layers: u32::try_from(image.layers.len()).unwrap_or(u32::MAX),
+        })),
+    }
+}
+
 #[tonic::async_trait]
 impl Images for ImagesService {
     type PullStream = PullStream;
@@ -57,13 +70,7 @@ impl Images for ImagesService {
         tokio::spawn(async move {
             let progress = ChannelProgress(tx.clone());
             let last = match store.pull(&reference, Some(&progress)).await {
-                Ok(image) => Ok(PullEvent {
-                    event: Some(Event::Pulled(Pulled {
-                        reference: image.reference,
-                        manifest_digest: image.manifest_digest,
-                        layers: u32::try_from(image.layers.len()).unwrap_or(u32::MAX),
-                    })),
-                }),
+                Ok(image) => Ok(pulled_event(image)),
                 Err(e) => Err(Status::from(e)),
             };
             let _ = tx.send(last).await;

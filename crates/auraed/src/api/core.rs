@@ -1,9 +1,10 @@
-//! `runtime.Core`: thin handlers over the executables and cells subsystems.
-//! RunPod, Spawn and RunVirtualMachine answer UNIMPLEMENTED until their
-//! subsystems land.
+//! `runtime.Core`: RunExecutable over the executables subsystem and RunCell
+//! over the cells subsystem. RunPod, Spawn and RunVirtualMachine answer
+//! UNIMPLEMENTED until their subsystems land.
 
 use std::sync::Arc;
 
+use aurae_proto::meta::ProcessMeta;
 use aurae_proto::runtime::core_server::Core;
 use aurae_proto::runtime::{
     Cell, CellStatus, Executable, ExecutableStatus, Pod, PodStatus, SpawnRequest, SpawnResponse,
@@ -11,8 +12,9 @@ use aurae_proto::runtime::{
 };
 use tonic::{Request, Response, Status};
 
-use super::Executables;
+use super::{meta, name_in, status};
 use crate::cells::Cells;
+use crate::executables::{Executables, RunRequest, RunResult};
 
 pub struct CoreService {
     executables: Arc<Executables>,
@@ -29,16 +31,35 @@ fn not_yet(what: &str) -> Status {
     Status::unimplemented(format!("{what} is not implemented by this auraed yet"))
 }
 
+/// An `Executable` as the executables subsystem takes it.
+pub fn run_request(exe: Executable) -> RunRequest {
+    RunRequest {
+        name: name_in(&exe.meta),
+        command: exe.command,
+        comment: exe.comment,
+    }
+}
+
+/// A run's result as the wire `ExecutableStatus`.
+pub fn executable_status(r: RunResult) -> ExecutableStatus {
+    ExecutableStatus {
+        meta: meta(r.name, r.message),
+        proc: r.pid.map(|pid| ProcessMeta { pid }),
+        status: status(r.status),
+        stdout: r.stdout,
+        stderr: r.stderr,
+        exit_code: r.exit_code,
+    }
+}
+
 #[tonic::async_trait]
 impl Core for CoreService {
     async fn run_executable(
         &self,
         req: Request<Executable>,
     ) -> Result<Response<ExecutableStatus>, Status> {
-        self.executables
-            .run(req.into_inner())
-            .await
-            .map(Response::new)
+        let result = self.executables.run(run_request(req.into_inner())).await?;
+        Ok(Response::new(executable_status(result)))
     }
 
     async fn run_pod(&self, _req: Request<Pod>) -> Result<Response<PodStatus>, Status> {
@@ -57,6 +78,8 @@ impl Core for CoreService {
     }
 
     async fn run_cell(&self, req: Request<Cell>) -> Result<Response<CellStatus>, Status> {
-        self.cells.run(req.into_inner()).await.map(Response::new)
+        super::cells::run_cell(&self.cells, req.into_inner())
+            .await
+            .map(Response::new)
     }
 }

@@ -1,9 +1,8 @@
 //! `schedule.Schedule` and `schedule.ScheduleExecutable`: thin handlers over
-//! [`Schedule`](super::Schedule).
+//! [`Schedule`].
 
 use std::sync::Arc;
 
-use aurae_proto::meta::AuraeMeta;
 use aurae_proto::runtime::Executable;
 use aurae_proto::schedule::schedule_executable_server::ScheduleExecutable;
 use aurae_proto::schedule::schedule_server::Schedule as ScheduleApi;
@@ -13,18 +12,25 @@ use aurae_proto::schedule::{
 };
 use tonic::{Request, Response, Status};
 
-use super::Schedule;
+use super::{meta, name_in};
+use crate::schedule::{ListedUnit, Schedule, UnitSpec};
 
-/// The response meta: the request's name and the call's outcome.
-fn meta(name: String, message: String) -> Option<AuraeMeta> {
-    Some(AuraeMeta { name, message })
+/// An `Executable` as the schedule takes it.
+pub fn unit_spec(exe: Executable) -> UnitSpec {
+    UnitSpec {
+        name: name_in(&exe.meta),
+        command: exe.command,
+        comment: exe.comment,
+    }
 }
 
-fn name_in(exe: &Executable) -> String {
-    exe.meta
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_default()
+/// A listed unit as the wire `Executable`, its state in `meta.message`.
+pub fn listed_executable(u: ListedUnit) -> Executable {
+    Executable {
+        meta: meta(u.spec.name, u.message),
+        command: u.spec.command,
+        comment: u.spec.comment,
+    }
 }
 
 pub struct ScheduleService {
@@ -36,11 +42,12 @@ impl ScheduleService {
         Self { schedule }
     }
 
-    fn summary(&self, listed: usize, what: &str) -> Option<AuraeMeta> {
-        Some(AuraeMeta {
-            name: String::new(),
-            message: format!("{listed} {what}"),
-        })
+    fn list(&self, enabled: bool) -> Vec<Executable> {
+        self.schedule
+            .list(enabled)
+            .into_iter()
+            .map(listed_executable)
+            .collect()
     }
 }
 
@@ -50,8 +57,8 @@ impl ScheduleApi for ScheduleService {
         &self,
         _req: Request<ShowEnabledRequest>,
     ) -> Result<Response<ShowEnabledResponse>, Status> {
-        let executables = self.schedule.list(true);
-        let meta = self.summary(executables.len(), "enabled");
+        let executables = self.list(true);
+        let meta = meta("", format!("{} enabled", executables.len()));
         Ok(Response::new(ShowEnabledResponse { meta, executables }))
     }
 
@@ -59,8 +66,8 @@ impl ScheduleApi for ScheduleService {
         &self,
         _req: Request<ShowDisabledRequest>,
     ) -> Result<Response<ShowDisabledResponse>, Status> {
-        let executables = self.schedule.list(false);
-        let meta = self.summary(executables.len(), "disabled");
+        let executables = self.list(false);
+        let meta = meta("", format!("{} disabled", executables.len()));
         Ok(Response::new(ShowDisabledResponse { meta, executables }))
     }
 }
@@ -81,9 +88,9 @@ impl ScheduleExecutable for ScheduleExecutableService {
         &self,
         req: Request<Executable>,
     ) -> Result<Response<ExecutableEnableResponse>, Status> {
-        let exe = req.into_inner();
-        let name = name_in(&exe);
-        let message = self.schedule.enable(exe).await?;
+        let unit = unit_spec(req.into_inner());
+        let name = unit.name.clone();
+        let message = self.schedule.enable(unit).await?;
         Ok(Response::new(ExecutableEnableResponse {
             meta: meta(name, message),
         }))
@@ -93,9 +100,8 @@ impl ScheduleExecutable for ScheduleExecutableService {
         &self,
         req: Request<Executable>,
     ) -> Result<Response<ExecutableDisableResponse>, Status> {
-        let exe = req.into_inner();
-        let name = name_in(&exe);
-        let message = self.schedule.disable(exe).await?;
+        let name = name_in(&req.into_inner().meta);
+        let message = self.schedule.disable(name.clone()).await?;
         Ok(Response::new(ExecutableDisableResponse {
             meta: meta(name, message),
         }))
@@ -105,9 +111,8 @@ impl ScheduleExecutable for ScheduleExecutableService {
         &self,
         req: Request<Executable>,
     ) -> Result<Response<ExecutableDestroyResponse>, Status> {
-        let exe = req.into_inner();
-        let name = name_in(&exe);
-        let message = self.schedule.destroy(exe).await?;
+        let name = name_in(&req.into_inner().meta);
+        let message = self.schedule.destroy(name.clone()).await?;
         Ok(Response::new(ExecutableDestroyResponse {
             meta: meta(name, message),
         }))

@@ -1,4 +1,5 @@
-//! `observe.Observe`: thin handlers over `DaemonLog` and `ProcessOutputs`.
+//! `observe.Observe`: thin handlers over `DaemonLog` and `ProcessOutputs`,
+//! converting their records and lines to `LogItem`s.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,16 +16,11 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::daemon_log::{unix_nanos_now, DaemonLog};
-use super::output::{Channel, LiveItem, ProcessOutputs};
+use crate::observe::daemon_log::{unix_nanos_now, DaemonLog};
+use crate::observe::output::{Channel, LiveItem, ProcessOutputs};
+use crate::observe::WorkloadCounts;
 
 type LogStream = Pin<Box<dyn Stream<Item = Result<LogItem, Status>> + Send>>;
-
-/// Workload counts shown by `Status`, gathered from the subsystems.
-pub trait WorkloadCounts: Send + Sync + 'static {
-    /// `(label, count)` pairs, e.g. `("scheduled", 3)`.
-    fn counts(&self) -> Vec<(&'static str, usize)>;
-}
 
 pub struct ObserveService {
     instance_name: String,

@@ -1,0 +1,111 @@
+//! `cells.Cells` (additive, not in the seed) over [`Cells`], and the
+//! conversions of RunCell (`runtime.Core`) between the wire and the cells
+//! subsystem.
+
+use aurae_proto::cells::cells_server::Cells as CellsApi;
+use aurae_proto::cells::{
+    ListCellsRequest, ListCellsResponse, RunningCell as WireRunningCell, StopCellRequest,
+    StopCellResponse,
+};
+use aurae_proto::meta::{AuraeMeta, ProcessMeta};
+use aurae_proto::runtime::{Cell, CellStatus, ContainerStatus};
+use tonic::{Request, Response, Status};
+
+use super::{meta, name_in, status};
+use crate::cells::{
+    CellError, CellResult, CellSpec, Cells, ContainerResult, ContainerSpec, RunningCell,
+};
+use crate::validation::validate_name;
+
+/// A `Cell` as the cells subsystem takes it.
+pub fn cell_spec(cell: Cell) -> CellSpec {
+    CellSpec {
+        name: name_in(&cell.meta),
+        containers: cell
+            .containers
+            .into_iter()
+            .map(|c| ContainerSpec {
+                name: name_in(&c.meta),
+                image: c.image,
+            })
+            .collect(),
+    }
+}
+
+/// One container's result as the wire `ContainerStatus`.
+pub fn container_status(c: ContainerResult) -> ContainerStatus {
+    ContainerStatus {
+        meta: meta(c.name, c.message),
+        proc: c.pid.map(|pid| ProcessMeta { pid }),
+        status: status(c.status),
+    }
+}
+
+/// A cell's result as the wire `CellStatus`.
+pub fn cell_status(r: CellResult) -> CellStatus {
+    CellStatus {
+        meta: meta(r.name, r.message),
+        status: status(r.status),
+        container_statuses: r.containers.into_iter().map(container_status).collect(),
+    }
+}
+
+/// A running cell as List shows it on the wire.
+pub fn running_cell(c: RunningCell) -> WireRunningCell {
+    WireRunningCell {
+        meta: meta(c.name, c.phase),
+        containers: c.containers.into_iter().map(container_status).collect(),
+    }
+}
+
+/// RunCell: runs `cell` to its end (see [`Cells::run`]).
+pub async fn run_cell(cells: &Cells, cell: Cell) -> Result<CellStatus, Status> {
+    let result = cells.run(cell_spec(cell)).await?;
+    Ok(cell_status(result))
+}
+
+/// List: the running cells, sorted by name.
+pub fn list_cells(cells: &Cells) -> Vec<WireRunningCell> {
+    cells.list().into_iter().map(running_cell).collect()
+}
+
+/// Stop: stops cell `name` and answers once it is torn down.
+pub async fn stop_cell(cells: &Cells, name: &str) -> Result<AuraeMeta, Status> {
+    let message = cells.stop(name).await?;
+    Ok(AuraeMeta {
+        name: name.to_string(),
+        message,
+    })
+}
+
+pub struct CellsService {
+    cells: Cells,
+}
+
+impl CellsService {
+    pub fn new(cells: Cells) -> Self {
+        Self { cells }
+    }
+}
+
+#[tonic::async_trait]
+impl CellsApi for CellsService {
+    async fn list(
+        &self,
+        _req: Request<ListCellsRequest>,
+    ) -> Result<Response<ListCellsResponse>, Status> {
+        Ok(Response::new(ListCellsResponse {
+            cells: list_cells(&self.cells),
+        }))
+    }
+
+    async fn stop(
+        &self,
+        req: Request<StopCellRequest>,
+    ) -> Result<Response<StopCellResponse>, Status> {
+        let name = req.into_inner().name;
+        validate_name("name", &name).map_err(CellError::CellName)?;
+        let meta = stop_cell(&self.cells, &name).await?;
+        Ok(Response::new(StopCellResponse { meta: Some(meta) }))
+    }
+}

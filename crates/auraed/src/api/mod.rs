@@ -1,0 +1,68 @@
+//! The edge of the daemon: one file per gRPC service. Each handler converts
+//! the request (generated proto types) to the subsystem's own types, calls
+//! the subsystem's core, converts the result back, and maps the subsystem's
+//! error enum to a `tonic::Status` (`status`). Nothing below this module
+//! imports tonic or the generated types.
+
+pub mod cells;
+pub mod core;
+pub mod images;
+pub mod observe;
+pub mod schedule;
+pub mod status;
+
+pub use self::cells::CellsService;
+pub use self::core::CoreService;
+pub use self::images::ImagesService;
+pub use self::observe::ObserveService;
+pub use self::schedule::{ScheduleExecutableService, ScheduleService};
+
+use aurae_proto::meta::{AuraeMeta, Status as MetaStatus};
+
+use crate::workload::Status;
+
+/// `meta.name` of a request, "" when there is no meta.
+pub(crate) fn name_in(meta: &Option<AuraeMeta>) -> String {
+    meta.as_ref().map(|m| m.name.clone()).unwrap_or_default()
+}
+
+/// A response meta.
+pub(crate) fn meta(name: impl Into<String>, message: impl Into<String>) -> Option<AuraeMeta> {
+    Some(AuraeMeta {
+        name: name.into(),
+        message: message.into(),
+    })
+}
+
+/// The wire value of a workload status.
+pub(crate) fn status(s: Status) -> i32 {
+    let wire = match s {
+        Status::Unknown => MetaStatus::Unknown,
+        Status::Standby => MetaStatus::Standby,
+        Status::Active => MetaStatus::Active,
+        Status::Passive => MetaStatus::Passive,
+        Status::Error => MetaStatus::Error,
+        Status::Complete => MetaStatus::Complete,
+    };
+    wire as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_keep_their_wire_names() {
+        for s in [
+            Status::Unknown,
+            Status::Standby,
+            Status::Active,
+            Status::Passive,
+            Status::Error,
+            Status::Complete,
+        ] {
+            let wire = MetaStatus::try_from(status(s)).expect("known value");
+            assert_eq!(wire.as_str_name(), s.as_str_name());
+        }
+    }
+}

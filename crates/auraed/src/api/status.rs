@@ -1,0 +1,297 @@
+//! Every domain error mapped once to a gRPC status: the code says what kind
+//! of failure it is, the message is the error's own text.
+
+use tonic::{Code, Status};
+
+use crate::cells::CellError;
+use crate::executables::split::SplitError;
+use crate::executables::ExecutableError;
+use crate::images::ImageError;
+use crate::process::ProcessError;
+use crate::schedule::ScheduleError;
+use crate::validation::NameError;
+
+impl From<NameError> for Status {
+    fn from(e: NameError) -> Self {
+        Status::invalid_argument(e.to_string())
+    }
+}
+
+impl From<SplitError> for Status {
+    fn from(e: SplitError) -> Self {
+        Status::invalid_argument(e.to_string())
+    }
+}
+
+impl From<ProcessError> for Status {
+    fn from(e: ProcessError) -> Self {
+        match e {
+            ProcessError::EmptyCommand => Status::invalid_argument(e.to_string()),
+            ProcessError::Start { .. } => Status::failed_precondition(e.to_string()),
+            _ => Status::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ExecutableError> for Status {
+    fn from(e: ExecutableError) -> Self {
+        match e {
+            ExecutableError::Name(e) => e.into(),
+            ExecutableError::Split(e) => e.into(),
+            ExecutableError::Process(e) => e.into(),
+            ExecutableError::CommandTooLong { .. } | ExecutableError::EmptyCommand => {
+                Status::invalid_argument(e.to_string())
+            }
+            ExecutableError::Cgroup(_) => Status::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ScheduleError> for Status {
+    fn from(e: ScheduleError) -> Self {
+        let msg = e.to_string();
+        match e {
+            ScheduleError::Name(_)
+            | ScheduleError::EmptyCommand
+            | ScheduleError::CommandTooLong { .. }
+            | ScheduleError::CommentTooLong { .. }
+            | ScheduleError::Split(_) => Status::invalid_argument(msg),
+            ScheduleError::NotFound { .. } => Status::not_found(msg),
+            ScheduleError::AlreadyExists { .. } => Status::already_exists(msg),
+            ScheduleError::ShuttingDown => Status::unavailable(msg),
+            ScheduleError::Store { .. }
+            | ScheduleError::StateDir { .. }
+            | ScheduleError::Task(_)
+            | ScheduleError::Cgroup(_) => Status::internal(msg),
+        }
+    }
+}
+
+impl From<CellError> for Status {
+    fn from(e: CellError) -> Self {
+        let msg = crate::cgroups::chain(&e);
+        match e {
+            CellError::CellName(_)
+            | CellError::ContainerName { .. }
+            | CellError::NoContainers { .. }
+            | CellError::TooManyContainers { .. }
+            | CellError::DuplicateContainer { .. }
+            | CellError::EmptyImage { .. }
+            | CellError::ImageTooLong { .. }
+            | CellError::BadImage { .. }
+            | CellError::NothingToRun { .. }
+            | CellError::BadImageConfig { .. }
+            | CellError::User { .. } => Status::invalid_argument(msg),
+            CellError::AlreadyRunning { .. } => Status::already_exists(msg),
+            CellError::NotFound { .. } => Status::not_found(msg),
+            CellError::StoppedBeforeStart { .. } => Status::aborted(msg),
+            CellError::ShuttingDown => Status::unavailable(msg),
+            // Keep the image layer's code (NOT_FOUND, UNAVAILABLE, ...), add which container.
+            CellError::Image { error, .. } => Status::new(image_code(&error), msg),
+            CellError::Io { .. } | CellError::Cgroup { .. } | CellError::Task(_) => {
+                Status::internal(msg)
+            }
+        }
+    }
+}
+
+/// The gRPC code an image error maps to.
+pub fn image_code(e: &ImageError) -> Code {
+    match e {
+        ImageError::InvalidReference { .. } | ImageError::Unsupported { .. } => {
+            Code::InvalidArgument
+        }
+        ImageError::Layer { source, .. } if source.is_refusal() => Code::InvalidArgument,
+        ImageError::Layer { .. } => Code::Internal,
+        ImageError::Unreachable { .. } | ImageError::Registry { .. } => Code::Unavailable,
+        ImageError::NotFound { .. } | ImageError::NoPlatform { .. } => Code::NotFound,
+        ImageError::Denied { .. } => Code::PermissionDenied,
+        ImageError::DigestMismatch { .. } => Code::FailedPrecondition,
+        ImageError::Config { .. } => Code::FailedPrecondition,
+        ImageError::Store { .. } | ImageError::Rootfs { .. } | ImageError::Task(_) => {
+            Code::Internal
+        }
+    }
+}
+
+impl From<ImageError> for Status {
+    fn from(e: ImageError) -> Self {
+        Status::new(image_code(&e), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::images::unpack::UnpackError;
+
+    #[test]
+    fn schedule_codes_follow_the_kind_of_error() {
+        let code = |e: ScheduleError| Status::from(e).code();
+        assert_eq!(code(ScheduleError::EmptyCommand), Code::InvalidArgument);
+        assert_eq!(
+            code(ScheduleError::NotFound { name: "x".into() }),
+            Code::NotFound
+        );
+        let exists = ScheduleError::AlreadyExists {
+            name: "web".into(),
+            state: "enabled",
+            existing: "sleep 1".into(),
+            requested: "sleep 2".into(),
+        };
+        let msg = exists.to_string();
+        assert!(
+            msg.contains("\"sleep 1\"")
+                && msg.contains("\"sleep 2\"")
+                && msg.contains("destroy it first"),
+            "{msg}"
+        );
+        assert_eq!(code(exists), Code::AlreadyExists);
+        assert_eq!(code(ScheduleError::ShuttingDown), Code::Unavailable);
+        assert_eq!(code(ScheduleError::Task("x".into())), Code::Internal);
+    }
+
+    #[test]
+    fn cell_codes_follow_the_kind_of_failure() {
+        let cases: Vec<(CellError, Code)> = vec![
+            (
+                CellError::NoContainers { cell: "c".into() },
+                Code::InvalidArgument,
+            ),
+            (
+                CellError::AlreadyRunning { cell: "c".into() },
+                Code::AlreadyExists,
+            ),
+            (CellError::NotFound { cell: "c".into() }, Code::NotFound),
+            (CellError::ShuttingDown, Code::Unavailable),
+            (
+                CellError::Image {
+                    container: "a".into(),
+                    image: "x".into(),
+                    error: Box::new(ImageError::Unreachable {
+                        registry: "127.0.0.1:5999".into(),
+                        detail: "registry down".into(),
+                    }),
+                },
+                Code::Unavailable,
+            ),
+            (
+                CellError::io("creating", "/x", std::io::Error::other("boom")),
+                Code::Internal,
+            ),
+        ];
+        for (err, code) in cases {
+            let text = err.to_string();
+            let status = Status::from(err);
+            assert_eq!(status.code(), code, "{text}");
+            assert!(status.message().starts_with(&text), "{status:?}");
+        }
+    }
+
+    #[test]
+    fn cell_image_errors_name_the_container_and_keep_the_message() {
+        let status = Status::from(CellError::Image {
+            container: "web".into(),
+            image: "127.0.0.1:5000/nope:latest".into(),
+            error: Box::new(ImageError::NotFound {
+                reference: "127.0.0.1:5000/nope:latest".into(),
+                detail: "manifest unknown".into(),
+            }),
+        });
+        assert_eq!(status.code(), Code::NotFound);
+        assert!(
+            status
+                .message()
+                .starts_with("container \"web\", image \"127.0.0.1:5000/nope:latest\": "),
+            "{status:?}"
+        );
+        assert!(status.message().contains("manifest unknown"), "{status:?}");
+    }
+
+    #[test]
+    fn cell_validation_errors_are_invalid_argument_with_the_whole_chain() {
+        let err = CellError::ContainerName {
+            index: 1,
+            source: NameError::Empty {
+                what: "container meta.name",
+            },
+        };
+        let status = Status::from(err);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status
+                .message()
+                .starts_with("containers[1]: container meta.name"),
+            "{status:?}"
+        );
+    }
+
+    #[test]
+    fn image_codes_follow_the_kind_of_error() {
+        let code = |e: ImageError| Status::from(e).code();
+        assert_eq!(
+            code(ImageError::Unreachable {
+                registry: "127.0.0.1:5999".into(),
+                detail: "connection refused".into()
+            }),
+            Code::Unavailable
+        );
+        assert_eq!(
+            code(ImageError::NotFound {
+                reference: "x".into(),
+                detail: "y".into()
+            }),
+            Code::NotFound
+        );
+        assert_eq!(
+            code(ImageError::InvalidReference {
+                reference: "x".into(),
+                reason: "y".into()
+            }),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            code(ImageError::Layer {
+                reference: "x".into(),
+                digest: "sha256:00".into(),
+                source: UnpackError::ParentComponent {
+                    entry: "../escape".into()
+                }
+            }),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            code(ImageError::DigestMismatch {
+                reference: "x".into(),
+                what: "layer".into(),
+                detail: "y".into()
+            }),
+            Code::FailedPrecondition
+        );
+    }
+
+    #[test]
+    fn executable_and_process_codes() {
+        let code = |e: ExecutableError| Status::from(e).code();
+        assert_eq!(code(ExecutableError::EmptyCommand), Code::InvalidArgument);
+        assert_eq!(
+            code(ExecutableError::CommandTooLong { len: 1 << 20 }),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            code(ExecutableError::Split(SplitError::TrailingBackslash)),
+            Code::InvalidArgument
+        );
+        assert_eq!(code(ExecutableError::Cgroup("x".into())), Code::Internal);
+        assert_eq!(
+            code(ExecutableError::Process(ProcessError::EmptyCommand)),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            code(ExecutableError::Process(ProcessError::SupervisorGone {
+                pid: 1
+            })),
+            Code::Internal
+        );
+    }
+}

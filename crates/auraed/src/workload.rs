@@ -1,0 +1,29 @@
+//! What the subsystems say about a workload's state, without the wire types:
+//! the meaning of `meta.Status`, converted to it in `api/`.
+
+/// The state of an executable, container or cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Status {
+    #[default]
+    Unknown,
+    Standby,
+    Active,
+    Passive,
+    Error,
+    Complete,
+}
+
+impl Status {
+    /// The name operators see in messages (`STATUS_ACTIVE`, ...), the same as
+    /// the wire enum's.
+    pub fn as_str_name(self) -> &'static str {
+        match self {
+            Status::Unknown => "STATUS_UNKNOWN",
+            Status::Standby => "STATUS_STANDBY",
+            Status::Active => "STATUS_ACTIVE",
+            Status::Passive => "STATUS_PASSIVE",
+            Status::Error => "STATUS_ERROR",
+            Status::Complete => "STATUS_COMPLETE",
+        }
+    }
+}
