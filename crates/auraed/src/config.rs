@@ -70,6 +70,20 @@ pub struct DaemonConfig {
     /// Create the PKI (CA, server and client certificates) and the client config when absent.
     #[arg(long, env = "AURAED_BOOTSTRAP")]
     pub bootstrap: bool,
+    /// Size at which a workload's log starts a new file (like kubelet's
+    /// containerLogMaxSize): bytes, or with a K/M/G suffix (powers of 1024).
+    #[arg(long, env = "AURAED_LOG_MAX_SIZE", default_value = "10M")]
+    pub log_max_size: ByteSize,
+    /// Files kept per workload log, the newest (like containerLogMaxFiles).
+    #[arg(long, env = "AURAED_LOG_MAX_FILES", default_value_t = 5)]
+    pub log_max_files: usize,
+    /// Total size of the logs of finished workloads kept; the oldest go first.
+    #[arg(long, env = "AURAED_LOG_RETENTION", default_value = "512M")]
+    pub log_retention: ByteSize,
+    /// At exit, also stop the scheduled executables (for a node being
+    /// drained). Without it they keep running and the next auraed adopts them.
+    #[arg(long, env = "AURAED_STOP_WORKLOADS_AT_EXIT")]
+    pub stop_workloads_at_exit: bool,
     /// Client identity created by --bootstrap.
     #[arg(long, env = "AURAED_BOOTSTRAP_CLIENT", default_value = "admin")]
     pub bootstrap_client: String,
@@ -79,5 +93,52 @@ impl DaemonConfig {
     /// Whether the authorization policy path was left at its default.
     pub fn authz_policy_is_default(&self) -> bool {
         self.authz_policy == std::path::Path::new("/etc/aurae/authz.toml")
+    }
+}
+
+/// A size in bytes, written as a number with an optional K, M or G suffix
+/// (powers of 1024; `Ki`/`Mi`/`Gi` and a trailing `B` are accepted too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let t = t.strip_suffix(['B', 'b']).unwrap_or(t);
+        let t = t.strip_suffix(['i']).unwrap_or(t);
+        let (digits, shift) = match t.char_indices().last() {
+            Some((i, 'K' | 'k')) => (&t[..i], 10),
+            Some((i, 'M' | 'm')) => (&t[..i], 20),
+            Some((i, 'G' | 'g')) => (&t[..i], 30),
+            _ => (t, 0),
+        };
+        let n: u64 = digits
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size: use bytes or a number with K, M or G (e.g. 10M)"))?;
+        n.checked_mul(1u64 << shift)
+            .filter(|n| *n > 0)
+            .map(ByteSize)
+            .ok_or_else(|| format!("{s:?} is out of range: give a size from 1 byte to 16 EiB"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ByteSize;
+
+    #[test]
+    fn sizes_parse_like_kubelet_flags() {
+        let p = |s: &str| s.parse::<ByteSize>().map(|b| b.0);
+        assert_eq!(p("10M"), Ok(10 << 20));
+        assert_eq!(p("10Mi"), Ok(10 << 20));
+        assert_eq!(p("512"), Ok(512));
+        assert_eq!(p("1G"), Ok(1 << 30));
+        assert_eq!(p("4KiB"), Ok(4096));
+        assert!(p("0").is_err());
+        assert!(p("ten").is_err());
+        assert!(p("-1M").is_err());
     }
 }

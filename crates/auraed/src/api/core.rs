@@ -12,7 +12,7 @@ use aurae_proto::runtime::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{meta, name_in, status};
+use super::{caller, meta, name_in, status};
 use crate::cells::Cells;
 use crate::executables::{Executables, RunRequest, RunResult};
 
@@ -32,11 +32,12 @@ fn not_yet(what: &str) -> Status {
 }
 
 /// An `Executable` as the executables subsystem takes it.
-pub fn run_request(exe: Executable) -> RunRequest {
+pub fn run_request(exe: Executable, caller: String) -> RunRequest {
     RunRequest {
         name: name_in(&exe.meta),
         command: exe.command,
         comment: exe.comment,
+        caller,
     }
 }
 
@@ -58,7 +59,8 @@ impl Core for CoreService {
         &self,
         req: Request<Executable>,
     ) -> Result<Response<ExecutableStatus>, Status> {
-        let result = self.executables.run(run_request(req.into_inner())).await?;
+        let caller = caller(&req);
+        let result = self.executables.run(run_request(req.into_inner(), caller)).await?;
         Ok(Response::new(executable_status(result)))
     }
 

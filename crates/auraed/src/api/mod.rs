@@ -21,6 +21,16 @@ use aurae_proto::meta::{AuraeMeta, Status as MetaStatus};
 
 use crate::workload::Status;
 
+/// The caller's identity for the audit trail: the names in its client certificate.
+pub(crate) fn caller<T>(req: &tonic::Request<T>) -> String {
+    let names = crate::server::peer_names(req.extensions());
+    if names.is_empty() {
+        "unknown".to_string()
+    } else {
+        names.join(",")
+    }
+}
+
 /// `meta.name` of a request, "" when there is no meta.
 pub(crate) fn name_in(meta: &Option<AuraeMeta>) -> String {
     meta.as_ref().map(|m| m.name.clone()).unwrap_or_default()

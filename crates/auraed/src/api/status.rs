@@ -7,6 +7,7 @@ use crate::cells::CellError;
 use crate::executables::split::SplitError;
 use crate::executables::ExecutableError;
 use crate::images::ImageError;
+use crate::observe::ObserveError;
 use crate::process::ProcessError;
 use crate::schedule::ScheduleError;
 use crate::validation::NameError;
@@ -29,6 +30,16 @@ impl From<ProcessError> for Status {
             ProcessError::EmptyCommand => Status::invalid_argument(e.to_string()),
             ProcessError::Start { .. } => Status::failed_precondition(e.to_string()),
             _ => Status::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ObserveError> for Status {
+    fn from(e: ObserveError) -> Self {
+        match e {
+            ObserveError::BadPid(_) => Status::invalid_argument(e.to_string()),
+            ObserveError::UnknownPid(_) => Status::not_found(e.to_string()),
+            ObserveError::Io(_) => Status::internal(e.to_string()),
         }
     }
 }
@@ -59,8 +70,7 @@ impl From<ScheduleError> for Status {
             ScheduleError::NotFound { .. } => Status::not_found(msg),
             ScheduleError::AlreadyExists { .. } => Status::already_exists(msg),
             ScheduleError::ShuttingDown => Status::unavailable(msg),
-            ScheduleError::Store { .. }
-            | ScheduleError::StateDir { .. }
+            ScheduleError::Store(_)
             | ScheduleError::Task(_)
             | ScheduleError::Cgroup(_) => Status::internal(msg),
         }

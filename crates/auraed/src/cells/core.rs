@@ -15,7 +15,8 @@ use super::image::{ImageSource, PulledImage};
 use super::lifecycle;
 use super::request::{self, CellRequest, CellSpec};
 use crate::cgroups::{CgroupDriver, CgroupPath, HOST_MOUNT_ROOT};
-use crate::observe::{ProcessOutputs, WorkloadCounts};
+use crate::logs::LogStore;
+use crate::observe::WorkloadCounts;
 use crate::workload::Status as MetaStatus;
 
 /// How long `shutdown` waits for cells beyond their grace period.
@@ -30,7 +31,7 @@ pub struct Cells {
 pub(crate) struct Inner {
     pub images: Arc<dyn ImageSource>,
     pub cgroups: CellCgroups,
-    pub outputs: Arc<ProcessOutputs>,
+    pub logs: Arc<LogStore>,
     /// `<runtime_dir>/cells`: one directory per cell.
     pub dir: PathBuf,
     /// From SIGTERM to SIGKILL when a cell is stopped.
@@ -245,12 +246,12 @@ impl Cells {
     pub fn new(
         images: Arc<crate::images::ImageStore>,
         cgroups: Arc<dyn CgroupDriver>,
-        outputs: Arc<ProcessOutputs>,
+        logs: Arc<LogStore>,
         cgroup_parent: CgroupPath,
         runtime_dir: &Path,
         grace: Duration,
     ) -> Self {
-        Self::with_image_source(images, cgroups, outputs, cgroup_parent, runtime_dir, grace)
+        Self::with_image_source(images, cgroups, logs, cgroup_parent, runtime_dir, grace)
     }
 
     /// The cells runtime with its images from `images`.
@@ -261,7 +262,7 @@ impl Cells {
     pub fn with_image_source(
         images: Arc<dyn ImageSource>,
         cgroups: Arc<dyn CgroupDriver>,
-        outputs: Arc<ProcessOutputs>,
+        logs: Arc<LogStore>,
         cgroup_parent: CgroupPath,
         runtime_dir: &Path,
         grace: Duration,
@@ -270,7 +271,7 @@ impl Cells {
             inner: Arc::new(Inner {
                 images,
                 cgroups: CellCgroups::new(cgroups, Path::new(HOST_MOUNT_ROOT), cgroup_parent),
-                outputs,
+                logs,
                 dir: runtime_dir.join("cells"),
                 grace,
                 shutdown: CancellationToken::new(),

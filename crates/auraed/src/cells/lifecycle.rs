@@ -17,24 +17,21 @@ use std::time::{Duration, Instant};
 
 use libcontainer::container::Container;
 use nix::sys::signal::Signal;
-use tokio::task::JoinHandle;
 
 use super::cgroup::CellCgroups;
 use super::core::{CellResult, ContainerResult, Inner, Phase, Reservation};
 use super::error::CellError;
 use super::image::{MountedRootfs, PulledImage};
-use super::output::{pump, OutputPipes};
+use super::output::OutputPipes;
 use super::request::CellRequest;
 use super::{mounts, runtime, sandbox, spec, user};
 use crate::cgroups::chain;
-use crate::observe::output::ProcessOutput;
-use crate::observe::Channel;
+use crate::logs::Kind;
+use crate::process::{open_log, OutputLog};
 use crate::process::ChildExit;
 use crate::process::ExitKind;
 use crate::workload::Status as MetaStatus;
 
-/// How long to wait for a container's output pipes once its processes are gone.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait for an init process killed in teardown to be reaped.
 const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -69,8 +66,8 @@ struct ContainerRun {
     container: Option<Container>,
     pid: Option<i32>,
     exit: Option<Arc<ChildExit>>,
-    output: Option<Arc<ProcessOutput>>,
-    pumps: Vec<JoinHandle<()>>,
+    /// Its output flowing into its log, until it is closed at the container's end.
+    log: Option<OutputLog>,
     outcome: Option<Outcome>,
 }
 
@@ -120,8 +117,7 @@ pub(crate) async fn run(
             container: None,
             pid: None,
             exit: None,
-            output: None,
-            pumps: Vec::new(),
+            log: None,
             outcome: None,
         })
         .collect();
@@ -242,22 +238,22 @@ impl CellRun {
         None
     }
 
-    /// Takes over a created container: its pid, a pidfd, and output pumps
-    /// registered under the pid for GetSubProcessStream.
+    /// Takes over a created container: its pid, a pidfd, and its output
+    /// into a log indexed by the pid for GetSubProcessStream.
     fn adopt(&mut self, i: usize, container: Container, pipes: OutputPipes) -> Result<i32, String> {
         let pid = container
             .pid()
             .map(|p| p.as_raw())
             .ok_or_else(|| "libcontainer reported no init pid".to_string())?;
+        let logs = self.inner.logs.clone();
         let c = &mut self.containers[i];
         c.container = Some(container);
         c.pid = Some(pid);
-        let output = self.inner.outputs.register(pid);
-        c.pumps = vec![
-            tokio::spawn(pump(pipes.stdout, output.clone(), Channel::Stdout)),
-            tokio::spawn(pump(pipes.stderr, output.clone(), Channel::Stderr)),
-        ];
-        c.output = Some(output);
+        let (_, writer) = open_log(&logs, Kind::Cell, &format!("{}.{}", self.name, c.name))
+            .map_err(|e| format!("creating the container's log: {e}"))?;
+        let log = OutputLog::start(&logs, pid, writer, pipes.stdout, pipes.stderr)
+            .map_err(|e| format!("reading the container's output: {e}"))?;
+        c.log = Some(log);
         let exit = ChildExit::open(pid).map_err(|e| format!("pidfd_open({pid}): {e}"))?;
         c.exit = Some(Arc::new(exit));
         Ok(pid)
@@ -293,15 +289,12 @@ impl CellRun {
     async fn wait_all(&mut self) -> bool {
         let entry = self.reservation.entry.clone();
         let cgroups = self.cgroups().clone();
-        let outputs = self.inner.outputs.clone();
         let cell = self.name.clone();
         let waits = self.containers.iter_mut().enumerate().map(|(i, c)| {
             let exit = c.exit.clone();
-            let pumps = std::mem::take(&mut c.pumps);
-            let output = c.output.take();
-            let (cgroups, outputs, cell, name, entry) = (
+            let log = c.log.take();
+            let (cgroups, cell, name, entry) = (
                 cgroups.clone(),
-                outputs.clone(),
                 cell.clone(),
                 c.name.clone(),
                 entry.clone(),
@@ -318,9 +311,8 @@ impl CellRun {
                 // Its init is gone: so is the rest of its PID namespace; make sure of it.
                 let (cg, cl, nm) = (cgroups.clone(), cell.clone(), name.clone());
                 let _ = tokio::task::spawn_blocking(move || cg.kill_container(&cl, &nm)).await;
-                drain(pumps).await;
-                if let Some(output) = output {
-                    outputs.finished(exit.pid(), &output);
+                if let Some(log) = log {
+                    log.close(Some(kind), kind.describe()).await;
                 }
                 tracing::info!(cell = %cell, container = %name, pid = exit.pid(), exit = %kind.describe(), "container exited");
                 entry.update(i, |v| {
@@ -430,9 +422,12 @@ impl CellRun {
                     }
                 }
             }
-            drain(std::mem::take(&mut c.pumps)).await;
-            if let (Some(output), Some(pid)) = (c.output.take(), c.pid) {
-                self.inner.outputs.finished(pid, &output);
+            if let Some(log) = c.log.take() {
+                let exit = match &c.outcome {
+                    Some(Outcome::Exited(kind)) => Some(*kind),
+                    _ => None,
+                };
+                log.close(exit, c.status().1).await;
             }
         }
         let inner = self.inner.clone();
@@ -466,11 +461,6 @@ impl Drop for CellRun {
             return;
         }
         tracing::error!(cell = %self.name, "cell task ended without its teardown: cleaning up");
-        for c in &mut self.containers {
-            if let (Some(output), Some(pid)) = (c.output.take(), c.pid) {
-                self.inner.outputs.finished(pid, &output);
-            }
-        }
         let mut rootfs: Vec<(String, Box<dyn MountedRootfs>)> = self
             .containers
             .iter_mut()
@@ -485,19 +475,6 @@ impl Drop for CellRun {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// Waits for output pumps to reach EOF, abandoning them after [`DRAIN_TIMEOUT`]
-/// (something outside the cell still holds a pipe).
-async fn drain(pumps: Vec<JoinHandle<()>>) {
-    for mut pump in pumps {
-        if tokio::time::timeout(DRAIN_TIMEOUT, &mut pump)
-            .await
-            .is_err()
-        {
-            pump.abort();
-        }
-    }
 }
 
 /// The blocking part of setting a cell up.

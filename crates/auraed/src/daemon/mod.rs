@@ -19,8 +19,10 @@ use crate::cgroups::{self, CgroupDriver, CgroupError, CgroupPath};
 use crate::config::DaemonConfig;
 use crate::executables::Executables;
 use crate::images::{ImageError, ImageStore, RegistryConfig};
-use crate::observe::{DaemonLog, ProcessOutputs};
+use crate::observe::{DaemonLog, Observer};
+use crate::logs::{LogLimits, LogStore};
 use crate::process::Processes;
+use crate::state::StateDb;
 use crate::schedule::{Schedule, ScheduleError};
 use crate::server::{self, Listeners, Policy, ServerError};
 
@@ -45,6 +47,8 @@ pub enum DaemonError {
     Schedule(#[from] ScheduleError),
     #[error("building the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     #[error("bootstrapping the PKI: {0}")]
     Pki(#[from] crate::pki::PkiError),
 }
@@ -92,12 +96,25 @@ pub async fn run(
     })
     .await?;
 
+    let limits = LogLimits {
+        max_segment_bytes: config.log_max_size.0,
+        max_segments: config.log_max_files.max(1),
+    };
+    let logs = LogStore::open(&config.state_dir.join("logs"), limits, config.log_retention.0)
+        .map_err(|source| DaemonError::Dir {
+            path: config.state_dir.join("logs").display().to_string(),
+            source,
+        })?;
+    if let Err(e) = log.attach(&logs.daemon_dir(), limits) {
+        tracing::warn!(error = %e, "the daemon log is not kept on disk");
+    }
+    let state = Arc::new(StateDb::open(&config.state_dir)?);
+
     let driver = cgroups::detect_host()?;
     let root = CgroupPath::new(&config.cgroup_root)?;
-    let outputs = Arc::new(ProcessOutputs::default());
     let processes = Processes::new(
         driver.clone(),
-        outputs.clone(),
+        logs.clone(),
         Duration::from_secs_f64(config.stop_grace),
     );
     let executables = Arc::new(Executables::new(processes.clone(), root.join("exec")?));
@@ -107,14 +124,15 @@ pub async fn run(
     let cells = Cells::new(
         images.clone(),
         driver.clone(),
-        outputs.clone(),
+        logs.clone(),
         root.join("cells")?,
         &config.runtime_dir,
         Duration::from_secs_f64(config.stop_grace),
     );
     cells.clean_leftovers();
-    let schedule = Schedule::open(&config.state_dir, processes.clone(), root.join("schedule")?)?;
-    // Before serving, so that a restarted daemon answers with its units running.
+    let schedule = Schedule::open(state, processes.clone(), root.join("schedule")?, true)?;
+    // Before serving, so that a restarted daemon answers with its units running
+    // (adopted from the previous daemon, or started).
     schedule.start().await;
 
     let name = config.name.clone().unwrap_or_else(|| {
@@ -123,7 +141,7 @@ pub async fn run(
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "auraed".into())
     });
-    let observe = ObserveService::new(name.clone(), log, outputs)
+    let observe = ObserveService::new(name.clone(), Observer::new(logs.clone()), processes.clone())
         .with_shutdown(shutdown.clone())
         .with_counts(schedule.clone())
         .with_counts(Arc::new(cells.clone()));
@@ -150,11 +168,8 @@ pub async fn run(
     let result = tokio::select! {
         r = &mut served => r,
         _ = shutdown.cancelled() => {
-            tracing::info!("shutting down: stopping workloads");
-            // Supervisors first, so none restarts what the process layer stops.
-            schedule.shutdown().await;
-            cells.shutdown().await;
-            processes.shutdown();
+            tracing::info!(stop_scheduled = config.stop_workloads_at_exit, "shutting down: stopping workloads");
+            stop_workloads(&schedule, &cells, &processes, config.stop_workloads_at_exit).await;
             // In-flight calls end once their workloads are stopped; bound the wait anyway.
             let bound = processes.grace() + Duration::from_secs(5);
             match tokio::time::timeout(bound, &mut served).await {
@@ -166,26 +181,46 @@ pub async fn run(
             }
         }
     };
-    schedule.shutdown().await;
-    cells.shutdown().await;
-    processes.shutdown();
+    stop_workloads(&schedule, &cells, &processes, config.stop_workloads_at_exit).await;
     remove_cgroup_root(
         driver.as_ref(),
         &root,
         processes.grace() + Duration::from_secs(2),
     )
     .await;
+    log.detach();
     result?;
     tracing::info!("auraed stopped");
     Ok(())
 }
 
+/// Every kind of workload at once: scheduled executables are left running
+/// for the next daemon unless `stop_scheduled`; cells and RunExecutable
+/// calls are bound to the daemon and stopped.
+async fn stop_workloads(schedule: &Schedule, cells: &Cells, processes: &Processes, stop_scheduled: bool) {
+    // Supervisors first, so none restarts what the process layer stops.
+    processes.shutdown();
+    tokio::join!(schedule.shutdown(stop_scheduled), cells.shutdown());
+}
+
 /// Leaves no empty cgroup directories behind at a graceful exit: waits
-/// (bounded) for the stopped workloads to leave, then removes the tree.
+/// (bounded) for the stopped workloads to leave, then removes their trees.
+/// The scheduled executables' tree stays while they run on.
 async fn remove_cgroup_root(driver: &dyn CgroupDriver, root: &CgroupPath, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
-    while driver.pids(root).is_ok_and(|p| !p.is_empty()) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let busy = |p: &CgroupPath| driver.pids(p).is_ok_and(|p| !p.is_empty());
+    for sub in ["exec", "cells"] {
+        let Ok(path) = root.join(sub) else { continue };
+        while busy(&path) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Err(e) = driver.remove(&path) {
+            tracing::warn!(cgroup = path.as_str(), error = %e, "removing the daemon's cgroups at exit");
+        }
+    }
+    if busy(root) {
+        tracing::info!(cgroup = root.as_str(), "workloads left running: keeping their cgroups");
+        return;
     }
     if let Err(e) = driver.remove(root) {
         tracing::warn!(cgroup = root.as_str(), error = %e, "removing the daemon's cgroups at exit");

@@ -2,10 +2,12 @@
 //! waits, and shapes the result.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use super::error::ExecutableError;
 use super::split::split_command;
 use crate::cgroups::CgroupPath;
+use crate::logs::Kind;
 use crate::process::{ProcessError, ProcessSpec, Processes};
 use crate::validation::validate_name;
 use crate::workload::Status;
@@ -22,6 +24,8 @@ pub struct RunRequest {
     pub name: String,
     pub command: String,
     pub comment: String,
+    /// Who asked (the client certificate's identity), for the audit trail.
+    pub caller: String,
 }
 
 /// How a run ended: `status` is `Complete` once the process has exited and
@@ -97,12 +101,14 @@ impl Executables {
         let spec = ProcessSpec {
             argv,
             cgroup,
-            capture_limit: RESPONSE_OUTPUT_LIMIT,
+            kind: Kind::Exec,
+            name: name.clone(),
         };
+        let began = Instant::now();
         let handle = match self.processes.spawn(spec) {
             Ok(h) => h,
             Err(e @ ProcessError::Start { .. }) => {
-                tracing::info!(name = %name, command = %req.command, error = %e, "executable could not start");
+                tracing::info!(kind = "exec", name = %name, command = %req.command, caller = %req.caller, error = %e, "workload could not start");
                 return Ok(RunResult {
                     name,
                     message: e.to_string(),
@@ -114,20 +120,58 @@ impl Executables {
             Err(e) => return Err(e.into()),
         };
         let pid = handle.pid();
-        tracing::debug!(pid, name = %name, command = %req.command, "executable started");
+        tracing::info!(kind = "exec", name = %name, pid, command = %req.command, caller = %req.caller, "workload started");
+        // A dropped call (cancel, deadline) stops the process; the end is logged either way.
+        let mut audit = AuditEnd {
+            name: &name,
+            pid,
+            caller: &req.caller,
+            began,
+            exit: None,
+        };
         let guard = handle.stop_token().drop_guard();
         let finished = handle.wait().await;
         guard.disarm();
         let finished = finished?;
-        tracing::debug!(pid, exit = %finished.exit.describe(), "executable finished");
+        audit.exit = Some(finished.exit.describe());
+        drop(audit);
+        let text = finished.output(RESPONSE_OUTPUT_LIMIT).await;
         Ok(RunResult {
             name,
             message: finished.exit.describe(),
             pid: Some(pid),
             status: Status::Complete,
-            stdout: finished.stdout.to_text(),
-            stderr: finished.stderr.to_text(),
+            stdout: text.stdout,
+            stderr: text.stderr,
             exit_code: finished.exit.code().to_string(),
         })
+    }
+}
+
+/// Logs the end of a RunExecutable once, however the call ends (a
+/// cancelled call drops the future before `run` returns).
+struct AuditEnd<'a> {
+    name: &'a str,
+    pid: i32,
+    caller: &'a str,
+    began: Instant,
+    exit: Option<String>,
+}
+
+impl Drop for AuditEnd<'_> {
+    fn drop(&mut self) {
+        let exit = self
+            .exit
+            .as_deref()
+            .unwrap_or("stopped: the call was cancelled or failed");
+        tracing::info!(
+            kind = "exec",
+            name = %self.name,
+            pid = self.pid,
+            caller = %self.caller,
+            exit = %exit,
+            duration_ms = self.began.elapsed().as_millis() as u64,
+            "workload ended"
+        );
     }
 }

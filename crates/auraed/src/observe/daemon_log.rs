@@ -1,70 +1,66 @@
-//! Every tracing record the daemon emits, fanned out to log-stream subscribers.
+//! The daemon's own log in the log store: every tracing event at or above
+//! the configured level, as a CRI record whose content is
+//! `LEVEL target message key=value ...`. Followers read it like any other
+//! log, so a slow reader loses nothing that is still retained, and the
+//! recent history survives a restart (`aer logs daemon`, like `journalctl -u`).
 //!
-//! A `tokio::sync::broadcast` channel is used because its sender never waits:
-//! a subscriber that falls behind loses the oldest records and is told how
-//! many (`RecvError::Lagged`), and the daemon is never blocked by it.
+//! Until the store is attached (the first moments of start-up) events only
+//! go to stderr.
 
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::broadcast;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
-/// Records kept per subscriber before the slowest starts losing the oldest.
-pub const DAEMON_LOG_CAPACITY: usize = 4096;
+use crate::logs::{LogLimits, LogWriter, Stream};
 
-/// One daemon log record as sent to subscribers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogRecord {
-    /// `LEVEL target`, e.g. `INFO auraed::server`.
-    pub channel: String,
-    pub line: String,
-    /// Unix time in nanoseconds.
-    pub timestamp: i64,
-}
-
-/// The broadcast side: cheap to clone, shared by the tracing layer and the Observe service.
-#[derive(Debug, Clone)]
+/// The writer side, shared by the tracing layer and the daemon.
+#[derive(Clone, Default)]
 pub struct DaemonLog {
-    tx: broadcast::Sender<LogRecord>,
-}
-
-impl Default for DaemonLog {
-    fn default() -> Self {
-        Self::new(DAEMON_LOG_CAPACITY)
-    }
+    writer: Arc<Mutex<Option<LogWriter>>>,
 }
 
 impl DaemonLog {
-    pub fn new(capacity: usize) -> Self {
-        let (tx, _) = broadcast::channel(capacity.max(1));
-        Self { tx }
+    /// Starts writing to `dir` (created if needed), after what is there.
+    pub fn attach(&self, dir: &Path, limits: LogLimits) -> std::io::Result<()> {
+        let writer = LogWriter::open(dir, limits)?;
+        *self.lock() = Some(writer);
+        Ok(())
     }
 
-    /// A receiver that sees every record published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<LogRecord> {
-        self.tx.subscribe()
+    /// Stops writing (the daemon is exiting).
+    pub fn detach(&self) {
+        *self.lock() = None;
     }
 
-    pub fn publish(&self, record: LogRecord) {
-        // No subscriber is the normal case; the record is simply not kept.
-        let _ = self.tx.send(record);
-    }
-
-    /// The tracing layer that publishes every event into this log.
+    /// The tracing layer that writes every event into this log.
     pub fn layer(&self) -> DaemonLogLayer {
         DaemonLogLayer { log: self.clone() }
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<LogWriter>> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self, line: &str) {
+        if let Some(w) = self.lock().as_mut() {
+            // Nowhere to report a failure to write the log but the log: drop it.
+            let _ = w.note(Stream::Stdout, line);
+        }
+    }
 }
 
-pub fn unix_nanos_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+/// Splits a stored record's content back into `LEVEL target` and the rest.
+pub fn split_record(content: &str) -> (String, String) {
+    let mut parts = content.splitn(3, ' ');
+    let level = parts.next().unwrap_or_default();
+    let target = parts.next().unwrap_or_default();
+    let rest = parts.next().unwrap_or_default();
+    (format!("{level} {target}"), rest.to_string())
 }
 
 pub struct DaemonLogLayer {
@@ -73,18 +69,11 @@ pub struct DaemonLogLayer {
 
 impl<S: Subscriber> Layer<S> for DaemonLogLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        // Formatting costs time on every log call: skip it when nobody listens.
-        if self.log.tx.receiver_count() == 0 {
-            return;
-        }
         let meta = event.metadata();
         let mut visitor = LineVisitor::default();
         event.record(&mut visitor);
-        self.log.publish(LogRecord {
-            channel: format!("{} {}", meta.level(), meta.target()),
-            line: visitor.finish(),
-            timestamp: unix_nanos_now(),
-        });
+        let line = format!("{} {} {}", meta.level(), meta.target(), visitor.finish());
+        self.log.write(&line);
     }
 }
 
@@ -133,42 +122,26 @@ impl Visit for LineVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logs::read_output;
     use tracing_subscriber::layer::SubscriberExt;
 
     #[test]
-    fn every_subscriber_gets_every_record() {
-        let log = DaemonLog::new(16);
-        let mut a = log.subscribe();
-        let mut b = log.subscribe();
+    fn events_land_in_the_log_and_split_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = DaemonLog::default();
         let subscriber = tracing_subscriber::registry().with(log.layer());
         tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("before the store: only stderr");
+            log.attach(dir.path(), LogLimits::default()).expect("attach");
             tracing::info!(pid = 7, "started");
-            tracing::warn!("second");
+            tracing::warn!("second\nline");
         });
-        for rx in [&mut a, &mut b] {
-            let first = rx.try_recv().expect("first record");
-            assert_eq!(first.channel, "INFO auraed::observe::daemon_log::tests");
-            assert_eq!(first.line, "started pid=7");
-            assert!(first.timestamp > 1_600_000_000_000_000_000);
-            assert_eq!(rx.try_recv().expect("second").line, "second");
-        }
-    }
-
-    #[test]
-    fn slow_subscriber_is_told_what_it_lost() {
-        let log = DaemonLog::new(4);
-        let mut rx = log.subscribe();
-        for i in 0..10 {
-            log.publish(LogRecord {
-                channel: "c".into(),
-                line: i.to_string(),
-                timestamp: 0,
-            });
-        }
-        match rx.try_recv() {
-            Err(broadcast::error::TryRecvError::Lagged(n)) => assert_eq!(n, 6),
-            other => panic!("expected lag, got {other:?}"),
-        }
-        assert_eq!(rx.try_recv().expect("oldest kept").line, "6");
+        let text = read_output(dir.path(), 1 << 20).expect("read").stdout;
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let (channel, line) = split_record(lines[0]);
+        assert_eq!(channel, "INFO auraed::observe::daemon_log::tests");
+        assert_eq!(line, "started pid=7");
+        assert_eq!(split_record(lines[1]).1, "second line");
     }
 }

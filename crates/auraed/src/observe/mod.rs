@@ -1,12 +1,12 @@
-//! Observability: the daemon's own log stream and the output of every
-//! process it started. The `observe.Observe` gRPC service over them is
-//! `crate::api::observe`.
+//! Observability: the daemon's own log (an audit trail, kept in the log
+//! store) and the streams subscribers read from the log store. The
+//! `observe.Observe` gRPC service over them is `crate::api::observe`.
 
 pub mod daemon_log;
-pub mod output;
+pub mod streams;
 
-pub use daemon_log::{DaemonLog, LogRecord};
-pub use output::{Channel, ProcessOutputs};
+pub use daemon_log::DaemonLog;
+pub use streams::{LogEntry, ObserveError, Observer};
 
 /// Workload counts shown by `Status`, gathered from the subsystems.
 pub trait WorkloadCounts: Send + Sync + 'static {

@@ -168,13 +168,17 @@ impl Processes {
     }
 
     fn watch_monitor(&self, monitor: ChildExit, record: DetachedRecord, cgroup: CgroupPath) -> ProcessHandle {
-        let stop = CancellationToken::new();
+        let (stop, abandon) = (CancellationToken::new(), CancellationToken::new());
         let this = self.clone();
-        let token = stop.clone();
+        let (token, left) = (stop.clone(), abandon.clone());
         let pid = record.pid;
         self.running.fetch_add(1, Ordering::Relaxed);
         let done = tokio::spawn(async move {
             let stopped = tokio::select! {
+                _ = left.cancelled() => {
+                    this.running.fetch_sub(1, Ordering::Relaxed);
+                    return Err(ProcessError::Abandoned { pid });
+                }
                 r = monitor.wait_exited() => {
                     if let Err(e) = r {
                         tracing::warn!(pid, error = %e, "waiting for a monitor");
@@ -194,7 +198,7 @@ impl Processes {
             this.running.fetch_sub(1, Ordering::Relaxed);
             result
         });
-        ProcessHandle::new(pid, stop, done)
+        ProcessHandle::detached(pid, stop, abandon, done)
     }
 
     /// After the monitor is gone: the exit from the log's end marker, what

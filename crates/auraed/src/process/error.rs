@@ -20,6 +20,8 @@ pub enum ProcessError {
     Cgroup { path: String, source: CgroupError },
     #[error("waiting for pid {pid}: {source}")]
     Wait { pid: i32, source: std::io::Error },
+    #[error("pid {pid} was left running for the next daemon")]
+    Abandoned { pid: i32 },
     #[error("pid {pid}: {why}")]
     Lost { pid: i32, why: String },
     #[error("the supervisor of pid {pid} ended without a result")]

@@ -22,10 +22,10 @@ mod spawn;
 mod supervise;
 mod vfork;
 
-pub use detached::{Adopted, DetachedHandle, DetachedRecord};
+pub use detached::{Adopted, DetachedRecord};
 pub use error::ProcessError;
 pub use exit::ExitKind;
 pub(crate) use pidfd::ChildExit;
-pub(crate) use output::{blocking_io, Pump};
+pub(crate) use output::{open_log, OutputLog};
 pub use spawn::{ProcessSpec, Processes};
 pub use supervise::{Finished, ProcessHandle};

@@ -3,13 +3,86 @@
 //! reader or a reply), until both pipes reach their end or the task is
 //! told to stop waiting for them.
 
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::unix::pipe;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::logs::{LogWriter, Stream};
+use super::exit::ExitKind;
+use super::supervise::{end_marker, DRAIN_TIMEOUT};
+use crate::logs::{Kind, LogStore, LogWriter, Stream};
+
+/// A new log for one run of a workload, and its writer.
+pub(crate) fn open_log(
+    logs: &LogStore,
+    kind: Kind,
+    name: &str,
+) -> std::io::Result<(PathBuf, LogWriter)> {
+    blocking_io(|| {
+        let dir = logs.create(kind, name)?;
+        match LogWriter::open(&dir, logs.limits()) {
+            Ok(w) => Ok((dir, w)),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(e)
+            }
+        }
+    })
+}
+
+/// A workload's output flowing into its log, from its start to the end marker.
+pub(crate) struct OutputLog {
+    pump: Pump,
+    dir: PathBuf,
+    logs: Arc<LogStore>,
+}
+
+impl OutputLog {
+    /// Starts pumping the read ends of `pid`'s pipes into `writer`, and
+    /// indexes the log by `pid`.
+    pub fn start(
+        logs: &Arc<LogStore>,
+        pid: i32,
+        writer: LogWriter,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    ) -> std::io::Result<Self> {
+        let dir = writer.dir().to_path_buf();
+        let (stdout, stderr) = (
+            pipe::Receiver::from_owned_fd(stdout)?,
+            pipe::Receiver::from_owned_fd(stderr)?,
+        );
+        if let Err(e) = logs.link_pid(pid, &dir) {
+            tracing::warn!(pid, error = %e, "indexing the log by pid");
+        }
+        Ok(Self {
+            pump: Pump::start(stdout, stderr, writer),
+            dir,
+            logs: logs.clone(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Once the workload and everything in its cgroup are gone: drains the
+    /// pipes (bounded), writes the end marker, and counts the log complete.
+    pub async fn close(self, exit: Option<ExitKind>, message: String) {
+        if let Some(mut writer) = self.pump.drain(DRAIN_TIMEOUT).await {
+            let end = end_marker(exit, message);
+            if let Err(e) = blocking_io(|| writer.finish(&end)) {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "closing a workload log");
+            }
+        }
+        blocking_io(|| self.logs.complete(&self.dir));
+    }
+}
 
 /// Bytes read from a pipe at a time.
 const READ_CHUNK: usize = 64 * 1024;

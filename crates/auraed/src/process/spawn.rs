@@ -7,12 +7,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::unix::pipe;
 use tokio_util::sync::CancellationToken;
 
 use super::error::ProcessError;
 use super::launch::launch;
-use super::output::{blocking_io, Pump};
+use super::output::{blocking_io, open_log, OutputLog};
 use super::pidfd::ChildExit;
 use super::supervise::{supervise, ProcessHandle, Supervised};
 use crate::cgroups::{CgroupDriver, CgroupPath};
@@ -97,18 +96,12 @@ impl Processes {
             path: spec.cgroup.as_str().to_string(),
             source,
         };
-        let log_err = |source| ProcessError::Log {
-            program: program.clone(),
-            source,
-        };
-        let dir = blocking_io(|| self.logs.create(spec.kind, &spec.name)).map_err(log_err)?;
-        let writer = match LogWriter::open(&dir, self.logs.limits()) {
-            Ok(w) => w,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(log_err(e));
+        let (dir, writer) = open_log(&self.logs, spec.kind, &spec.name).map_err(|source| {
+            ProcessError::Log {
+                program: program.clone(),
+                source,
             }
-        };
+        })?;
         let started = blocking_io(|| {
             self.cgroups.create(&spec.cgroup).map_err(cgroup_err)?;
             self.start(&spec).map_err(|source| {
@@ -129,10 +122,7 @@ impl Processes {
                 return Err(e);
             }
         };
-        if let Err(e) = self.logs.link_pid(started.pid, &dir) {
-            tracing::warn!(pid = started.pid, error = %e, "indexing the log by pid");
-        }
-        Ok(self.supervise_child(started, spec, writer))
+        self.supervise_child(started, spec, writer)
     }
 
     /// Launches the child into its cgroup and takes ownership of it.
@@ -143,20 +133,29 @@ impl Processes {
         Ok(Started {
             pid: l.pid,
             exit,
-            stdout: receiver(l.stdout)?,
-            stderr: receiver(l.stderr)?,
+            stdout: l.stdout,
+            stderr: l.stderr,
         })
     }
 
-    fn supervise_child(&self, started: Started, spec: ProcessSpec, writer: LogWriter) -> ProcessHandle {
+    fn supervise_child(
+        &self,
+        started: Started,
+        spec: ProcessSpec,
+        writer: LogWriter,
+    ) -> Result<ProcessHandle, ProcessError> {
         let Started {
             pid,
             exit: child,
             stdout,
             stderr,
         } = started;
-        let log_dir = writer.dir().to_path_buf();
-        let pump = Pump::start(stdout, stderr, writer);
+        let output = OutputLog::start(&self.logs, pid, writer, stdout, stderr).map_err(|source| {
+            ProcessError::Log {
+                program: spec.argv.first().cloned().unwrap_or_default(),
+                source,
+            }
+        })?;
         let stop = self.shutdown.child_token();
         self.running.fetch_add(1, Ordering::Relaxed);
         let done = tokio::spawn(supervise(Supervised {
@@ -164,14 +163,12 @@ impl Processes {
             child,
             cgroup: spec.cgroup,
             cgroups: self.cgroups.clone(),
-            logs: self.logs.clone(),
-            log_dir,
-            pump: Some(pump),
+            output,
             grace: self.grace,
             stop: stop.clone(),
             running: self.running.clone(),
         }));
-        ProcessHandle::new(pid, stop, done)
+        Ok(ProcessHandle::new(pid, stop, done))
     }
 }
 
@@ -179,10 +176,6 @@ impl Processes {
 struct Started {
     pid: i32,
     exit: ChildExit,
-    stdout: pipe::Receiver,
-    stderr: pipe::Receiver,
-}
-
-fn receiver(fd: OwnedFd) -> std::io::Result<pipe::Receiver> {
-    pipe::Receiver::from_owned_fd(fd)
+    stdout: OwnedFd,
+    stderr: OwnedFd,
 }

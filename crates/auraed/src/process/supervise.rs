@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::ProcessError;
 use super::exit::ExitKind;
-use super::output::{blocking_io, Pump};
+use super::output::OutputLog;
 use super::pidfd::ChildExit;
 use crate::cgroups::{CgroupDriver, CgroupPath};
-use crate::logs::{cri::now_nanos, read_output, EndMarker, LogStore, OutputText};
+use crate::logs::{cri::now_nanos, read_output, EndMarker, OutputText};
 
 /// How long to wait for the output pipes after every process of the cgroup
 /// is gone: only a process that left the cgroup can still hold them.
@@ -71,6 +71,8 @@ pub(crate) fn end_marker(exit: Option<ExitKind>, message: String) -> EndMarker {
 pub struct ProcessHandle {
     pid: i32,
     stop: CancellationToken,
+    /// For a detached process: ends supervision and leaves it running.
+    abandon: Option<CancellationToken>,
     done: JoinHandle<Result<Finished, ProcessError>>,
 }
 
@@ -80,7 +82,26 @@ impl ProcessHandle {
         stop: CancellationToken,
         done: JoinHandle<Result<Finished, ProcessError>>,
     ) -> Self {
-        Self { pid, stop, done }
+        Self {
+            pid,
+            stop,
+            abandon: None,
+            done,
+        }
+    }
+
+    pub(super) fn detached(
+        pid: i32,
+        stop: CancellationToken,
+        abandon: CancellationToken,
+        done: JoinHandle<Result<Finished, ProcessError>>,
+    ) -> Self {
+        Self {
+            pid,
+            stop,
+            abandon: Some(abandon),
+            done,
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -101,10 +122,11 @@ impl ProcessHandle {
         self.done.is_finished()
     }
 
-    /// Lets go of a detached process without stopping it (daemon exit):
-    /// its monitor goes on, and the next daemon adopts it.
-    pub fn abandon(self) {
-        self.done.abort();
+    /// For a detached process, a token whose cancellation lets go of it
+    /// without stopping it (daemon exit): its monitor goes on, the next
+    /// daemon adopts it, and `wait` returns `ProcessError::Abandoned`.
+    pub fn abandon_token(&self) -> Option<CancellationToken> {
+        self.abandon.clone()
     }
 
     pub async fn wait(self) -> Result<Finished, ProcessError> {
@@ -121,15 +143,13 @@ pub(super) struct Supervised {
     pub child: ChildExit,
     pub cgroup: CgroupPath,
     pub cgroups: Arc<dyn CgroupDriver>,
-    pub logs: Arc<LogStore>,
-    pub log_dir: PathBuf,
-    pub pump: Option<Pump>,
+    pub output: OutputLog,
     pub grace: Duration,
     pub stop: CancellationToken,
     pub running: Arc<AtomicUsize>,
 }
 
-pub(super) async fn supervise(mut s: Supervised) -> Result<Finished, ProcessError> {
+pub(super) async fn supervise(s: Supervised) -> Result<Finished, ProcessError> {
     let (status, stopped) = tokio::select! {
         status = s.child.wait() => (status, false),
         _ = s.stop.cancelled() => {
@@ -147,10 +167,6 @@ pub(super) async fn supervise(mut s: Supervised) -> Result<Finished, ProcessErro
     if leftovers {
         kill_all(&s.cgroups, &s.cgroup).await;
     }
-    let writer = match s.pump.take() {
-        Some(pump) => pump.drain(DRAIN_TIMEOUT).await,
-        None => None,
-    };
     let cgroups = s.cgroups.clone();
     let cgroup = s.cgroup.clone();
     match tokio::task::spawn_blocking(move || cgroups.remove(&cgroup)).await {
@@ -162,19 +178,14 @@ pub(super) async fn supervise(mut s: Supervised) -> Result<Finished, ProcessErro
         Ok(exit) => (Some(*exit), exit.describe()),
         Err(e) => (None, format!("lost track of the process: {e}")),
     };
-    if let Some(mut writer) = writer {
-        let end = end_marker(exit, message);
-        if let Err(e) = blocking_io(|| writer.finish(&end)) {
-            tracing::warn!(pid = s.pid, error = %e, "closing the log");
-        }
-    }
-    blocking_io(|| s.logs.complete(&s.log_dir));
+    let log_dir = s.output.dir().to_path_buf();
+    s.output.close(exit, message).await;
     s.running.fetch_sub(1, Ordering::Relaxed);
     let exit = status.map_err(|source| ProcessError::Wait { pid: s.pid, source })?;
     Ok(Finished {
         pid: s.pid,
         exit,
-        log_dir: s.log_dir,
+        log_dir,
         stopped,
     })
 }

@@ -1,7 +1,5 @@
 //! Every way a schedule call can fail (mapped to a gRPC status in `crate::api`).
 
-use std::path::PathBuf;
-
 use thiserror::Error;
 
 use crate::cgroups::CgroupError;
@@ -37,19 +35,8 @@ pub enum ScheduleError {
     },
     #[error("auraed is shutting down: retry once it is back")]
     ShuttingDown,
-    #[error("schedule database {}: {what}: {source}", path.display())]
-    Store {
-        path: PathBuf,
-        what: &'static str,
-        #[source]
-        source: Box<redb::Error>,
-    },
-    #[error("creating the schedule state directory {}: {source}", path.display())]
-    StateDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Store(#[from] crate::state::StateError),
     #[error("the schedule database task failed: {0}")]
     Task(String),
     #[error(transparent)]

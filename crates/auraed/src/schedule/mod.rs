@@ -17,12 +17,11 @@ mod store;
 mod supervisor;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use error::ScheduleError;
-pub use store::{Record, Store, DB_FILE};
+pub use store::{Record, Store};
 pub use supervisor::{
     Backoff, StartLimit, UnitState, BACKOFF_MAX, BACKOFF_RESET_AFTER, BACKOFF_START,
     START_LIMIT_BURST, START_LIMIT_INTERVAL,
@@ -31,7 +30,8 @@ pub use supervisor::{
 use crate::cgroups::CgroupPath;
 use crate::executables::split_command;
 use crate::observe::WorkloadCounts;
-use crate::process::Processes;
+use crate::process::{Adopted, DetachedRecord, Processes};
+use crate::state::StateDb;
 use crate::validation::validate_name;
 use crate::workload::Status as MetaStatus;
 use supervisor::{lock, Launch, SharedState, Supervisor};
@@ -64,8 +64,11 @@ pub struct ListedUnit {
 
 /// The registry of scheduled executables and their supervisors.
 pub struct Schedule {
-    store: Arc<Store>,
+    store: Store,
     processes: Processes,
+    /// Run processes through monitors, so they outlive the daemon (the
+    /// daemon's mode; unit tests run them attached).
+    detached: bool,
     /// `<cgroup root>/schedule`: each executable runs in `<cgroup_parent>/<name>`.
     cgroup_parent: CgroupPath,
     /// One lock per name: mutations of a name are serialised, those of different names are not.
@@ -93,14 +96,16 @@ impl Unit {
 }
 
 impl Schedule {
-    /// Opens the registry at `<state_dir>/schedule.redb`. Nothing is started
-    /// before [`Schedule::start`].
+    /// Opens the registry in the state database. Nothing is started
+    /// before [`Schedule::start`]. `detached` runs processes through
+    /// monitors so that they outlive the daemon and are adopted again.
     pub fn open(
-        state_dir: &Path,
+        db: Arc<StateDb>,
         processes: Processes,
         cgroup_parent: CgroupPath,
+        detached: bool,
     ) -> Result<Arc<Self>, ScheduleError> {
-        let store = Store::open(state_dir)?;
+        let store = Store::new(db);
         let records = store.load()?;
         let units = records
             .into_iter()
@@ -125,8 +130,9 @@ impl Schedule {
             "schedule registry opened"
         );
         Ok(Arc::new(Self {
-            store: Arc::new(store),
+            store,
             processes,
+            detached,
             cgroup_parent,
             name_locks: Mutex::new(HashMap::new()),
             registry: Mutex::new(Registry {
@@ -140,7 +146,8 @@ impl Schedule {
     /// daemon that died (so nothing ever runs twice), then starts every
     /// enabled executable. Returns once each has been started once (bounded).
     pub async fn start(&self) {
-        self.clean_leftovers().await;
+        let runs = self.take_runs().await;
+        self.clean_leftovers(&runs).await;
         let names: Vec<String> = self
             .registry()
             .units
@@ -149,10 +156,11 @@ impl Schedule {
             .map(|(n, _)| n.clone())
             .collect();
         let mut first_starts = Vec::new();
+        let mut runs = runs;
         for name in names {
             let name_lock = self.name_lock(&name);
             let _guard = name_lock.lock().await;
-            if let Some(rx) = self.start_unit(&name) {
+            if let Some(rx) = self.start_unit(&name, runs.remove(&name)) {
                 first_starts.push(rx);
             }
         }
@@ -164,9 +172,11 @@ impl Schedule {
         tracing::info!(started = n, "scheduled executables started");
     }
 
-    /// Stops every supervisor and waits for its process to be gone, bounded
-    /// by the stop grace period plus a few seconds. Nothing starts afterwards.
-    pub async fn shutdown(&self) {
+    /// Ends every supervisor, bounded by the stop grace period plus a few
+    /// seconds; nothing starts afterwards. With `stop_workloads` their
+    /// processes are stopped; otherwise detached ones keep running for the
+    /// next daemon to adopt (like `systemctl daemon-reexec`).
+    pub async fn shutdown(&self, stop_workloads: bool) {
         let supervisors: Vec<Supervisor> = {
             let mut reg = self.registry();
             reg.shutting_down = true;
@@ -176,6 +186,11 @@ impl Schedule {
                 .collect()
         };
         let n = supervisors.len();
+        if !stop_workloads && self.detached {
+            futures::future::join_all(supervisors.into_iter().map(Supervisor::detach)).await;
+            tracing::info!(left_running = n, "scheduled executables left running for the next daemon");
+            return;
+        }
         let all = futures::future::join_all(supervisors.into_iter().map(Supervisor::stop));
         let bound = self.processes.grace() + SHUTDOWN_SLACK;
         if tokio::time::timeout(bound, all).await.is_err() {
@@ -278,7 +293,7 @@ impl Schedule {
             None
         } else {
             tracing::info!(name = %name, command = %exe.command, cgroup = cgroup.as_str(), "scheduled executable enabled");
-            self.start_unit(&name)
+            self.start_unit(&name, None)
         };
         drop(guard);
         if let Some(rx) = first {
@@ -352,7 +367,11 @@ impl Schedule {
 
     /// Starts the supervisor of the registered, enabled `name` unless the
     /// daemon is shutting down; returns the first-start signal.
-    fn start_unit(&self, name: &str) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    fn start_unit(
+        &self,
+        name: &str,
+        adopt: Option<DetachedRecord>,
+    ) -> Option<tokio::sync::oneshot::Receiver<()>> {
         let mut reg = self.registry();
         if reg.shutting_down {
             return None;
@@ -372,6 +391,8 @@ impl Schedule {
                     argv,
                     cgroup,
                     processes: self.processes.clone(),
+                    runs: self.detached.then(|| self.store.clone()),
+                    adopt,
                 })
             });
         match launch {
@@ -391,9 +412,46 @@ impl Schedule {
         }
     }
 
-    async fn clean_leftovers(&self) {
+    /// The runs an earlier daemon left: those of enabled units are returned
+    /// for adoption; the others (a unit disabled or forgotten since) are
+    /// stopped and forgotten.
+    async fn take_runs(&self) -> BTreeMap<String, DetachedRecord> {
+        let store = self.store.clone();
+        let runs = match blocking(move || store.runs()).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the recorded runs: their processes will be stopped as leftovers");
+                return BTreeMap::new();
+            }
+        };
+        let mut keep = BTreeMap::new();
+        for (name, run) in runs {
+            let enabled = self
+                .registry()
+                .units
+                .get(&name)
+                .is_some_and(|u| u.record.enabled);
+            if enabled && self.detached {
+                keep.insert(name, run);
+                continue;
+            }
+            if let Adopted::Running(handle) = self.processes.adopt(&run).await {
+                tracing::info!(name = %name, pid = run.pid, "stopping a run of a unit that is no longer enabled");
+                handle.stop();
+                let _ = handle.wait().await;
+            }
+            let (store, key) = (self.store.clone(), name.clone());
+            if let Err(e) = blocking(move || store.delete_run(&key)).await {
+                tracing::warn!(name = %name, error = %e, "forgetting a run");
+            }
+        }
+        keep
+    }
+
+    async fn clean_leftovers(&self, runs: &BTreeMap<String, DetachedRecord>) {
         let cgroups = self.processes.cgroups().clone();
         let parent = self.cgroup_parent.clone();
+        let adopted: Vec<String> = runs.values().map(|r| r.cgroup.clone()).collect();
         let cleaned = tokio::task::spawn_blocking(move || {
             let children = match cgroups.children(&parent) {
                 Ok(c) => c,
@@ -405,6 +463,9 @@ impl Schedule {
             let mut n = 0;
             for child in children {
                 let Ok(path) = parent.join(&child) else { continue };
+                if adopted.iter().any(|c| c == path.as_str()) {
+                    continue;
+                }
                 let pids = cgroups.pids(&path).unwrap_or_default();
                 tracing::info!(
                     cgroup = path.as_str(),

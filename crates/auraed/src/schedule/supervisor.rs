@@ -11,8 +11,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::store::Store;
 use crate::cgroups::CgroupPath;
-use crate::process::{ProcessSpec, Processes};
+use crate::logs::Kind;
+use crate::process::{Adopted, DetachedRecord, Finished, ProcessError, ProcessHandle, ProcessSpec, Processes};
 use crate::workload::Status as MetaStatus;
 
 /// Delay before the first restart; it doubles with each consecutive one.
@@ -139,21 +141,35 @@ pub struct Launch {
     pub argv: Vec<String>,
     pub cgroup: CgroupPath,
     pub processes: Processes,
+    /// Where runs are recorded when processes are detached (started through
+    /// a monitor so they outlive the daemon); `None` runs them attached.
+    pub runs: Option<Store>,
+    /// A run left by an earlier daemon, adopted before anything is started.
+    pub adopt: Option<DetachedRecord>,
 }
 
 /// A running supervisor task.
 pub struct Supervisor {
     stop: CancellationToken,
+    detach: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl Supervisor {
     /// Starts supervising; the receiver fires once the first start was attempted.
     pub fn start(launch: Launch, state: SharedState) -> (Self, oneshot::Receiver<()>) {
-        let stop = CancellationToken::new();
+        let (stop, detach) = (CancellationToken::new(), CancellationToken::new());
         let (first_tx, first_rx) = oneshot::channel();
-        let task = tokio::spawn(supervise(launch, state, stop.clone(), first_tx));
-        (Self { stop, task }, first_rx)
+        let task = tokio::spawn(supervise(
+            launch,
+            state,
+            Signals {
+                stop: stop.clone(),
+                detach: detach.clone(),
+            },
+            first_tx,
+        ));
+        (Self { stop, detach, task }, first_rx)
     }
 
     /// False once it gave up (start limit) or was stopped.
@@ -169,65 +185,101 @@ impl Supervisor {
             tracing::warn!(error = %e, "schedule supervisor task failed");
         }
     }
+
+    /// Ends supervision but leaves a detached process running (and recorded)
+    /// for the next daemon to adopt; an attached one is stopped.
+    pub async fn detach(self) {
+        self.detach.cancel();
+        if let Err(e) = self.task.await {
+            tracing::warn!(error = %e, "schedule supervisor task failed");
+        }
+    }
+}
+
+struct Signals {
+    stop: CancellationToken,
+    detach: CancellationToken,
+}
+
+/// How one run ended, as the supervisor saw it.
+enum RunEnd {
+    Exited(Result<Finished, ProcessError>),
+    Stopped(Result<Finished, ProcessError>),
+    Detached,
 }
 
 async fn supervise(
-    launch: Launch,
+    mut launch: Launch,
     state: SharedState,
-    stop: CancellationToken,
+    signals: Signals,
     first: oneshot::Sender<()>,
 ) {
-    let name = launch.name.as_str();
+    let name = launch.name.clone();
+    let name = name.as_str();
     let mut first = Some(first);
     let mut backoff = Backoff::default();
     let mut limit = StartLimit::default();
     let mut starts: u32 = 0;
     loop {
-        if !limit.try_start(Instant::now()) {
-            let mut s = lock(&state);
-            let reason = format!(
-                "start limit hit: {START_LIMIT_BURST} starts within {}s; last exit: {}",
-                START_LIMIT_INTERVAL.as_secs(),
-                s.last_exit
-            );
-            tracing::error!(name, reason = %reason, "scheduled executable failed: not restarting it");
-            s.status = MetaStatus::Error;
-            s.pid = 0;
-            s.error = Some(reason);
-            return;
-        }
-        if starts > 0 {
-            lock(&state).restarts = starts;
-        }
-        starts += 1;
-        let spec = ProcessSpec {
-            argv: launch.argv.clone(),
-            cgroup: launch.cgroup.clone(),
-            capture_limit: 0,
+        let adopted = match launch.adopt.take() {
+            Some(record) => match launch.processes.adopt(&record).await {
+                Adopted::Running(handle) => {
+                    tracing::info!(kind = "schedule", name, pid = handle.pid(), "scheduled executable adopted from the previous daemon");
+                    Some(handle)
+                }
+                Adopted::Ended(result) => {
+                    let exit = describe(&result);
+                    tracing::warn!(kind = "schedule", name, pid = record.pid, exit = %exit, "scheduled executable ended while the daemon was down");
+                    lock(&state).last_exit = format!("{exit} (while the daemon was down)");
+                    forget_run(&launch, name).await;
+                    None
+                }
+            },
+            None => None,
         };
-        let handle = launch.processes.spawn(spec);
-        let began = Instant::now();
-        let handle = match handle {
-            Ok(h) => h,
-            Err(e) => {
-                let exit = format!("could not start: {e}");
-                tracing::warn!(name, error = %e, "scheduled executable could not start");
-                {
+        let handle = match adopted {
+            Some(h) => h,
+            None => {
+                if !limit.try_start(Instant::now()) {
                     let mut s = lock(&state);
-                    s.status = MetaStatus::Standby;
-                    s.last_exit = exit;
+                    let reason = format!(
+                        "start limit hit: {START_LIMIT_BURST} starts within {}s; last exit: {}",
+                        START_LIMIT_INTERVAL.as_secs(),
+                        s.last_exit
+                    );
+                    tracing::error!(kind = "schedule", name, reason = %reason, "scheduled executable failed: not restarting it");
+                    s.status = MetaStatus::Error;
+                    s.pid = 0;
+                    s.error = Some(reason);
+                    return;
                 }
-                if let Some(tx) = first.take() {
-                    let _ = tx.send(());
+                if starts > 0 {
+                    lock(&state).restarts = starts;
                 }
-                if !pause(&stop, backoff.after_exit(Duration::ZERO), name).await {
-                    return stopped(&state, name);
+                starts += 1;
+                match start(&launch, name).await {
+                    Ok(h) => h,
+                    Err(e) => {
+                        let exit = format!("could not start: {e}");
+                        tracing::warn!(kind = "schedule", name, error = %e, "scheduled executable could not start");
+                        {
+                            let mut s = lock(&state);
+                            s.status = MetaStatus::Standby;
+                            s.last_exit = exit;
+                        }
+                        if let Some(tx) = first.take() {
+                            let _ = tx.send(());
+                        }
+                        if !pause(&signals, backoff.after_exit(Duration::ZERO), name).await {
+                            return stopped(&state, name);
+                        }
+                        continue;
+                    }
                 }
-                continue;
             }
         };
+        let began = Instant::now();
         let pid = handle.pid();
-        tracing::info!(name, pid, command = ?launch.argv, cgroup = launch.cgroup.as_str(), "scheduled executable started");
         {
             let mut s = lock(&state);
             s.status = MetaStatus::Active;
@@ -236,37 +288,39 @@ async fn supervise(
         if let Some(tx) = first.take() {
             let _ = tx.send(());
         }
-        let token = handle.stop_token();
-        let wait = handle.wait();
-        tokio::pin!(wait);
-        let (result, asked) = tokio::select! {
-            r = &mut wait => (r, false),
-            _ = stop.cancelled() => {
-                token.cancel();
-                (wait.await, true)
-            }
-        };
+        let end = wait(handle, &signals).await;
         let ran = began.elapsed();
-        let (exit, by_shutdown) = match &result {
-            Ok(f) => (f.exit.describe(), f.stopped && !asked),
-            Err(e) => (format!("lost: {e}"), false),
+        let (result, asked) = match end {
+            RunEnd::Detached => {
+                tracing::info!(kind = "schedule", name, pid, "left running for the next daemon to adopt");
+                let mut s = lock(&state);
+                s.status = MetaStatus::Passive;
+                s.pid = 0;
+                return;
+            }
+            RunEnd::Exited(r) => (r, false),
+            RunEnd::Stopped(r) => (r, true),
         };
+        forget_run(&launch, name).await;
+        let exit = describe(&result);
+        let by_shutdown = matches!(&result, Ok(f) if f.stopped) && !asked;
         {
             let mut s = lock(&state);
             s.pid = 0;
             s.status = MetaStatus::Standby;
             s.last_exit = exit.clone();
         }
-        if asked || stop.is_cancelled() {
-            tracing::info!(name, pid, exit = %exit, "scheduled executable stopped");
+        if asked || signals.stop.is_cancelled() {
+            tracing::info!(kind = "schedule", name, pid, exit = %exit, duration_ms = ran.as_millis() as u64, "scheduled executable stopped");
             return stopped(&state, name);
         }
         if by_shutdown {
-            tracing::info!(name, pid, exit = %exit, "scheduled executable stopped by daemon shutdown");
+            tracing::info!(kind = "schedule", name, pid, exit = %exit, "scheduled executable stopped by daemon shutdown");
             return stopped(&state, name);
         }
         let delay = backoff.after_exit(ran);
         tracing::warn!(
+            kind = "schedule",
             name,
             pid,
             exit = %exit,
@@ -274,18 +328,85 @@ async fn supervise(
             restart_in_ms = delay.as_millis() as u64,
             "scheduled executable exited: restarting it"
         );
-        if !pause(&stop, delay, name).await {
+        if !pause(&signals, delay, name).await {
             return stopped(&state, name);
         }
-        tracing::info!(name, restart = starts, "restarting scheduled executable");
+        tracing::info!(kind = "schedule", name, restart = starts, "restarting scheduled executable");
     }
 }
 
-/// Sleeps `delay`; false when asked to stop meanwhile.
-async fn pause(stop: &CancellationToken, delay: Duration, name: &str) -> bool {
+/// Starts one run: detached (and recorded) or attached.
+async fn start(launch: &Launch, name: &str) -> Result<ProcessHandle, ProcessError> {
+    let spec = ProcessSpec {
+        argv: launch.argv.clone(),
+        cgroup: launch.cgroup.clone(),
+        kind: Kind::Schedule,
+        name: name.to_string(),
+    };
+    let handle = match &launch.runs {
+        None => launch.processes.spawn(spec)?,
+        Some(store) => {
+            let (handle, record) = launch.processes.spawn_detached(spec).await?;
+            let (store, key) = (store.clone(), name.to_string());
+            let saved = tokio::task::spawn_blocking(move || store.put_run(&key, &record)).await;
+            if !matches!(saved, Ok(Ok(()))) {
+                // Without the record a restarted daemon cannot adopt it: it
+                // would find the cgroup and stop it as a leftover instead.
+                tracing::warn!(name, "could not record the run in the state database");
+            }
+            handle
+        }
+    };
+    tracing::info!(kind = "schedule", name, pid = handle.pid(), command = ?launch.argv, cgroup = launch.cgroup.as_str(), "scheduled executable started");
+    Ok(handle)
+}
+
+async fn wait(handle: ProcessHandle, signals: &Signals) -> RunEnd {
+    let stop = handle.stop_token();
+    let abandon = handle.abandon_token();
+    let wait = handle.wait();
+    tokio::pin!(wait);
+    tokio::select! {
+        r = &mut wait => RunEnd::Exited(r),
+        _ = signals.stop.cancelled() => {
+            stop.cancel();
+            RunEnd::Stopped(wait.await)
+        }
+        _ = signals.detach.cancelled() => match abandon {
+            Some(abandon) => {
+                abandon.cancel();
+                let _ = wait.await;
+                RunEnd::Detached
+            }
+            None => {
+                stop.cancel();
+                RunEnd::Stopped(wait.await)
+            }
+        },
+    }
+}
+
+async fn forget_run(launch: &Launch, name: &str) {
+    let Some(store) = launch.runs.clone() else { return };
+    let key = name.to_string();
+    if !matches!(tokio::task::spawn_blocking(move || store.delete_run(&key)).await, Ok(Ok(()))) {
+        tracing::warn!(name, "could not remove the run from the state database");
+    }
+}
+
+fn describe(result: &Result<Finished, ProcessError>) -> String {
+    match result {
+        Ok(f) => f.exit.describe(),
+        Err(e) => format!("lost: {e}"),
+    }
+}
+
+/// Sleeps `delay`; false when asked to stop (or detach) meanwhile.
+async fn pause(signals: &Signals, delay: Duration, name: &str) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(delay) => true,
-        _ = stop.cancelled() => {
+        _ = signals.detach.cancelled() => false,
+        _ = signals.stop.cancelled() => {
             tracing::debug!(name, "supervisor stopped during restart backoff");
             false
         }
