@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod executables;
 pub mod images;
+pub mod mountinfo;
 pub mod observe;
 pub mod pki;
 pub mod process;
