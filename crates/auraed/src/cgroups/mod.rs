@@ -25,6 +25,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use thiserror::Error;
 
+pub(crate) use self::fs::{child_names, remove_tree};
 use self::signal::{NixSignaller, Signaller};
 use self::v1::V1Driver;
 use self::v2::V2Driver;
