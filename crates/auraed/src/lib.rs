@@ -9,6 +9,7 @@ pub mod cells;
 pub mod cgroups;
 pub mod config;
 pub mod daemon;
+pub mod error_chain;
 pub mod executables;
 pub mod images;
 pub mod mountinfo;

@@ -204,7 +204,7 @@ impl Inner {
     /// disk or in the cgroup tree. Blocking; safe on a missing cell.
     pub fn reclaim(&self, name: &str) -> Result<(), CellError> {
         if let Err(e) = self.cgroups.kill(name) {
-            tracing::warn!(cell = name, error = %crate::cgroups::chain(&e), "killing a cell's processes");
+            tracing::warn!(cell = name, error = %crate::error_chain::chain(&e), "killing a cell's processes");
         }
         let dir = self.cell_dir(name);
         super::mounts::unmount_under(&dir)
@@ -343,7 +343,7 @@ impl Cells {
             }
             tracing::info!(cell = %name, "removing a cell left by a previous daemon");
             if let Err(e) = self.inner.reclaim(&name) {
-                tracing::warn!(cell = %name, error = %crate::cgroups::chain(&e), "could not remove a leftover cell");
+                tracing::warn!(cell = %name, error = %crate::error_chain::chain(&e), "could not remove a leftover cell");
             }
         }
     }

@@ -28,7 +28,7 @@ use super::image::{MountedRootfs, PulledImage};
 use super::output::{pump, OutputPipes};
 use super::request::CellRequest;
 use super::{mounts, runtime, sandbox, spec, user};
-use crate::cgroups::chain;
+use crate::error_chain::chain;
 use crate::observe::output::ProcessOutput;
 use crate::observe::Channel;
 use crate::process::ChildExit;

@@ -169,17 +169,8 @@ fn check_segment(segment: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `e` and its sources joined by ": ", for log lines.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
-}
+/// The one chain formatter, also reachable here for the cells error mapping.
+pub(crate) use crate::error_chain::chain;
 
 /// How long the drivers wait on the kernel before giving up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

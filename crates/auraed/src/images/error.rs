@@ -41,21 +41,21 @@ pub enum ImageError {
         what: String,
         detail: String,
     },
-    #[error("layer {digest} of {reference} is refused: {source}")]
+    // The cause is in the message, so it is not a `#[source]` (gRPC
+    // statuses carry the message alone).
+    #[error("layer {digest} of {reference} is refused: {error}")]
     Layer {
         reference: String,
         digest: String,
-        #[source]
-        source: UnpackError,
+        error: UnpackError,
     },
     #[error("registry configuration {}: {detail}", path.display())]
     Config { path: PathBuf, detail: String },
-    #[error("image store {}: {what}: {source}", path.display())]
+    #[error("image store {}: {what}: {error}", path.display())]
     Store {
         path: PathBuf,
         what: &'static str,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("root filesystem {}: {what}: {detail}", path.display())]
     Rootfs {
@@ -76,7 +76,7 @@ impl ImageError {
         ImageError::Store {
             path: path.into(),
             what,
-            source,
+            error: source,
         }
     }
 
@@ -99,7 +99,7 @@ impl ImageError {
             ImageError::InvalidReference { .. } | ImageError::Unsupported { .. } => {
                 Code::InvalidArgument
             }
-            ImageError::Layer { source, .. } if source.is_refusal() => Code::InvalidArgument,
+            ImageError::Layer { error, .. } if error.is_refusal() => Code::InvalidArgument,
             ImageError::Layer { .. } => Code::Internal,
             ImageError::Unreachable { .. } | ImageError::Registry { .. } => Code::Unavailable,
             ImageError::NotFound { .. } | ImageError::NoPlatform { .. } => Code::NotFound,
@@ -162,7 +162,7 @@ mod tests {
             code(ImageError::Layer {
                 reference: "x".into(),
                 digest: "sha256:00".into(),
-                source: UnpackError::ParentComponent {
+                error: UnpackError::ParentComponent {
                     entry: "../escape".into()
                 }
             }),
