@@ -19,3 +19,6 @@ pub mod process;
 pub mod schedule;
 pub mod server;
 pub mod validation;
+
+#[cfg(test)]
+mod test_support;
