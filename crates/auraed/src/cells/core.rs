@@ -219,24 +219,13 @@ impl Inner {
 }
 
 impl Cells {
-    /// The cells runtime over the daemon's image store: see [`Cells::with_image_source`].
-    pub fn new(
-        images: Arc<crate::images::ImageStore>,
-        cgroups: Arc<dyn CgroupDriver>,
-        outputs: Arc<ProcessOutputs>,
-        cgroup_parent: CgroupPath,
-        runtime_dir: &Path,
-        grace: Duration,
-    ) -> Self {
-        Self::with_image_source(images, cgroups, outputs, cgroup_parent, runtime_dir, grace)
-    }
-
-    /// The cells runtime with its images from `images`.
+    /// The cells runtime with its images from `images` (the daemon's
+    /// [`crate::images::ImageStore`], or a fake in tests).
     ///
     /// Cells get the cgroups `<cgroup_parent>/<cell>/<container>` and the
     /// directories `<runtime_dir>/cells/<cell>`; `grace` is the time between
     /// SIGTERM and SIGKILL when a cell is stopped.
-    pub fn with_image_source(
+    pub fn new(
         images: Arc<dyn ImageSource>,
         cgroups: Arc<dyn CgroupDriver>,
         outputs: Arc<ProcessOutputs>,
