@@ -11,9 +11,11 @@ pub mod cells;
 pub mod cgroups;
 pub mod config;
 pub mod daemon;
+pub mod error_chain;
 pub mod executables;
 pub mod images;
 pub mod logs;
+pub mod mountinfo;
 pub mod observe;
 pub mod pki;
 pub mod process;
@@ -22,3 +24,6 @@ pub mod server;
 pub mod state;
 pub mod validation;
 pub mod workload;
+
+#[cfg(test)]
+mod test_support;

@@ -103,7 +103,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("auraed: {e:#}");
+            eprintln!("auraed: {}", auraed::error_chain::chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

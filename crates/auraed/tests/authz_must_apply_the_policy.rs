@@ -106,3 +106,33 @@ async fn authz_must_refuse_to_start_with_a_broken_policy() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("rule 1: method \"Core\""), "{stderr}");
 }
+
+#[tokio::test]
+async fn authz_must_say_once_why_a_missing_policy_cannot_be_read() {
+    if !require_root("authz_must_say_once_why_a_missing_policy_cannot_be_read") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let policy = dir.path().join("nonexistent.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_auraed"))
+        .arg("--authz-policy")
+        .arg(&policy)
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .arg("--ca-crt")
+        .arg(dir.path().join("missing-ca.crt"))
+        .output()
+        .expect("run auraed");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    let os = std::io::Error::from_raw_os_error(libc::ENOENT).to_string();
+    assert_eq!(
+        last,
+        format!(
+            "auraed: reading authorization policy {}: {os}",
+            policy.display()
+        ),
+        "{stderr}"
+    );
+}

@@ -314,6 +314,10 @@ async fn cells_must_report_a_container_that_cannot_start() {
     let bad_status = container(&status, "bad");
     assert_eq!(bad_status.status, MetaStatus::Error as i32);
     let why = message_of(&status, "bad");
+    // Each cause once: no layer of the error chain repeats another.
+    for part in why.split(": ") {
+        assert_eq!(why.matches(part).count(), 1, "{part:?} repeats in {why}");
+    }
     assert!(why.starts_with("could not start"), "{why}");
     assert!(why.contains("/no/such/program"), "{why}");
     assert_eq!(container(&status, "good").status, MetaStatus::Error as i32);

@@ -9,10 +9,11 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
-use auraed::images::rootfs::{copy_layers, mounts_under};
+use auraed::images::rootfs::copy_layers;
 use auraed::images::{
     mount_rootfs, remove_rootfs, ImageStore, PullProgress, RegistryConfig, RootfsKind,
 };
+use auraed::mountinfo::mounted_under;
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::manifest::{
     OciImageManifest, IMAGE_CONFIG_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE,
@@ -385,7 +386,7 @@ async fn the_layered_image_applies_whiteouts_in_overlay_and_in_a_copy() {
     r1.unmount().unwrap();
     drop(r2); // best-effort teardown on drop
     assert!(!c1.exists() && !c2.exists());
-    assert!(mounts_under(containers.path()).unwrap().is_empty());
+    assert!(mounted_under(containers.path()).unwrap().is_empty());
     assert!(!p1.exists());
 
     // Through a symlinked directory (as /var/run -> /run), and after a crash
@@ -397,9 +398,9 @@ async fn the_layered_image_applies_whiteouts_in_overlay_and_in_a_copy() {
     let r3 = mount_rootfs(&image.layers, &link.join("c3")).unwrap();
     assert_layered(&r3.path);
     std::mem::forget(r3);
-    assert_eq!(mounts_under(containers.path()).unwrap().len(), 1);
+    assert_eq!(mounted_under(containers.path()).unwrap().len(), 1);
     remove_rootfs(&link.join("c3")).unwrap();
-    assert!(mounts_under(containers.path()).unwrap().is_empty());
+    assert!(mounted_under(containers.path()).unwrap().is_empty());
     assert!(!real.join("c3/rootfs").exists() && !real.join("c3/upper").exists());
 
     // The copy fallback applies the same whiteouts.

@@ -11,27 +11,39 @@ use aurae_proto::runtime::ExecutableStatus;
 use common::{require_root, TestDaemon};
 use prost::Message;
 
+/// The first python3 that has grpcio and grpc_tools: the one on PATH, else
+/// Debian's (python3-grpcio and python3-grpc-tools install into
+/// /usr/bin/python3, which a pyenv or venv python3 earlier on PATH hides).
+fn python_with_grpcio() -> Option<&'static str> {
+    ["python3", "/usr/bin/python3"].into_iter().find(|python| {
+        std::process::Command::new(python)
+            .args(["-c", "import grpc, grpc_tools.protoc"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
 #[tokio::test]
 async fn grpcio_must_get_the_same_bytes() {
     if !require_root("grpcio_must_get_the_same_bytes") {
         return;
     }
-    let have_grpcio = std::process::Command::new("python3")
-        .args(["-c", "import grpc, grpc_tools"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have_grpcio {
+    let Some(python) = python_with_grpcio() else {
         assert!(
             std::env::var_os("CI").is_none(),
-            "python3 with grpcio and grpcio-tools is required on CI (.ci/run installs them)"
+            "grpcio_must_get_the_same_bytes: no python3 can import grpc and grpc_tools.protoc; \
+             CI must not skip it (.ci/run installs python3-grpcio and python3-grpc-tools)"
         );
-        eprintln!("skipping grpcio_must_get_the_same_bytes: pip install grpcio grpcio-tools");
+        eprintln!(
+            "skipping grpcio_must_get_the_same_bytes: apt-get install python3-grpcio python3-grpc-tools"
+        );
         return;
-    }
+    };
     let d = TestDaemon::start().await;
     let cfg = d.config();
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new("python3")
+    let out = std::process::Command::new(python)
         .arg(manifest.join("tests/interop/grpcio_run_executable.py"))
         .arg(manifest.join("../../proto"))
         .arg(&d.socket)

@@ -79,7 +79,7 @@ impl From<ScheduleError> for Status {
 
 impl From<CellError> for Status {
     fn from(e: CellError) -> Self {
-        let msg = crate::cgroups::chain(&e);
+        let msg = crate::error_chain::chain(&e);
         match e {
             CellError::CellName(_)
             | CellError::ContainerName { .. }
@@ -111,7 +111,7 @@ pub fn image_code(e: &ImageError) -> Code {
         ImageError::InvalidReference { .. } | ImageError::Unsupported { .. } => {
             Code::InvalidArgument
         }
-        ImageError::Layer { source, .. } if source.is_refusal() => Code::InvalidArgument,
+        ImageError::Layer { error, .. } if error.is_refusal() => Code::InvalidArgument,
         ImageError::Layer { .. } => Code::Internal,
         ImageError::Unreachable { .. } | ImageError::Registry { .. } => Code::Unavailable,
         ImageError::NotFound { .. } | ImageError::NoPlatform { .. } => Code::NotFound,

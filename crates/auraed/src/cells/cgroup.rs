@@ -9,15 +9,16 @@
 //! hierarchy under the mount root.
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
 use super::error::CellError;
-use crate::cgroups::{CgroupDriver, CgroupError, CgroupPath, CgroupVersion};
+use crate::cgroups::{
+    child_names, remove_tree, CgroupDriver, CgroupError, CgroupPath, CgroupVersion,
+};
 
 /// How long removal retries `rmdir` while exiting processes leave a cgroup.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -110,8 +111,7 @@ impl CellCgroups {
         if self.version() == CgroupVersion::V1 {
             for hierarchy in self.v1_hierarchies() {
                 let dir = hierarchy.join(top.as_str());
-                remove_tree(&dir, REMOVE_TIMEOUT)
-                    .map_err(|source| CellError::io("removing the cgroup", dir.clone(), source))?;
+                remove_tree(&dir, REMOVE_TIMEOUT).map_err(cgroup_error(&top))?;
             }
         }
         driven
@@ -122,7 +122,8 @@ impl CellCgroups {
         let mut names = self.driver.children(&self.parent).unwrap_or_default();
         if self.version() == CgroupVersion::V1 {
             for hierarchy in self.v1_hierarchies() {
-                names.extend(dir_names(&hierarchy.join(self.parent.as_str())));
+                names
+                    .extend(child_names(&hierarchy.join(self.parent.as_str())).unwrap_or_default());
             }
         }
         names.sort();
@@ -143,52 +144,6 @@ impl CellCgroups {
             .collect();
         dirs.sort();
         dirs
-    }
-}
-
-/// Sorted names of the subdirectories of `dir` (none if it is missing).
-fn dir_names(dir: &Path) -> Vec<String> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-/// rmdir `dir` and every directory below it, deepest first; EBUSY is retried
-/// until `timeout`. A cgroup's own interface files do not block rmdir.
-fn remove_tree(dir: &Path, timeout: Duration) -> io::Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match remove_tree_once(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn remove_tree_once(dir: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => return Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    }
-    for name in dir_names(dir) {
-        remove_tree_once(&dir.join(name))?;
-    }
-    match fs::remove_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
     }
 }
 
@@ -315,15 +270,5 @@ mod tests {
             assert!(r.join(h).join("aurae/cells").exists(), "{h}: parent kept");
         }
         assert!(r.join("devices/aurae/cells/stale/x").exists());
-    }
-
-    #[test]
-    fn remove_tree_refuses_a_non_empty_directory_and_ignores_missing_ones() {
-        let root = TempDir::new().expect("tempdir");
-        let dir = root.path().join("a/b");
-        fs::create_dir_all(&dir).expect("mkdir");
-        fs::write(dir.join("stray"), "").expect("write");
-        assert!(remove_tree(&root.path().join("a"), Duration::from_millis(10)).is_err());
-        remove_tree(&root.path().join("missing"), Duration::from_millis(10)).expect("missing");
     }
 }

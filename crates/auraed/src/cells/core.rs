@@ -227,7 +227,7 @@ impl Inner {
     /// disk or in the cgroup tree. Blocking; safe on a missing cell.
     pub fn reclaim(&self, name: &str) -> Result<(), CellError> {
         if let Err(e) = self.cgroups.kill(name) {
-            tracing::warn!(cell = name, error = %crate::cgroups::chain(&e), "killing a cell's processes");
+            tracing::warn!(cell = name, error = %crate::error_chain::chain(&e), "killing a cell's processes");
         }
         let dir = self.cell_dir(name);
         super::mounts::unmount_under(&dir)
@@ -242,24 +242,13 @@ impl Inner {
 }
 
 impl Cells {
-    /// The cells runtime over the daemon's image store: see [`Cells::with_image_source`].
-    pub fn new(
-        images: Arc<crate::images::ImageStore>,
-        cgroups: Arc<dyn CgroupDriver>,
-        logs: Arc<LogStore>,
-        cgroup_parent: CgroupPath,
-        runtime_dir: &Path,
-        grace: Duration,
-    ) -> Self {
-        Self::with_image_source(images, cgroups, logs, cgroup_parent, runtime_dir, grace)
-    }
-
-    /// The cells runtime with its images from `images`.
+    /// The cells runtime with its images from `images` (the daemon's
+    /// [`crate::images::ImageStore`], or a fake in tests).
     ///
     /// Cells get the cgroups `<cgroup_parent>/<cell>/<container>` and the
     /// directories `<runtime_dir>/cells/<cell>`; `grace` is the time between
     /// SIGTERM and SIGKILL when a cell is stopped.
-    pub fn with_image_source(
+    pub fn new(
         images: Arc<dyn ImageSource>,
         cgroups: Arc<dyn CgroupDriver>,
         logs: Arc<LogStore>,
@@ -359,7 +348,7 @@ impl Cells {
             }
             tracing::info!(cell = %name, "removing a cell left by a previous daemon");
             if let Err(e) = self.inner.reclaim(&name) {
-                tracing::warn!(cell = %name, error = %crate::cgroups::chain(&e), "could not remove a leftover cell");
+                tracing::warn!(cell = %name, error = %crate::error_chain::chain(&e), "could not remove a leftover cell");
             }
         }
     }

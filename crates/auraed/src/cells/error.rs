@@ -1,5 +1,5 @@
 //! Every way a cells call can fail (mapped to a gRPC status in `crate::api`).
-//! Messages leave their `#[source]` out: [`crate::cgroups::chain`] joins the
+//! Messages leave their `#[source]` out: [`crate::error_chain::chain`] joins the
 //! whole chain at the edge.
 
 use std::path::PathBuf;

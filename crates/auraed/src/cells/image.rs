@@ -101,7 +101,7 @@ impl MountedRootfs for StoreRootfs {
 
     fn unmount(&mut self) -> Result<(), String> {
         match self.rootfs.take() {
-            Some(r) => r.unmount().map_err(|e| crate::cgroups::chain(&e)),
+            Some(r) => r.unmount().map_err(|e| crate::error_chain::chain(&e)),
             None => Ok(()),
         }
     }

@@ -25,7 +25,7 @@ use super::image::{MountedRootfs, PulledImage};
 use super::output::OutputPipes;
 use super::request::CellRequest;
 use super::{mounts, runtime, sandbox, spec, user};
-use crate::cgroups::chain;
+use crate::error_chain::chain;
 use crate::logs::Kind;
 use crate::process::{open_log, OutputLog};
 use crate::process::ChildExit;

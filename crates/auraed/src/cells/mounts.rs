@@ -5,56 +5,11 @@
 //! depend on remembering what was mounted.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-/// Mount points of a mountinfo text, in mount order (field 5, unescaped).
-pub(crate) fn parse_mountinfo(content: &str) -> Vec<PathBuf> {
-    content
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape(p)))
-        .collect()
-}
-
-/// Undoes the kernel's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
-fn unescape(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
-            let oct = &bytes[i + 1..i + 4];
-            if oct.iter().all(|b| (b'0'..=b'7').contains(b)) {
-                let value = oct.iter().fold(0u32, |v, b| v * 8 + u32::from(b - b'0'));
-                if let Ok(v) = u8::try_from(value) {
-                    out.push(v);
-                    i += 4;
-                    continue;
-                }
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Mount points at or below `dir` in `mounts`, in mount order.
-pub(crate) fn under(mounts: &[PathBuf], dir: &Path) -> Vec<PathBuf> {
-    mounts
-        .iter()
-        .filter(|m| m.starts_with(dir))
-        .cloned()
-        .collect()
-}
-
-/// Mount points at or below `dir` in the daemon's mount namespace.
-pub(crate) fn mounted_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let content = std::fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(under(&parse_mountinfo(&content), dir))
-}
+use crate::mountinfo::mounted_under;
 
 /// Unmounts everything at or below `dir`, newest first (lazily, so a busy
 /// mount cannot keep the rest in place). Fails if anything is still mounted.
@@ -115,44 +70,6 @@ pub(crate) fn make_private(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const MOUNTINFO: &str = "\
-22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
-30 22 0:25 / /run rw,nosuid shared:5 - tmpfs tmpfs rw
-40 30 0:25 /aurae/cells/web /run/aurae/cells/web rw - tmpfs tmpfs rw
-41 40 0:4 net:[4026532] /run/aurae/cells/web/ns/net rw - nsfs nsfs rw
-42 40 0:50 / /run/aurae/cells/web/containers/a\\040b/rootfs rw - overlay overlay rw
-43 30 0:26 / /run/aurae/cells/web2 rw - tmpfs tmpfs rw
-";
-
-    #[test]
-    fn parses_mount_points_with_escapes() {
-        let points = parse_mountinfo(MOUNTINFO);
-        assert_eq!(points.len(), 6);
-        assert_eq!(points[0], Path::new("/"));
-        assert_eq!(
-            points[4],
-            Path::new("/run/aurae/cells/web/containers/a b/rootfs")
-        );
-        assert_eq!(unescape("a\\011b\\134c\\012"), "a\tb\\c\n");
-        assert_eq!(unescape("trailing\\04"), "trailing\\04");
-        assert_eq!(unescape("x\\999"), "x\\999");
-    }
-
-    #[test]
-    fn selects_mounts_at_or_below_a_directory_only() {
-        let points = parse_mountinfo(MOUNTINFO);
-        let got = under(&points, Path::new("/run/aurae/cells/web"));
-        assert_eq!(
-            got,
-            [
-                PathBuf::from("/run/aurae/cells/web"),
-                "/run/aurae/cells/web/ns/net".into(),
-                "/run/aurae/cells/web/containers/a b/rootfs".into(),
-            ],
-            "web2 is a sibling, not a child"
-        );
-    }
 
     #[test]
     fn unmount_under_a_directory_without_mounts_is_a_no_op() {

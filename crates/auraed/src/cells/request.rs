@@ -162,7 +162,7 @@ mod tests {
             matches!(err, CellError::ContainerName { index: 1, .. }),
             "{err}"
         );
-        let message = crate::cgroups::chain(&err);
+        let message = crate::error_chain::chain(&err);
         assert!(
             message.starts_with("containers[1]: container meta.name"),
             "{message:?}"

@@ -23,24 +23,10 @@ use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 
 use super::output::{pipes, OutputPipes};
+use crate::error_chain::chain;
 
 /// Serialises every libcontainer call that touches process-wide state.
 static LIBCONTAINER: Mutex<()> = Mutex::new(());
-
-/// `e` and its sources joined by ": ", skipping the repeats that
-/// `#[error(transparent)]` layers produce.
-pub(crate) fn describe(e: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if parts.last().is_none_or(|last| !last.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
-}
 
 /// Runs `f` under the global lock, without tracing, restoring the dumpable flag.
 fn exclusive<T>(f: impl FnOnce() -> T) -> T {
@@ -69,25 +55,25 @@ pub(crate) fn create(
         let (pipes, stdio) = pipes().map_err(|e| format!("creating output pipes: {e}"))?;
         let container = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(state_root)
-            .map_err(|e| describe(&e))?
+            .map_err(|e| chain(&e))?
             .with_executor(CellExecutor)
             .with_stdin(stdio.stdin)
             .with_stdout(stdio.stdout)
             .with_stderr(stdio.stderr)
             .validate_id()
-            .map_err(|e| describe(&e))?
+            .map_err(|e| chain(&e))?
             .as_init(bundle)
             .with_systemd(false)
             .with_detach(true)
             .build()
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| chain(&e))?;
         Ok((container, pipes))
     })
 }
 
 /// Lets a created container exec its workload.
 pub(crate) fn start(container: &mut Container) -> Result<(), String> {
-    exclusive(|| container.start().map_err(|e| describe(&e)))
+    exclusive(|| container.start().map_err(|e| chain(&e)))
 }
 
 /// The default executor (execvp of args in the container), after undoing
@@ -128,23 +114,6 @@ fn reset_signals() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("outer")]
-    struct Outer(#[source] Middle);
-
-    #[derive(Debug, thiserror::Error)]
-    #[error(transparent)]
-    struct Middle(#[from] Inner);
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("inner detail")]
-    struct Inner;
-
-    #[test]
-    fn describe_skips_transparent_repeats() {
-        assert_eq!(describe(&Outer(Middle(Inner))), "outer: inner detail");
-    }
 
     #[test]
     fn exclusive_restores_the_dumpable_flag() {

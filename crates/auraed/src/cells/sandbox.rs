@@ -164,11 +164,10 @@ mod tests {
     /// hostname and an up loopback, and go away on release.
     #[test]
     fn pins_fresh_namespaces_and_releases_them() {
-        if !nix::unistd::Uid::effective().is_root() {
-            if std::env::var_os("CI").is_some() {
-                panic!("pins_fresh_namespaces_and_releases_them needs root, and CI is set");
-            }
-            eprintln!("skipping pins_fresh_namespaces_and_releases_them: needs root");
+        if !crate::test_support::require_root(
+            "pins_fresh_namespaces_and_releases_them",
+            "unshare, bind mounts",
+        ) {
             return;
         }
         let dir = tempfile::TempDir::new().expect("tempdir");

@@ -35,15 +35,19 @@ struct GroupEntry {
     members: Vec<String>,
 }
 
-fn parse_passwd(content: &str) -> Vec<PasswdEntry> {
+/// The ':'-separated fields of each line of an /etc/passwd-style file that
+/// has at least `min_fields` of them; comment lines are left out.
+fn records(content: &str, min_fields: usize) -> impl Iterator<Item = Vec<&str>> {
     content
         .lines()
         .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() < 4 {
-                return None;
-            }
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .filter(move |f| f.len() >= min_fields)
+}
+
+fn parse_passwd(content: &str) -> Vec<PasswdEntry> {
+    records(content, 4)
+        .filter_map(|f| {
             Some(PasswdEntry {
                 name: f[0].to_string(),
                 uid: f[2].parse().ok()?,
@@ -55,14 +59,8 @@ fn parse_passwd(content: &str) -> Vec<PasswdEntry> {
 }
 
 fn parse_group(content: &str) -> Vec<GroupEntry> {
-    content
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() < 3 {
-                return None;
-            }
+    records(content, 3)
+        .filter_map(|f| {
             Some(GroupEntry {
                 name: f[0].to_string(),
                 gid: f[2].parse().ok()?,

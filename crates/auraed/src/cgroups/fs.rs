@@ -219,4 +219,16 @@ mod tests {
         assert!(err.to_string().contains("cgroup.kill"), "{err}");
         assert!(!missing.exists());
     }
+
+    #[test]
+    fn remove_tree_refuses_a_non_empty_directory_and_ignores_missing_ones() {
+        let root = TempDir::new().expect("tempdir");
+        let dir = root.path().join("a/b");
+        fs::create_dir_all(&dir).expect("mkdir");
+        fs::write(dir.join("stray"), "").expect("write");
+        let err = remove_tree(&root.path().join("a"), Duration::from_millis(10))
+            .expect_err("a file blocks rmdir");
+        assert!(err.to_string().contains("a/b"), "{err}");
+        remove_tree(&root.path().join("missing"), Duration::from_millis(10)).expect("missing");
+    }
 }

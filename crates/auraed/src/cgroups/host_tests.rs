@@ -1,5 +1,7 @@
-//! Root-only tests against the host's real cgroup filesystem. Without root
-//! they print why and pass, unless CI is set: there they must run.
+//! Root-only tests against the kernel's real cgroup filesystems: the host's
+//! own layout (v1 or v2), and the v2 driver on a private cgroup2 mount, so
+//! it runs on v1 (hybrid) hosts too. Without root, or where cgroup2 cannot
+//! be mounted, they print why and pass, unless CI is set: there they fail.
 
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
@@ -9,19 +11,80 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::signal::Signal;
+
 use super::signal::NixSignaller;
 use super::v2::V2Driver;
-use super::{detect_host, CgroupDriver, CgroupPath, HOST_MOUNT_ROOT};
+use super::{detect, detect_host, CgroupDriver, CgroupPath, CgroupVersion};
+use crate::test_support::{require_root, skip};
 
 fn have_root(test: &str) -> bool {
-    if nix::unistd::Uid::effective().is_root() {
-        return true;
+    require_root(test, "real cgroups")
+}
+
+/// A fresh mount of the kernel's cgroup2 hierarchy on a temp directory,
+/// lazily unmounted on drop. On a v1 (hybrid) host it is the same, mostly
+/// controller-less hierarchy as /sys/fs/cgroup/unified, so tests keep to
+/// their own uniquely named cgroups in it.
+struct PrivateCgroup2 {
+    dir: tempfile::TempDir,
+}
+
+impl PrivateCgroup2 {
+    /// The mount, or None after [`skip`]ping `test` (a failure on CI).
+    fn mount(test: &str) -> Option<Self> {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        match mount(
+            Some("none"),
+            dir.path(),
+            Some("cgroup2"),
+            flags,
+            None::<&str>,
+        ) {
+            Ok(()) => Some(Self { dir }),
+            Err(e) => {
+                skip(test, &format!("cannot mount cgroup2: {e}"));
+                None
+            }
+        }
     }
-    if std::env::var_os("CI").is_some() {
-        panic!("{test} needs root, and CI is set: run the tests as root there");
+
+    fn path(&self) -> &Path {
+        self.dir.path()
     }
-    eprintln!("skipping {test}: needs root");
-    false
+}
+
+impl Drop for PrivateCgroup2 {
+    fn drop(&mut self) {
+        if let Err(e) = umount2(self.dir.path(), MntFlags::MNT_DETACH) {
+            eprintln!("unmounting {}: {e}", self.dir.path().display());
+        }
+    }
+}
+
+/// The process state letter of `pid` (R, S, T, Z, ...), "gone" when it is gone.
+fn proc_state(pid: i32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .next()
+        .unwrap_or("gone")
+        .to_string()
+}
+
+fn wait_for_state(pid: i32, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let state = proc_state(pid);
+        if state == want || Instant::now() >= deadline {
+            return state;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Kills what a test started and removes its cgroups, even when it fails midway.
@@ -57,7 +120,8 @@ fn wait_for_pids(driver: &dyn CgroupDriver, path: &CgroupPath, count: usize) -> 
     }
 }
 
-/// The brief's scenario: place `sleep 100`, see it, kill it, remove the cgroup.
+/// Place `sleep 100` through the procs file, see it, stop and continue it
+/// with signal_all, kill it, remove the cgroup tree.
 fn place_kill_remove(driver: Arc<dyn CgroupDriver>, top: CgroupPath) {
     let leaf = top.join("leaf").expect("valid path");
     let mut guard = Cleanup {
@@ -91,6 +155,11 @@ fn place_kill_remove(driver: Arc<dyn CgroupDriver>, top: CgroupPath) {
         "pids() descends into children"
     );
 
+    assert_eq!(driver.signal_all(&top, Signal::SIGSTOP).expect("stop"), 1);
+    assert_eq!(wait_for_state(pid, "T"), "T", "SIGSTOP reached pid {pid}");
+    assert_eq!(driver.signal_all(&top, Signal::SIGCONT).expect("cont"), 1);
+    assert_ne!(wait_for_state(pid, "S"), "T", "SIGCONT reached pid {pid}");
+
     let started = Instant::now();
     driver.kill_all(&top).expect("kill_all");
     eprintln!("{} kill_all took {:?}", driver.version(), started.elapsed());
@@ -120,7 +189,11 @@ fn host_driver_kills_a_forking_tree_in_nested_cgroups() {
         return;
     }
     let driver = detect_host().expect("detect host cgroups");
-    let top = unique_top("-tree");
+    kill_a_forking_tree(driver, unique_top("-tree"));
+}
+
+/// A shell placed in `top/a/b` forks two sleeps there; kill_all takes all three.
+fn kill_a_forking_tree(driver: Arc<dyn CgroupDriver>, top: CgroupPath) {
     let inner = top.join("a").and_then(|p| p.join("b")).expect("valid path");
     let mut guard = Cleanup {
         driver: driver.clone(),
@@ -155,16 +228,9 @@ fn host_driver_kills_a_forking_tree_in_nested_cgroups() {
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
     for pid in pids {
         // The sleeps were reparented away from us; they must be gone (or zombies).
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = state
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .next()
-            .unwrap_or("gone");
+        let state = proc_state(pid);
         assert!(
-            matches!(state, "gone" | "Z" | "X"),
+            matches!(state.as_str(), "gone" | "Z" | "X"),
             "pid {pid} is in state {state}"
         );
     }
@@ -172,28 +238,40 @@ fn host_driver_kills_a_forking_tree_in_nested_cgroups() {
     assert!(!driver.exists(&top));
 }
 
-/// The v2 driver on the real kernel, even on a v1 host that has a
-/// controller-less v2 mount next to its v1 hierarchies (hybrid layout).
+/// The v2 driver on a real cgroup2 mount of its own, even on a v1 host:
+/// once through cgroup.kill, once through the freezer fallback.
 #[test]
-fn v2_driver_kills_through_cgroup_kill_and_through_the_freezer() {
-    if !have_root("v2_driver_kills_through_cgroup_kill_and_through_the_freezer") {
+fn v2_driver_works_on_a_private_cgroup2_mount() {
+    let test = "v2_driver_works_on_a_private_cgroup2_mount";
+    if !have_root(test) {
         return;
     }
-    let root = [
-        HOST_MOUNT_ROOT.to_string(),
-        format!("{HOST_MOUNT_ROOT}/unified"),
-    ]
-    .into_iter()
-    .find(|r| Path::new(r).join("cgroup.controllers").is_file());
-    let Some(root) = root else {
-        eprintln!("skipping: no cgroup v2 mount on this host");
+    let Some(mount) = PrivateCgroup2::mount(test) else {
         return;
     };
-    let root = Path::new(&root);
-    eprintln!("v2 mount at {}", root.display());
-    let with_kill: Arc<dyn CgroupDriver> = Arc::new(V2Driver::new(root, Arc::new(NixSignaller)));
-    place_kill_remove(with_kill, unique_top("-v2kill"));
+    let root = mount.path();
+    assert!(root.join("cgroup.controllers").is_file(), "a cgroup2 root");
+    let detected = detect(root).expect("detect");
+    assert_eq!(detected.version(), CgroupVersion::V2);
+    let top = unique_top("-v2kill");
+    detected.create(&top).expect("create");
+    let has_kill = root.join(top.as_str()).join("cgroup.kill").is_file();
+    detected.remove(&top).expect("remove");
+    eprintln!("cgroup2 at {}, cgroup.kill: {has_kill}", root.display());
+
+    place_kill_remove(detected, top);
     let with_freezer: Arc<dyn CgroupDriver> =
         Arc::new(V2Driver::new(root, Arc::new(NixSignaller)).without_kill_file());
     place_kill_remove(with_freezer, unique_top("-v2freeze"));
+
+    let forking = unique_top("-v2tree");
+    let v2: Arc<dyn CgroupDriver> = Arc::new(V2Driver::new(root, Arc::new(NixSignaller)));
+    kill_a_forking_tree(v2, forking);
+    assert!(
+        std::fs::read_dir(root).expect("list").flatten().all(|e| !e
+            .file_name()
+            .to_string_lossy()
+            .contains(&std::process::id().to_string())),
+        "every cgroup of this test is gone"
+    );
 }

@@ -25,6 +25,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use thiserror::Error;
 
+pub(crate) use self::fs::{child_names, remove_tree};
 use self::signal::{NixSignaller, Signaller};
 use self::v1::V1Driver;
 use self::v2::V2Driver;
@@ -166,18 +167,6 @@ fn check_segment(segment: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// `e` and its sources joined by ": ", for log lines.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 /// How long the drivers wait on the kernel before giving up.

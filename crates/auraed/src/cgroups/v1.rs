@@ -8,7 +8,7 @@ use std::sync::Arc;
 use nix::sys::signal::Signal;
 
 use super::signal::{kill_until_empty, signal_pids, wait_until, Signaller};
-use super::{chain, fs, CgroupDriver, CgroupError, CgroupPath, CgroupVersion, Timeouts};
+use super::{fs, CgroupDriver, CgroupError, CgroupPath, CgroupVersion, Timeouts};
 
 /// The controllers this driver uses, in order; the first present one that is
 /// "pids" tracks membership, else the first hierarchy found. cpuset is left
@@ -194,7 +194,7 @@ impl CgroupDriver for V1Driver {
         let mut first_error = None;
         for dir in self.dirs(path) {
             if let Err(e) = fs::remove_tree(&dir, self.timeouts.remove) {
-                tracing::warn!(error = %chain(&e), "cannot remove cgroup");
+                tracing::warn!(error = %crate::error_chain::chain(&e), "cannot remove cgroup");
                 first_error.get_or_insert(e);
             }
         }

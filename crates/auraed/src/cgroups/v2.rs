@@ -7,7 +7,7 @@ use std::sync::Arc;
 use nix::sys::signal::Signal;
 
 use super::signal::{kill_until_empty, signal_pids, wait_until, Signaller};
-use super::{chain, fs, CgroupDriver, CgroupError, CgroupPath, CgroupVersion, Timeouts};
+use super::{fs, CgroupDriver, CgroupError, CgroupPath, CgroupVersion, Timeouts};
 
 /// Controllers `create` enables for new cgroups, when the host offers them.
 pub const V2_CONTROLLERS: [&str; 4] = ["cpu", "memory", "pids", "io"];
@@ -71,7 +71,7 @@ impl V2Driver {
             if let Err(e) = fs::write_file(&control, controller) {
                 tracing::warn!(
                     controller = %controller,
-                    error = %chain(&e),
+                    error = %crate::error_chain::chain(&e),
                     "cannot enable cgroup controller"
                 );
             }

@@ -30,9 +30,9 @@ use crate::server::{self, Listeners, Policy, ServerError};
 pub enum DaemonError {
     #[error(transparent)]
     Server(#[from] ServerError),
-    #[error("cgroups: {0}")]
+    #[error("cgroups")]
     Cgroup(#[from] CgroupError),
-    #[error("creating {path}: {source}")]
+    #[error("creating {path}")]
     Dir {
         path: String,
         source: std::io::Error,
@@ -41,15 +41,15 @@ pub enum DaemonError {
     UnknownGroup(String),
     #[error("--stop-grace must be a number of seconds from 0 to 3600, not {0}")]
     BadGrace(f64),
-    #[error("images: {0}")]
+    #[error("images")]
     Images(#[from] ImageError),
-    #[error("schedule: {0}")]
+    #[error("schedule")]
     Schedule(#[from] ScheduleError),
-    #[error("building the reflection service: {0}")]
+    #[error("building the reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
-    #[error("bootstrapping the PKI: {0}")]
+    #[error("bootstrapping the PKI")]
     Pki(#[from] crate::pki::PkiError),
 }
 
@@ -223,7 +223,7 @@ async fn remove_cgroup_root(driver: &dyn CgroupDriver, root: &CgroupPath, within
         return;
     }
     if let Err(e) = driver.remove(root) {
-        tracing::warn!(cgroup = root.as_str(), error = %e, "removing the daemon's cgroups at exit");
+        tracing::warn!(cgroup = root.as_str(), error = %crate::error_chain::chain(&e), "removing the daemon's cgroups at exit");
     }
 }
 

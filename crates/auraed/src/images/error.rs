@@ -41,21 +41,21 @@ pub enum ImageError {
         what: String,
         detail: String,
     },
-    #[error("layer {digest} of {reference} is refused: {source}")]
+    // The cause is in the message, so it is not a `#[source]` (gRPC
+    // statuses carry the message alone).
+    #[error("layer {digest} of {reference} is refused: {error}")]
     Layer {
         reference: String,
         digest: String,
-        #[source]
-        source: UnpackError,
+        error: UnpackError,
     },
     #[error("registry configuration {}: {detail}", path.display())]
     Config { path: PathBuf, detail: String },
-    #[error("image store {}: {what}: {source}", path.display())]
+    #[error("image store {}: {what}: {error}", path.display())]
     Store {
         path: PathBuf,
         what: &'static str,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("root filesystem {}: {what}: {detail}", path.display())]
     Rootfs {
@@ -76,7 +76,7 @@ impl ImageError {
         ImageError::Store {
             path: path.into(),
             what,
-            source,
+            error: source,
         }
     }
 

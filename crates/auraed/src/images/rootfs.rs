@@ -202,7 +202,8 @@ pub fn remove_rootfs(container_dir: &Path) -> Result<(), ImageError> {
     };
     let path = container_dir.join("rootfs");
     let mountinfo = |p: &Path| {
-        mounts_under(p).map_err(|e| ImageError::rootfs(p, "reading /proc/self/mountinfo", e))
+        crate::mountinfo::mounted_under(p)
+            .map_err(|e| ImageError::rootfs(p, "reading /proc/self/mountinfo", e))
     };
     // Mounts a runtime left below the root filesystem go first, deepest first.
     let mut mounts = mountinfo(&path)?;
@@ -247,39 +248,6 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         r => r,
     }
-}
-
-/// Mount points at or below `path`, from /proc/self/mountinfo.
-pub fn mounts_under(path: &Path) -> io::Result<Vec<PathBuf>> {
-    let info = fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(unescape_mountinfo(m)))
-        .filter(|m| m.starts_with(path))
-        .collect())
-}
-
-fn unescape_mountinfo(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Copies `layers` (lowest first, overlay-form whiteouts) into `dest`,
@@ -413,11 +381,5 @@ mod tests {
             Path::new("/w")
         )
         .is_err());
-    }
-
-    #[test]
-    fn mountinfo_escapes_are_decoded() {
-        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
     }
 }

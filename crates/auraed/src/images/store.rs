@@ -475,7 +475,7 @@ impl ImageStore {
                 return Err(ImageError::Layer {
                     reference: r.to_string(),
                     digest: digest.to_string(),
-                    source,
+                    error: source,
                 });
             }
             Err(Err(e)) => return Err(e),

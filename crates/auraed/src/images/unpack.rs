@@ -94,20 +94,18 @@ pub enum UnpackError {
     )]
     DiffIdMismatch { expected: String, actual: String },
     #[error("the layer is not a valid tar archive: {0}")]
-    Corrupt(#[source] io::Error),
-    #[error("entry {entry:?}: {what}: {source}")]
+    Corrupt(io::Error),
+    #[error("entry {entry:?}: {what}: {error}")]
     Io {
         entry: String,
         what: &'static str,
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
-    #[error("staging directory {}: {what}: {source}", path.display())]
+    #[error("staging directory {}: {what}: {error}", path.display())]
     Staging {
         path: PathBuf,
         what: &'static str,
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -171,7 +169,7 @@ pub fn unpack_layer(
     let staging_err = |what, source| UnpackError::Staging {
         path: staging.to_path_buf(),
         what,
-        source,
+        error: source,
     };
     std::fs::create_dir(staging).map_err(|e| staging_err("creating it", e))?;
     match unpack_into(blob, staging, opts) {
@@ -338,7 +336,7 @@ impl<'a> Unpacker<'a> {
         .map_err(|e| UnpackError::Staging {
             path: root.to_path_buf(),
             what: "opening it",
-            source: e.into(),
+            error: e.into(),
         })?;
         let mut lowers = Vec::new();
         for lower in opts.lower_layers.iter().rev() {
@@ -940,6 +938,6 @@ fn io_err(entry: &str, what: &'static str, source: io::Error) -> UnpackError {
     UnpackError::Io {
         entry: entry.to_string(),
         what,
-        source,
+        error: source,
     }
 }

@@ -1,6 +1,7 @@
 //! Unpack tests with tarballs built in memory, hostile ones included. The
-//! whiteout tests need root (device nodes, trusted.* attributes) and say so
-//! when skipped.
+//! whiteout tests need root (device nodes, trusted.* attributes) and the
+//! overlay one a mountable overlayfs: without them they say why they are
+//! skipped, and fail when `CI` is set.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,6 +15,7 @@ use super::digest::Digest;
 use super::rootfs::{copy_layers, mount_rootfs, RootfsKind};
 use super::unpack::{unpack_layer, UnpackError, UnpackOptions, OVERLAY_OPAQUE_XATTR};
 use super::xattr;
+use crate::test_support::{require_root, skip};
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -429,9 +431,8 @@ fn later_entries_replace_earlier_ones() {
     assert_eq!(std::fs::read_to_string(layer.join("c")).unwrap(), "second");
 }
 
-fn two_layers(sb: &Sandbox) -> Option<(PathBuf, PathBuf)> {
-    if !is_root() {
-        eprintln!("skipped: overlay whiteouts need root (mknod 0:0, trusted.* xattrs)");
+fn two_layers(test: &str, sb: &Sandbox) -> Option<(PathBuf, PathBuf)> {
+    if !require_root(test, "overlay whiteouts: mknod 0:0, trusted.* xattrs") {
         return None;
     }
     let lower = Tarball::new()
@@ -474,7 +475,7 @@ fn assert_merged(root: &Path) {
 #[test]
 fn whiteouts_become_overlay_whiteouts() {
     let sb = Sandbox::new();
-    let Some((_, l2)) = two_layers(&sb) else {
+    let Some((_, l2)) = two_layers("whiteouts_become_overlay_whiteouts", &sb) else {
         return;
     };
     let f1 = std::fs::symlink_metadata(l2.join("a/f1")).unwrap();
@@ -495,7 +496,7 @@ fn whiteouts_become_overlay_whiteouts() {
 #[test]
 fn whiteouts_apply_across_two_layers_when_copied() {
     let sb = Sandbox::new();
-    let Some((l1, l2)) = two_layers(&sb) else {
+    let Some((l1, l2)) = two_layers("whiteouts_apply_across_two_layers_when_copied", &sb) else {
         return;
     };
     let merged = sb.dir.path().join("merged");
@@ -506,14 +507,20 @@ fn whiteouts_apply_across_two_layers_when_copied() {
 
 #[test]
 fn whiteouts_apply_across_two_layers_in_overlayfs() {
+    let test = "whiteouts_apply_across_two_layers_in_overlayfs";
     let sb = Sandbox::new();
-    let Some((l1, l2)) = two_layers(&sb) else {
+    let Some((l1, l2)) = two_layers(test, &sb) else {
         return;
     };
     let container = sb.dir.path().join("container");
     let rootfs = mount_rootfs(&[l1.clone(), l2.clone()], &container).unwrap();
     if rootfs.kind != RootfsKind::Overlay {
-        eprintln!("skipped: overlayfs is not available here (fell back to a copy)");
+        // The copy fallback has its own test: this one is about overlayfs.
+        skip(
+            test,
+            "overlayfs cannot be mounted here (mount_rootfs fell back to a copy)",
+        );
+        return;
     }
     assert_merged(&rootfs.path);
     // Writes go to the container's own layer, never to the shared ones.

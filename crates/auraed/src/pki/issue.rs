@@ -229,15 +229,9 @@ fn dn(common_name: &str) -> DistinguishedName {
 }
 
 pub(super) fn pem_to_der(pem: &str, what: &str) -> Result<Vec<u8>, PkiError> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| {
-        let source = match e {
-            x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => e,
-            x509_parser::nom::Err::Incomplete(_) => x509_parser::error::PEMError::IncompletePEM,
-        };
-        PkiError::Pem {
-            what: what.to_string(),
-            source,
-        }
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| PkiError::Pem {
+        what: what.to_string(),
+        source: nom_error(e, x509_parser::error::PEMError::IncompletePEM),
     })?;
     Ok(pem.contents)
 }
@@ -246,13 +240,17 @@ pub(super) fn x509_error(
     e: x509_parser::nom::Err<x509_parser::error::X509Error>,
     what: &str,
 ) -> PkiError {
-    let source = match e {
-        x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => e,
-        x509_parser::nom::Err::Incomplete(_) => x509_parser::error::X509Error::InvalidCertificate,
-    };
     PkiError::X509 {
         what: what.to_string(),
-        source,
+        source: nom_error(e, x509_parser::error::X509Error::InvalidCertificate),
+    }
+}
+
+/// The parser's error, or `incomplete` when the input ended early.
+fn nom_error<E>(e: x509_parser::nom::Err<E>, incomplete: E) -> E {
+    match e {
+        x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => e,
+        x509_parser::nom::Err::Incomplete(_) => incomplete,
     }
 }
 

@@ -27,12 +27,12 @@ const ALWAYS_ALLOWED: &[&str] = &[
 
 #[derive(Debug, Error)]
 pub enum AuthzError {
-    #[error("reading authorization policy {path}: {source}")]
+    #[error("reading authorization policy {path}")]
     Read {
         path: String,
         source: std::io::Error,
     },
-    #[error("parsing authorization policy {path}: {source}")]
+    #[error("parsing authorization policy {path}")]
     Parse {
         path: String,
         source: toml::de::Error,

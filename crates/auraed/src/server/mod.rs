@@ -24,13 +24,13 @@ pub use socket::bind_unix;
 
 #[derive(Debug, Error)]
 pub enum ServerError {
-    #[error("reading the {what} {path}: {source} (run `auraed pki init` or pass --bootstrap)")]
+    #[error("reading the {what} {path} (run `auraed pki init` or pass --bootstrap)")]
     ReadPki {
         what: &'static str,
         path: String,
         source: std::io::Error,
     },
-    #[error("{what} socket {path}: {source}")]
+    #[error("{what} socket {path}")]
     Socket {
         what: &'static str,
         path: String,
@@ -38,14 +38,14 @@ pub enum ServerError {
     },
     #[error("another auraed is answering on {path}: stop it or choose another --socket")]
     SocketInUse { path: String },
-    #[error("listening on {addr}: {source}")]
+    #[error("listening on {addr}")]
     Tcp {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("configuring TLS: {0}")]
+    #[error("configuring TLS")]
     Tls(#[source] tonic::transport::Error),
-    #[error("serving: {0}")]
+    #[error("serving")]
     Serve(#[source] tonic::transport::Error),
     #[error(transparent)]
     Authz(#[from] AuthzError),
