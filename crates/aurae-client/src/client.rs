@@ -13,6 +13,10 @@ use crate::config::AuraeConfig;
 use crate::error::ClientError;
 use crate::transport;
 
+/// Largest reply accepted: a RunExecutable reply carries up to 16 MiB of
+/// stdout and of stderr (plus markers), above tonic's 4 MiB default.
+pub const MAX_REPLY_BYTES: usize = 64 << 20;
+
 /// A connection to auraed. Cloning is cheap and clones share the
 /// connection; every method takes `&self`, so calls may run concurrently.
 #[derive(Debug, Clone)]
@@ -47,26 +51,27 @@ impl Client {
     // deadlines (`tonic::Request::set_timeout`), metadata, compression.
 
     pub fn core(&self) -> CoreClient<Channel> {
-        CoreClient::new(self.channel.clone())
+        CoreClient::new(self.channel.clone()).max_decoding_message_size(MAX_REPLY_BYTES)
     }
 
     pub fn observe(&self) -> ObserveClient<Channel> {
-        ObserveClient::new(self.channel.clone())
+        ObserveClient::new(self.channel.clone()).max_decoding_message_size(MAX_REPLY_BYTES)
     }
 
     pub fn schedule(&self) -> ScheduleClient<Channel> {
-        ScheduleClient::new(self.channel.clone())
+        ScheduleClient::new(self.channel.clone()).max_decoding_message_size(MAX_REPLY_BYTES)
     }
 
     pub fn schedule_executable(&self) -> ScheduleExecutableClient<Channel> {
         ScheduleExecutableClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_REPLY_BYTES)
     }
 
     pub fn cells(&self) -> CellsClient<Channel> {
-        CellsClient::new(self.channel.clone())
+        CellsClient::new(self.channel.clone()).max_decoding_message_size(MAX_REPLY_BYTES)
     }
 
     pub fn images(&self) -> ImagesClient<Channel> {
-        ImagesClient::new(self.channel.clone())
+        ImagesClient::new(self.channel.clone()).max_decoding_message_size(MAX_REPLY_BYTES)
     }
 }

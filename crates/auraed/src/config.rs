@@ -114,10 +114,9 @@ impl std::str::FromStr for ByteSize {
             Some((i, 'G' | 'g')) => (&t[..i], 30),
             _ => (t, 0),
         };
-        let n: u64 = digits
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?} is not a size: use bytes or a number with K, M or G (e.g. 10M)"))?;
+        let n: u64 = digits.trim().parse().map_err(|_| {
+            format!("{s:?} is not a size: use bytes or a number with K, M or G (e.g. 10M)")
+        })?;
         n.checked_mul(1u64 << shift)
             .filter(|n| *n > 0)
             .map(ByteSize)

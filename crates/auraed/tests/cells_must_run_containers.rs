@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use aurae_proto::meta::Status as MetaStatus;
 use aurae_proto::runtime::CellStatus;
-use cells_support::{cell, fixture, init_logs, lines, push_derived, Harness, ImageSpec};
+use cells_support::{
+    cell, fixture, init_logs, lines, log_complete, push_derived, Harness, ImageSpec,
+};
 
 fn container<'a>(status: &'a CellStatus, name: &str) -> &'a aurae_proto::runtime::ContainerStatus {
     status
@@ -61,14 +63,14 @@ async fn cells_must_print_the_expected_output_by_the_reported_pid() {
     let pid = pid_of(&status, "greeter");
     assert!(pid > 0);
     assert_eq!(
-        lines(&h.outputs, pid, false),
+        lines(&h.logs, pid, false),
         [
             "hello from hello",
             "path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         ]
     );
-    assert_eq!(lines(&h.outputs, pid, true), ["to stderr"]);
-    assert_eq!(h.outputs.running(), 0, "the output ended");
+    assert_eq!(lines(&h.logs, pid, true), ["to stderr"]);
+    assert!(log_complete(&h.logs, pid), "the output ended");
     assert!(h.traces("hello").is_empty(), "{:?}", h.traces("hello"));
     assert!(h.cells.list().is_empty());
 }
@@ -159,8 +161,8 @@ async fn cells_must_share_loopback_and_hostname_but_not_files() {
         "exited with code 0",
         "{status:?}"
     );
-    let server_out = lines(&h.outputs, pid_of(&status, "server"), false);
-    let client_out = lines(&h.outputs, pid_of(&status, "client"), false);
+    let server_out = lines(&h.logs, pid_of(&status, "server"), false);
+    let client_out = lines(&h.logs, pid_of(&status, "client"), false);
     assert_eq!(server_out, ["host=pair", "ping-over-loopback"]);
     assert_eq!(client_out, ["host=pair", "own-files"]);
     assert!(h.traces("pair").is_empty(), "{:?}", h.traces("pair"));
@@ -195,7 +197,7 @@ async fn cells_must_run_the_images_user_and_working_dir() {
         "{status:?}"
     );
     assert_eq!(
-        lines(&h.outputs, pid_of(&status, "who"), false),
+        lines(&h.logs, pid_of(&status, "who"), false),
         ["1234:5678 /tmp hi"]
     );
 }
@@ -212,7 +214,7 @@ async fn cells_must_pull_a_tag_again_on_every_run() {
         .run(cell("repull", &[("c", &image)]))
         .await
         .expect("first run");
-    assert_eq!(lines(&h.outputs, pid_of(&first, "c"), false), ["first"]);
+    assert_eq!(lines(&h.logs, pid_of(&first, "c"), false), ["first"]);
     let again = push_derived("repull", "latest", &ImageSpec::sh("echo second")).await;
     assert_eq!(again, image);
     let second = h
@@ -220,7 +222,7 @@ async fn cells_must_pull_a_tag_again_on_every_run() {
         .run(cell("repull", &[("c", &image)]))
         .await
         .expect("second run");
-    assert_eq!(lines(&h.outputs, pid_of(&second, "c"), false), ["second"]);
+    assert_eq!(lines(&h.logs, pid_of(&second, "c"), false), ["second"]);
 }
 
 #[tokio::test]

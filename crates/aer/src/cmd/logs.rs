@@ -1,11 +1,10 @@
-//! `aer logs daemon [-f]` and `aer logs pid PID [--stderr] [-f]`.
+//! `aer logs daemon [-n N] [-f]` and `aer logs pid PID [--stderr] [-f]`.
 //!
-//! Both streams only carry what happens from the call on, so without `-f`
-//! they are read for a short window (WINDOW) and then closed; with `-f` they
-//! are followed until the stream ends or Ctrl-C.
+//! Both read the daemon's log store: without `-f` they print what is kept
+//! and stop (like `journalctl -u` and `kubectl logs`); with `-f` they go on
+//! following until the stream ends or Ctrl-C.
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use aurae_proto::observe::{LogChannelType, LogItem};
@@ -16,13 +15,16 @@ use tonic::Streaming;
 use super::Ctx;
 use crate::output::{log_item, print_json};
 
-/// How long a stream is read without `-f`.
-const WINDOW: Duration = Duration::from_secs(1);
-
 #[derive(Debug, Subcommand)]
 pub enum LogsCommand {
-    /// The daemon's own log records
-    Daemon(FollowArgs),
+    /// The daemon's own log records (an audit trail of workloads and refused calls)
+    Daemon {
+        /// How many of the most recent records to show first
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: u32,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
     /// Output of a process the daemon started
     Pid {
         /// Process id, as in `aer run -o json` (proc.pid) or `aer cell list`
@@ -37,7 +39,7 @@ pub enum LogsCommand {
 
 #[derive(Debug, Args)]
 pub struct FollowArgs {
-    /// Keep printing until the stream ends or Ctrl-C (otherwise stop after about a second)
+    /// Keep printing new output until the stream ends or Ctrl-C
     #[arg(short, long)]
     pub follow: bool,
 }
@@ -45,12 +47,12 @@ pub struct FollowArgs {
 pub async fn run(ctx: &Ctx, cmd: LogsCommand) -> Result<ExitCode> {
     let client = ctx.client().await?;
     let (stream, follow) = match cmd {
-        LogsCommand::Daemon(f) => (
+        LogsCommand::Daemon { lines, follow } => (
             client
-                .daemon_log_stream()
+                .daemon_log(lines, !follow.follow)
                 .await
                 .context("could not open the daemon log stream")?,
-            f.follow,
+            follow.follow,
         ),
         LogsCommand::Pid {
             pid,
@@ -63,7 +65,7 @@ pub async fn run(ctx: &Ctx, cmd: LogsCommand) -> Result<ExitCode> {
                 LogChannelType::ChannelStdout
             };
             let stream = client
-                .sub_process_stream(pid, channel)
+                .sub_process_output(pid, channel, !follow.follow)
                 .await
                 .with_context(|| format!("could not open the output stream of pid {pid}"))?;
             (stream, follow.follow)
@@ -72,7 +74,7 @@ pub async fn run(ctx: &Ctx, cmd: LogsCommand) -> Result<ExitCode> {
     if follow {
         follow_stream(ctx, stream).await?;
     } else {
-        read_window(ctx, stream).await?;
+        read_all(ctx, stream).await?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -99,15 +101,13 @@ async fn follow_stream(ctx: &Ctx, mut stream: Streaming<LogItem>) -> Result<()> 
     }
 }
 
-/// Reads for WINDOW. Text is printed as it comes; JSON is one document,
-/// `{"items": [...]}`, printed at the end.
-async fn read_window(ctx: &Ctx, mut stream: Streaming<LogItem>) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + WINDOW;
+/// Reads the stream to its end (what the daemon keeps now). Text is printed
+/// as it comes; JSON is one document, `{"items": [...]}`, printed at the end.
+async fn read_all(ctx: &Ctx, mut stream: Streaming<LogItem>) -> Result<()> {
     let mut items = Vec::new();
     loop {
         let item = tokio::select! {
             item = stream.message() => item.context("the log stream failed")?,
-            _ = tokio::time::sleep_until(deadline) => None,
             _ = tokio::signal::ctrl_c() => None,
         };
         let Some(item) = item else { break };

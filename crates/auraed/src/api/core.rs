@@ -60,7 +60,10 @@ impl Core for CoreService {
         req: Request<Executable>,
     ) -> Result<Response<ExecutableStatus>, Status> {
         let caller = caller(&req);
-        let result = self.executables.run(run_request(req.into_inner(), caller)).await?;
+        let result = self
+            .executables
+            .run(run_request(req.into_inner(), caller))
+            .await?;
         Ok(Response::new(executable_status(result)))
     }
 

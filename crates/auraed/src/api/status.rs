@@ -70,9 +70,9 @@ impl From<ScheduleError> for Status {
             ScheduleError::NotFound { .. } => Status::not_found(msg),
             ScheduleError::AlreadyExists { .. } => Status::already_exists(msg),
             ScheduleError::ShuttingDown => Status::unavailable(msg),
-            ScheduleError::Store(_)
-            | ScheduleError::Task(_)
-            | ScheduleError::Cgroup(_) => Status::internal(msg),
+            ScheduleError::Store(_) | ScheduleError::Task(_) | ScheduleError::Cgroup(_) => {
+                Status::internal(msg)
+            }
         }
     }
 }
@@ -264,7 +264,7 @@ mod tests {
             code(ImageError::Layer {
                 reference: "x".into(),
                 digest: "sha256:00".into(),
-                source: UnpackError::ParentComponent {
+                error: UnpackError::ParentComponent {
                     entry: "../escape".into()
                 }
             }),

@@ -27,9 +27,9 @@ use super::request::CellRequest;
 use super::{mounts, runtime, sandbox, spec, user};
 use crate::error_chain::chain;
 use crate::logs::Kind;
-use crate::process::{open_log, OutputLog};
 use crate::process::ChildExit;
 use crate::process::ExitKind;
+use crate::process::{open_log, OutputLog};
 use crate::workload::Status as MetaStatus;
 
 /// How long to wait for an init process killed in teardown to be reaped.

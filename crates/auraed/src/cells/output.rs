@@ -7,7 +7,6 @@ use std::os::fd::OwnedFd;
 
 use nix::fcntl::OFlag;
 
-
 /// The daemon's ends of a container's output pipes.
 pub(crate) struct OutputPipes {
     pub stdout: OwnedFd,

@@ -19,12 +19,12 @@ use crate::cgroups::{self, CgroupDriver, CgroupError, CgroupPath};
 use crate::config::DaemonConfig;
 use crate::executables::Executables;
 use crate::images::{ImageError, ImageStore, RegistryConfig};
-use crate::observe::{DaemonLog, Observer};
 use crate::logs::{LogLimits, LogStore};
+use crate::observe::{DaemonLog, Observer};
 use crate::process::Processes;
-use crate::state::StateDb;
 use crate::schedule::{Schedule, ScheduleError};
 use crate::server::{self, Listeners, Policy, ServerError};
+use crate::state::StateDb;
 
 #[derive(Debug, Error)]
 pub enum DaemonError {
@@ -100,11 +100,15 @@ pub async fn run(
         max_segment_bytes: config.log_max_size.0,
         max_segments: config.log_max_files.max(1),
     };
-    let logs = LogStore::open(&config.state_dir.join("logs"), limits, config.log_retention.0)
-        .map_err(|source| DaemonError::Dir {
-            path: config.state_dir.join("logs").display().to_string(),
-            source,
-        })?;
+    let logs = LogStore::open(
+        &config.state_dir.join("logs"),
+        limits,
+        config.log_retention.0,
+    )
+    .map_err(|source| DaemonError::Dir {
+        path: config.state_dir.join("logs").display().to_string(),
+        source,
+    })?;
     if let Err(e) = log.attach(&logs.daemon_dir(), limits) {
         tracing::warn!(error = %e, "the daemon log is not kept on disk");
     }
@@ -197,7 +201,12 @@ pub async fn run(
 /// Every kind of workload at once: scheduled executables are left running
 /// for the next daemon unless `stop_scheduled`; cells and RunExecutable
 /// calls are bound to the daemon and stopped.
-async fn stop_workloads(schedule: &Schedule, cells: &Cells, processes: &Processes, stop_scheduled: bool) {
+async fn stop_workloads(
+    schedule: &Schedule,
+    cells: &Cells,
+    processes: &Processes,
+    stop_scheduled: bool,
+) {
     // Supervisors first, so none restarts what the process layer stops.
     processes.shutdown();
     tokio::join!(schedule.shutdown(stop_scheduled), cells.shutdown());
@@ -219,7 +228,10 @@ async fn remove_cgroup_root(driver: &dyn CgroupDriver, root: &CgroupPath, within
         }
     }
     if busy(root) {
-        tracing::info!(cgroup = root.as_str(), "workloads left running: keeping their cgroups");
+        tracing::info!(
+            cgroup = root.as_str(),
+            "workloads left running: keeping their cgroups"
+        );
         return;
     }
     if let Err(e) = driver.remove(root) {

@@ -196,14 +196,25 @@ mod tests {
             b"2024-02-29T23:59:59+01:00",
             b"",
         ] {
-            assert_eq!(parse_timestamp(bad), None, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                parse_timestamp(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn records_round_trip_with_raw_bytes() {
         let mut out = Vec::new();
-        append_record(&mut out, b"2026-12-01T15:55:58.000000001Z", Stream::Stderr, true, b"a \xff b");
+        append_record(
+            &mut out,
+            b"2026-12-01T15:55:58.000000001Z",
+            Stream::Stderr,
+            true,
+            b"a \xff b",
+        );
         assert_eq!(out, b"2026-12-01T15:55:58.000000001Z stderr P a \xff b\n");
         let r = parse_record(&out[..out.len() - 1]).expect("parses");
         assert_eq!(r.stream, Stream::Stderr);

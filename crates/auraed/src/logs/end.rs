@@ -47,7 +47,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         assert_eq!(EndMarker::read(dir.path()), None);
         std::fs::write(dir.path().join(END_FILE), b"").expect("write");
-        assert_eq!(EndMarker::read(dir.path()), None, "an empty file is not an end");
+        assert_eq!(
+            EndMarker::read(dir.path()),
+            None,
+            "an empty file is not an end"
+        );
         let m = EndMarker {
             ended_at: 5,
             code: Some(3),

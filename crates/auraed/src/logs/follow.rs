@@ -79,8 +79,8 @@ pub fn follow(
             let step = tokio::task::spawn_blocking(move || {
                 // Checked before reading: an end seen now means the read below
                 // reaches the true end of the log.
-                let complete = until == Until::Complete
-                    && (EndMarker::read(&dir).is_some() || !dir.exists());
+                let complete =
+                    until == Until::Complete && (EndMarker::read(&dir).is_some() || !dir.exists());
                 let batch = cursor.read(READ_BUDGET);
                 (cursor, complete, batch)
             })
@@ -138,7 +138,14 @@ mod tests {
     async fn a_live_follower_gets_every_line_then_the_end() {
         let dir = tempfile::tempdir().expect("tempdir");
         let watcher = Watcher::start().expect("watcher");
-        let mut w = LogWriter::open(dir.path(), LogLimits { max_segment_bytes: 4096, max_segments: 1000 }).expect("open");
+        let mut w = LogWriter::open(
+            dir.path(),
+            LogLimits {
+                max_segment_bytes: 4096,
+                max_segments: 1000,
+            },
+        )
+        .expect("open");
         let cursor = LogCursor::from_start(dir.path(), None).expect("cursor");
         let reader = tokio::spawn(
             follow(&watcher, cursor, Until::Complete)
@@ -146,7 +153,8 @@ mod tests {
                 .collect::<Vec<_>>(),
         );
         for i in 0..2000 {
-            w.write(Out::Stdout, format!("{i}\n").as_bytes()).expect("write");
+            w.write(Out::Stdout, format!("{i}\n").as_bytes())
+                .expect("write");
             if i % 500 == 0 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }

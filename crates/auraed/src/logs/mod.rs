@@ -18,8 +18,8 @@ pub mod cri;
 pub mod end;
 pub mod follow;
 pub mod reader;
-mod text;
 mod retention;
+mod text;
 pub mod watch;
 pub mod writer;
 
@@ -85,7 +85,8 @@ impl Kind {
 pub struct LogStore {
     root: PathBuf,
     limits: LogLimits,
-    watcher: Arc<Watcher>,
+    /// Started with the first follower (it needs the Tokio runtime).
+    watcher: std::sync::OnceLock<Arc<Watcher>>,
     last_id: AtomicI64,
     retention: Mutex<Retention>,
 }
@@ -93,9 +94,13 @@ pub struct LogStore {
 impl LogStore {
     /// Opens (or creates) the store under `root`. Logs left incomplete by a
     /// daemon that died while writing them are marked complete, with an
-    /// unknown exit. Needs a Tokio runtime (the watcher's task).
+    /// unknown exit.
     pub fn open(root: &Path, limits: LogLimits, retain_bytes: u64) -> io::Result<Arc<Self>> {
-        for dir in [root.to_path_buf(), root.join("workloads"), root.join("pids")] {
+        for dir in [
+            root.to_path_buf(),
+            root.join("workloads"),
+            root.join("pids"),
+        ] {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -104,7 +109,7 @@ impl LogStore {
         let store = Self {
             root: root.to_path_buf(),
             limits,
-            watcher: Watcher::start()?,
+            watcher: std::sync::OnceLock::new(),
             last_id: AtomicI64::new(0),
             retention: Mutex::new(Retention::new(retain_bytes)),
         };
@@ -116,8 +121,13 @@ impl LogStore {
         self.limits
     }
 
-    pub fn watcher(&self) -> &Arc<Watcher> {
-        &self.watcher
+    /// The directory watcher of followers (call from within the Tokio runtime).
+    pub fn watcher(&self) -> std::io::Result<&Arc<Watcher>> {
+        if let Some(w) = self.watcher.get() {
+            return Ok(w);
+        }
+        let w = Watcher::start()?;
+        Ok(self.watcher.get_or_init(|| w))
     }
 
     /// Where the daemon's own log is written.
@@ -144,7 +154,10 @@ impl LogStore {
         match std::os::unix::fs::symlink(&target, &link) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // A reused pid: replace the old link in one step.
-                let tmp = self.root.join("pids").join(format!(".{pid}.{}", self.next_id()));
+                let tmp = self
+                    .root
+                    .join("pids")
+                    .join(format!(".{pid}.{}", self.next_id()));
                 std::os::unix::fs::symlink(&target, &tmp)?;
                 std::fs::rename(&tmp, &link)
             }
@@ -285,7 +298,10 @@ mod tests {
         let store = LogStore::open(root.path(), LogLimits::default(), 1 << 30).expect("reopen");
         assert_eq!(store.by_pid(42), Some(b.clone()));
         // The dead daemon's RunExecutable log is closed; the scheduled one is left to its monitor.
-        assert!(EndMarker::read(&a).expect("closed").message.contains("unknown"));
+        assert!(EndMarker::read(&a)
+            .expect("closed")
+            .message
+            .contains("unknown"));
         assert_eq!(store.incomplete(Kind::Schedule), [b]);
     }
 

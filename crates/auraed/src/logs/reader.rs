@@ -33,7 +33,9 @@ pub struct Line {
 pub enum Event {
     Line(Line),
     /// Segments deleted by rotation before this reader reached them.
-    Lost { segments: u64 },
+    Lost {
+        segments: u64,
+    },
 }
 
 /// What one `read` call produced.
@@ -264,7 +266,11 @@ mod tests {
         events
             .iter()
             .map(|e| match e {
-                Event::Line(l) => format!("{}:{}", l.stream.as_str(), String::from_utf8_lossy(&l.bytes)),
+                Event::Line(l) => format!(
+                    "{}:{}",
+                    l.stream.as_str(),
+                    String::from_utf8_lossy(&l.bytes)
+                ),
                 Event::Lost { segments } => format!("lost {segments}"),
             })
             .collect()
@@ -310,17 +316,21 @@ mod tests {
         assert_eq!(lines(&read_all(&mut early)), ["stdout:0"]);
         let mut live = LogCursor::from_end(dir.path(), None).expect("cursor");
         for i in 1..4 {
-            w.write(Stream::Stdout, format!("{i}\n").as_bytes()).expect("write");
+            w.write(Stream::Stdout, format!("{i}\n").as_bytes())
+                .expect("write");
             assert_eq!(lines(&read_all(&mut live)), [format!("stdout:{i}")]);
         }
         for i in 4..10 {
-            w.write(Stream::Stdout, format!("{i}\n").as_bytes()).expect("write");
+            w.write(Stream::Stdout, format!("{i}\n").as_bytes())
+                .expect("write");
         }
         // `early` fell behind rotation: it is told how much it missed, then goes on.
         let got = lines(&read_all(&mut early));
         assert!(got[0].starts_with("lost "), "{got:?}");
         assert_eq!(got.last().map(String::as_str), Some("stdout:9"));
-        let fresh = lines(&read_all(&mut LogCursor::from_start(dir.path(), None).expect("cursor")));
+        let fresh = lines(&read_all(
+            &mut LogCursor::from_start(dir.path(), None).expect("cursor"),
+        ));
         assert_eq!(fresh.last().map(String::as_str), Some("stdout:9"));
         assert!(!fresh.iter().any(|l| l.starts_with("lost ")), "{fresh:?}");
     }
@@ -329,7 +339,8 @@ mod tests {
     fn cuts_overlong_lines() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut w = LogWriter::open(dir.path(), LogLimits::default()).expect("open");
-        w.write(Stream::Stdout, &vec![b'y'; MAX_LINE * 2 + 5]).expect("write");
+        w.write(Stream::Stdout, &vec![b'y'; MAX_LINE * 2 + 5])
+            .expect("write");
         w.write(Stream::Stdout, b"\n").expect("write");
         let mut c = LogCursor::from_start(dir.path(), None).expect("cursor");
         let mut got = read_all(&mut c);

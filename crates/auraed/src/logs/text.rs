@@ -115,6 +115,10 @@ mod tests {
         let t = read_output(bin.path(), 30).expect("read");
         let kept = t.stdout.split('\n').next().expect("text");
         assert_eq!(kept.len(), 30, "30 bytes of reply: ten U+FFFD");
-        assert!(t.stdout.contains("output truncated: 30 bytes of 100 kept"), "{}", t.stdout);
+        assert!(
+            t.stdout.contains("output truncated: 30 bytes of 100 kept"),
+            "{}",
+            t.stdout
+        );
     }
 }

@@ -99,7 +99,9 @@ impl Watcher {
 
     fn unfollow(&self, dir: &Path) {
         let mut st = lock(&self.state);
-        let Some(w) = st.by_dir.get_mut(dir) else { return };
+        let Some(w) = st.by_dir.get_mut(dir) else {
+            return;
+        };
         w.followers -= 1;
         if w.followers > 0 {
             return;

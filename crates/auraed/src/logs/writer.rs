@@ -234,7 +234,8 @@ mod tests {
         };
         let mut w = LogWriter::open(dir.path(), limits).expect("open");
         for i in 0..40 {
-            w.write(Stream::Stdout, format!("line {i}\n").as_bytes()).expect("write");
+            w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
+                .expect("write");
         }
         let segs = segments(dir.path()).expect("segments");
         assert_eq!(segs.len(), 3, "{segs:?}");

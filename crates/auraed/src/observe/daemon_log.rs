@@ -132,7 +132,8 @@ mod tests {
         let subscriber = tracing_subscriber::registry().with(log.layer());
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!("before the store: only stderr");
-            log.attach(dir.path(), LogLimits::default()).expect("attach");
+            log.attach(dir.path(), LogLimits::default())
+                .expect("attach");
             tracing::info!(pid = 7, "started");
             tracing::warn!("second\nline");
         });

@@ -50,37 +50,61 @@ impl Observer {
     /// `stream` of the workload that had `pid`: from the start of what is
     /// retained, then live until the workload has ended and its log is
     /// read (or only what is there now, with `no_follow`).
-    pub fn process_output(&self, pid: i64, stream: Out, no_follow: bool) -> Result<EntryStream, ObserveError> {
+    pub fn process_output(
+        &self,
+        pid: i64,
+        stream: Out,
+        no_follow: bool,
+    ) -> Result<EntryStream, ObserveError> {
         let pid = i32::try_from(pid).map_err(|_| ObserveError::BadPid(pid))?;
         if pid <= 0 {
             return Err(ObserveError::BadPid(pid.into()));
         }
         let dir = self.logs.by_pid(pid).ok_or(ObserveError::UnknownPid(pid))?;
         let cursor = LogCursor::from_start(&dir, Some(stream))?;
-        let until = if no_follow { Until::Now } else { Until::Complete };
+        let until = if no_follow {
+            Until::Now
+        } else {
+            Until::Complete
+        };
         let name = stream.as_str();
-        Ok(Box::pin(follow(self.logs.watcher(), cursor, until).map(move |ev| {
-            ev.map(|ev| entry(ev, |bytes| (name.to_string(), String::from_utf8_lossy(bytes).into_owned())))
+        Ok(Box::pin(follow(self.logs.watcher()?, cursor, until).map(
+            move |ev| {
+                ev.map(|ev| {
+                    entry(ev, |bytes| {
+                        (
+                            name.to_string(),
+                            String::from_utf8_lossy(bytes).into_owned(),
+                        )
+                    })
+                })
                 .map_err(ObserveError::from)
-        })))
+            },
+        )))
     }
 
     /// The daemon's log: the last `tail` records, then (unless `no_follow`)
     /// every record from now on.
-    pub async fn daemon_log(&self, tail: usize, no_follow: bool) -> Result<EntryStream, ObserveError> {
+    pub async fn daemon_log(
+        &self,
+        tail: usize,
+        no_follow: bool,
+    ) -> Result<EntryStream, ObserveError> {
         let dir: PathBuf = self.logs.daemon_dir();
         let tail = tail.min(MAX_TAIL);
         let (cursor, history) = tokio::task::spawn_blocking(move || history(dir, tail))
             .await
             .map_err(|e| ObserveError::Io(std::io::Error::other(e)))??;
-        let until = if no_follow { Until::Now } else { Until::Forever };
-        let live = follow(self.logs.watcher(), cursor, until);
+        let until = if no_follow {
+            Until::Now
+        } else {
+            Until::Forever
+        };
+        let live = follow(self.logs.watcher()?, cursor, until);
         let all = futures::stream::iter(history.into_iter().map(Ok)).chain(live);
         Ok(Box::pin(all.map(|ev| {
-            ev.map(|ev| {
-                entry(ev, |bytes| split_record(&String::from_utf8_lossy(bytes)))
-            })
-            .map_err(ObserveError::from)
+            ev.map(|ev| entry(ev, |bytes| split_record(&String::from_utf8_lossy(bytes))))
+                .map_err(ObserveError::from)
         })))
     }
 }
@@ -119,7 +143,9 @@ fn entry(ev: Event, split: impl Fn(&[u8]) -> (String, String)) -> LogEntry {
         }
         Event::Lost { segments } => LogEntry {
             channel: "WARN aurae.observe".into(),
-            line: format!("aurae: {segments} log segment(s) were rotated out before this reader got to them"),
+            line: format!(
+                "aurae: {segments} log segment(s) were rotated out before this reader got to them"
+            ),
             timestamp: crate::logs::cri::now_nanos(),
         },
     }

@@ -92,7 +92,10 @@ impl Processes {
             cgroup: spec.cgroup.as_str().to_string(),
             log_dir: dir,
         };
-        Ok((self.watch_monitor(monitor, record.clone(), spec.cgroup), record))
+        Ok((
+            self.watch_monitor(monitor, record.clone(), spec.cgroup),
+            record,
+        ))
     }
 
     /// Takes a detached process of an earlier daemon back under supervision,
@@ -113,7 +116,11 @@ impl Processes {
         Adopted::Ended(self.collect(record, &cgroup, false).await)
     }
 
-    async fn start_monitor(&self, spec: &ProcessSpec, dir: &Path) -> Result<(ChildExit, i32), String> {
+    async fn start_monitor(
+        &self,
+        spec: &ProcessSpec,
+        dir: &Path,
+    ) -> Result<(ChildExit, i32), String> {
         let limits = self.logs.limits();
         let monitor_spec = MonitorSpec {
             argv: spec.argv.clone(),
@@ -130,10 +137,16 @@ impl Processes {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| format!("cannot start the monitor {}: {e}", self.monitor_exe.display()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot start the monitor {}: {e}",
+                    self.monitor_exe.display()
+                )
+            })?;
         let monitor_pid = i32::try_from(child.id()).map_err(|e| e.to_string())?;
         // Not kill-on-drop: the monitor must outlive this daemon.
-        let monitor = ChildExit::open(monitor_pid).map_err(|e| format!("pidfd of the monitor: {e}"))?;
+        let monitor =
+            ChildExit::open(monitor_pid).map_err(|e| format!("pidfd of the monitor: {e}"))?;
         let Some(stdout) = child.stdout.take() else {
             return Err("the monitor has no stdout".into());
         };
@@ -155,7 +168,10 @@ impl Processes {
             Ok(r) => r,
             Err(_) => {
                 let _ = monitor.wait_exited().await;
-                return Err(format!("the monitor failed before starting the process: {:?}", line.trim()));
+                return Err(format!(
+                    "the monitor failed before starting the process: {:?}",
+                    line.trim()
+                ));
             }
         };
         match (reply.pid, reply.error) {
@@ -167,7 +183,12 @@ impl Processes {
         }
     }
 
-    fn watch_monitor(&self, monitor: ChildExit, record: DetachedRecord, cgroup: CgroupPath) -> ProcessHandle {
+    fn watch_monitor(
+        &self,
+        monitor: ChildExit,
+        record: DetachedRecord,
+        cgroup: CgroupPath,
+    ) -> ProcessHandle {
         let (stop, abandon) = (CancellationToken::new(), CancellationToken::new());
         let this = self.clone();
         let (token, left) = (stop.clone(), abandon.clone());
@@ -237,7 +258,12 @@ impl Processes {
         let exit = match (end.code, end.signal) {
             (Some(c), _) => ExitKind::Code(c),
             (None, Some(s)) => ExitKind::Signal(s),
-            (None, None) => return Err(ProcessError::Lost { pid, why: end.message }),
+            (None, None) => {
+                return Err(ProcessError::Lost {
+                    pid,
+                    why: end.message,
+                })
+            }
         };
         Ok(Finished {
             pid,

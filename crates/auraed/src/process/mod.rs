@@ -25,7 +25,7 @@ mod vfork;
 pub use detached::{Adopted, DetachedRecord};
 pub use error::ProcessError;
 pub use exit::ExitKind;
-pub(crate) use pidfd::ChildExit;
 pub(crate) use output::{open_log, OutputLog};
+pub(crate) use pidfd::ChildExit;
 pub use spawn::{ProcessSpec, Processes};
 pub use supervise::{Finished, ProcessHandle};

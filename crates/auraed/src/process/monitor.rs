@@ -53,7 +53,12 @@ pub fn run(spec_json: &str) -> i32 {
     // Its own session: a Ctrl-C at the daemon's terminal, or the daemon's
     // death, must not reach it. Only SIGKILL ends it early.
     let _ = nix::unistd::setsid();
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGPIPE] {
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGPIPE,
+    ] {
         // SAFETY: SIG_IGN installs no handler code.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
@@ -140,12 +145,18 @@ fn supervise(spec: &MonitorSpec, s: Started) {
     let exit = wait(s.pid);
     // Like KillMode=control-group: the main process is gone, so is the rest.
     if let Err(e) = s.driver.kill_all(&s.cgroup) {
-        note(&s.writer, &format!("[aurae: could not kill what was left in the cgroup: {e}]"));
+        note(
+            &s.writer,
+            &format!("[aurae: could not kill what was left in the cgroup: {e}]"),
+        );
     }
     let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
     for _ in 0..2 {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if done_rx.recv_timeout(left.max(Duration::from_millis(1))).is_err() {
+        if done_rx
+            .recv_timeout(left.max(Duration::from_millis(1)))
+            .is_err()
+        {
             note(&s.writer, "[aurae: stopped reading output: the process exited but another process (outside its cgroup) still holds its output open]");
             break;
         }
@@ -156,7 +167,10 @@ fn supervise(spec: &MonitorSpec, s: Started) {
     };
     let mut w = s.writer.lock().unwrap_or_else(|p| p.into_inner());
     if let Err(e) = w.finish(&end_marker(exit, message)) {
-        eprintln!("auraed monitor: closing the log {}: {e}", spec.log_dir.display());
+        eprintln!(
+            "auraed monitor: closing the log {}: {e}",
+            spec.log_dir.display()
+        );
     }
 }
 

@@ -224,10 +224,16 @@ mod tests {
         let pump = Pump::start(out_r, err_r, writer);
         out_w.write_all(b"moved 42\n").expect("write");
         drop(err_w);
-        pump.drain(Duration::from_millis(200)).await.expect("writer");
+        pump.drain(Duration::from_millis(200))
+            .await
+            .expect("writer");
         let text = read_output(dir.path(), 1000).expect("read");
         assert_eq!(text.stdout, "moved 42\n");
-        assert!(text.stderr.contains("stopped reading output"), "{}", text.stderr);
+        assert!(
+            text.stderr.contains("stopped reading output"),
+            "{}",
+            text.stderr
+        );
         drop(out_w);
     }
 }

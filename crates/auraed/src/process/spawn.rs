@@ -2,8 +2,8 @@
 //! into the cgroup before exec (so no descendant can escape it), then exec.
 
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,11 +44,7 @@ pub struct Processes {
 }
 
 impl Processes {
-    pub fn new(
-        cgroups: Arc<dyn CgroupDriver>,
-        logs: Arc<LogStore>,
-        grace: Duration,
-    ) -> Self {
+    pub fn new(cgroups: Arc<dyn CgroupDriver>, logs: Arc<LogStore>, grace: Duration) -> Self {
         Self {
             cgroups,
             logs,
@@ -96,12 +92,11 @@ impl Processes {
             path: spec.cgroup.as_str().to_string(),
             source,
         };
-        let (dir, writer) = open_log(&self.logs, spec.kind, &spec.name).map_err(|source| {
-            ProcessError::Log {
+        let (dir, writer) =
+            open_log(&self.logs, spec.kind, &spec.name).map_err(|source| ProcessError::Log {
                 program: program.clone(),
                 source,
-            }
-        })?;
+            })?;
         let started = blocking_io(|| {
             self.cgroups.create(&spec.cgroup).map_err(cgroup_err)?;
             self.start(&spec).map_err(|source| {
@@ -150,12 +145,13 @@ impl Processes {
             stdout,
             stderr,
         } = started;
-        let output = OutputLog::start(&self.logs, pid, writer, stdout, stderr).map_err(|source| {
-            ProcessError::Log {
-                program: spec.argv.first().cloned().unwrap_or_default(),
-                source,
-            }
-        })?;
+        let output =
+            OutputLog::start(&self.logs, pid, writer, stdout, stderr).map_err(|source| {
+                ProcessError::Log {
+                    program: spec.argv.first().cloned().unwrap_or_default(),
+                    source,
+                }
+            })?;
         let stop = self.shutdown.child_token();
         self.running.fetch_add(1, Ordering::Relaxed);
         let done = tokio::spawn(supervise(Supervised {

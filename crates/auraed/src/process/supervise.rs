@@ -201,7 +201,10 @@ pub(super) async fn terminate(
     let (cg, path) = (cgroups.clone(), cgroup.clone());
     let term = tokio::task::spawn_blocking(move || cg.signal_all(&path, Signal::SIGTERM)).await;
     if !matches!(term, Ok(Ok(_))) {
-        tracing::warn!(pid = child.pid(), "sending SIGTERM to the cgroup failed: signalling the process");
+        tracing::warn!(
+            pid = child.pid(),
+            "sending SIGTERM to the cgroup failed: signalling the process"
+        );
         let _ = child.signal(libc::SIGTERM);
     }
     match tokio::time::timeout(grace, child.wait_exited()).await {

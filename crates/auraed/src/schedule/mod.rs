@@ -188,7 +188,10 @@ impl Schedule {
         let n = supervisors.len();
         if !stop_workloads && self.detached {
             futures::future::join_all(supervisors.into_iter().map(Supervisor::detach)).await;
-            tracing::info!(left_running = n, "scheduled executables left running for the next daemon");
+            tracing::info!(
+                left_running = n,
+                "scheduled executables left running for the next daemon"
+            );
             return;
         }
         let all = futures::future::join_all(supervisors.into_iter().map(Supervisor::stop));

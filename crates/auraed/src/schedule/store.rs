@@ -107,7 +107,10 @@ mod tests {
             .expect("run");
             assert!(s.delete("tmp").expect("delete"));
             assert!(!s.delete("tmp").expect("delete again"));
-            assert!(s.runs().expect("runs").is_empty(), "a deleted unit has no run");
+            assert!(
+                s.runs().expect("runs").is_empty(),
+                "a deleted unit has no run"
+            );
         }
         let s = Store::new(Arc::new(StateDb::open(dir.path()).expect("reopen")));
         let all = s.load().expect("load");

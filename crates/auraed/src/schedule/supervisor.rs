@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use super::store::Store;
 use crate::cgroups::CgroupPath;
 use crate::logs::Kind;
-use crate::process::{Adopted, DetachedRecord, Finished, ProcessError, ProcessHandle, ProcessSpec, Processes};
+use crate::process::{
+    Adopted, DetachedRecord, Finished, ProcessError, ProcessHandle, ProcessSpec, Processes,
+};
 use crate::workload::Status as MetaStatus;
 
 /// Delay before the first restart; it doubles with each consecutive one.
@@ -224,7 +226,12 @@ async fn supervise(
         let adopted = match launch.adopt.take() {
             Some(record) => match launch.processes.adopt(&record).await {
                 Adopted::Running(handle) => {
-                    tracing::info!(kind = "schedule", name, pid = handle.pid(), "scheduled executable adopted from the previous daemon");
+                    tracing::info!(
+                        kind = "schedule",
+                        name,
+                        pid = handle.pid(),
+                        "scheduled executable adopted from the previous daemon"
+                    );
                     Some(handle)
                 }
                 Adopted::Ended(result) => {
@@ -292,7 +299,12 @@ async fn supervise(
         let ran = began.elapsed();
         let (result, asked) = match end {
             RunEnd::Detached => {
-                tracing::info!(kind = "schedule", name, pid, "left running for the next daemon to adopt");
+                tracing::info!(
+                    kind = "schedule",
+                    name,
+                    pid,
+                    "left running for the next daemon to adopt"
+                );
                 let mut s = lock(&state);
                 s.status = MetaStatus::Passive;
                 s.pid = 0;
@@ -331,7 +343,12 @@ async fn supervise(
         if !pause(&signals, delay, name).await {
             return stopped(&state, name);
         }
-        tracing::info!(kind = "schedule", name, restart = starts, "restarting scheduled executable");
+        tracing::info!(
+            kind = "schedule",
+            name,
+            restart = starts,
+            "restarting scheduled executable"
+        );
     }
 }
 
@@ -387,9 +404,14 @@ async fn wait(handle: ProcessHandle, signals: &Signals) -> RunEnd {
 }
 
 async fn forget_run(launch: &Launch, name: &str) {
-    let Some(store) = launch.runs.clone() else { return };
+    let Some(store) = launch.runs.clone() else {
+        return;
+    };
     let key = name.to_string();
-    if !matches!(tokio::task::spawn_blocking(move || store.delete_run(&key)).await, Ok(Ok(()))) {
+    if !matches!(
+        tokio::task::spawn_blocking(move || store.delete_run(&key)).await,
+        Ok(Ok(()))
+    ) {
         tracing::warn!(name, "could not remove the run from the state database");
     }
 }

@@ -9,7 +9,8 @@ use nix::sys::signal::Signal;
 
 use super::*;
 use crate::cgroups::{CgroupDriver, CgroupError, CgroupVersion};
-use crate::observe::ProcessOutputs;
+use crate::logs::{LogLimits, LogStore};
+use crate::state::StateDb;
 
 /// Places nothing (children stay in the test's cgroup); records kill_all and remove.
 #[derive(Debug, Default)]
@@ -69,13 +70,16 @@ struct Fixture {
     schedule: Arc<Schedule>,
 }
 
-fn processes(cgroups: Arc<FakeCgroups>) -> Processes {
+fn processes(cgroups: Arc<FakeCgroups>, dir: &Path) -> Processes {
+    let logs = LogStore::open(&dir.join("logs"), LogLimits::default(), 1 << 30).expect("log store");
     // The fake cannot signal a cgroup, so a stop is SIGKILL after this grace.
-    Processes::new(
-        cgroups,
-        Arc::new(ProcessOutputs::default()),
-        Duration::from_millis(100),
-    )
+    Processes::new(cgroups, logs, Duration::from_millis(100))
+}
+
+fn open(dir: &Path, cgroups: Arc<FakeCgroups>) -> Arc<Schedule> {
+    let db = Arc::new(StateDb::open(dir).expect("state db"));
+    // Attached: unit tests have no auraed binary to run as the monitor.
+    Schedule::open(db, processes(cgroups, dir), parent(), false).expect("open")
 }
 
 fn parent() -> CgroupPath {
@@ -85,7 +89,7 @@ fn parent() -> CgroupPath {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let cgroups = Arc::new(FakeCgroups::default());
-    let schedule = Schedule::open(dir.path(), processes(cgroups.clone()), parent()).expect("open");
+    let schedule = open(dir.path(), cgroups.clone());
     Fixture {
         dir,
         cgroups,
@@ -94,7 +98,7 @@ fn fixture() -> Fixture {
 }
 
 fn reopen(dir: &Path) -> Arc<Schedule> {
-    Schedule::open(dir, processes(Arc::new(FakeCgroups::default())), parent()).expect("reopen")
+    open(dir, Arc::new(FakeCgroups::default()))
 }
 
 fn exe(name: &str, command: &str) -> UnitSpec {
@@ -183,7 +187,7 @@ async fn bad_input_is_invalid_argument_and_stores_nothing() {
         .disable("a/b".into())
         .await)));
     assert!(f.schedule.list(true).is_empty() && f.schedule.list(false).is_empty());
-    let stored = Store::open(&f.dir.path().join("other")).expect("open");
+    let stored = StateDb::open(&f.dir.path().join("other")).expect("open");
     drop(stored);
     drop(f.schedule);
     let again = reopen(f.dir.path());
@@ -256,7 +260,7 @@ async fn enable_disable_destroy_lifecycle() {
         .await
         .expect("new command");
     assert_eq!(s.counts(), [("scheduled", 1), ("scheduled running", 1)]);
-    s.shutdown().await;
+    s.shutdown(true).await;
 }
 
 #[tokio::test]
@@ -280,7 +284,7 @@ async fn a_killed_process_is_restarted_with_a_new_pid() {
     assert_eq!(st.status, MetaStatus::Active);
     assert_eq!(st.restarts, 1);
     assert_eq!(st.last_exit, "killed by signal 9 (SIGKILL)");
-    f.schedule.shutdown().await;
+    f.schedule.shutdown(true).await;
     assert!(!alive(st.pid), "shutdown stops it");
 }
 
@@ -350,7 +354,7 @@ async fn state_survives_reopen_and_start_runs_only_the_enabled() {
     s.disable("b".into()).await.expect("disable b");
     s.enable(exe("c", "sleep 1002")).await.expect("enable c");
     s.destroy("c".into()).await.expect("destroy c");
-    s.shutdown().await;
+    s.shutdown(true).await;
     assert!(matches!(
         err(s.enable(exe("d", "sleep 1")).await),
         ScheduleError::ShuttingDown
@@ -362,7 +366,7 @@ async fn state_survives_reopen_and_start_runs_only_the_enabled() {
         leftovers: vec!["a".into(), "zombie".into()],
         ..Default::default()
     });
-    let again = Schedule::open(f.dir.path(), processes(cgroups.clone()), parent()).expect("reopen");
+    let again = open(f.dir.path(), cgroups.clone());
     assert_eq!(names(&again.list(true)), ["a"]);
     assert_eq!(names(&again.list(false)), ["b"]);
     assert_eq!(
@@ -391,7 +395,7 @@ async fn state_survives_reopen_and_start_runs_only_the_enabled() {
     assert!(alive(st.pid));
     assert_eq!(again.state("b").map(|st| st.pid), Some(0));
     assert!(again.state("c").is_none());
-    again.shutdown().await;
+    again.shutdown(true).await;
     assert!(!alive(st.pid));
     let _ = &f.cgroups;
 }
@@ -422,7 +426,7 @@ async fn concurrent_calls_for_one_name_do_not_race() {
     let enabled = names(&f.schedule.list(true));
     let disabled = names(&f.schedule.list(false));
     let running = f.schedule.state("race").map(|st| st.pid).unwrap_or(0);
-    f.schedule.shutdown().await;
+    f.schedule.shutdown(true).await;
     drop(f.schedule);
     let again = reopen(f.dir.path());
     assert_eq!(names(&again.list(true)), enabled);

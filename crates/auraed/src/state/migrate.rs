@@ -105,7 +105,8 @@ mod tests {
             let txn = old.begin_write().expect("txn");
             {
                 let mut t = txn.open_table(LEGACY_EXECUTABLES).expect("table");
-                t.insert("web", ("sleep 100", "the web", true)).expect("insert");
+                t.insert("web", ("sleep 100", "the web", true))
+                    .expect("insert");
                 t.insert("db", ("sleep 200", "", false)).expect("insert");
             }
             txn.commit().expect("commit");

@@ -143,7 +143,10 @@ impl StateDb {
     }
 
     /// Every record of `table`, by key.
-    pub fn all<V: DeserializeOwned>(&self, table: &Table<V>) -> Result<BTreeMap<String, V>, StateError> {
+    pub fn all<V: DeserializeOwned>(
+        &self,
+        table: &Table<V>,
+    ) -> Result<BTreeMap<String, V>, StateError> {
         let txn = self.db.begin_read().map_err(|e| self.err("reading", e))?;
         let t = match txn.open_table(table.def()) {
             Ok(t) => t,
@@ -154,19 +157,25 @@ impl StateDb {
         for row in t.iter().map_err(|e| self.err("reading", e))? {
             let (k, v) = row.map_err(|e| self.err("reading", e))?;
             let key = k.value().to_string();
-            let record = serde_json::from_slice(v.value()).map_err(|source| StateError::Decode {
-                path: self.path.clone(),
-                table: table.name,
-                key: key.clone(),
-                source,
-            })?;
+            let record =
+                serde_json::from_slice(v.value()).map_err(|source| StateError::Decode {
+                    path: self.path.clone(),
+                    table: table.name,
+                    key: key.clone(),
+                    source,
+                })?;
             out.insert(key, record);
         }
         Ok(out)
     }
 
     /// Inserts or replaces `key`, durably.
-    pub fn put<V: Serialize>(&self, table: &Table<V>, key: &str, record: &V) -> Result<(), StateError> {
+    pub fn put<V: Serialize>(
+        &self,
+        table: &Table<V>,
+        key: &str,
+        record: &V,
+    ) -> Result<(), StateError> {
         let bytes = serde_json::to_vec(record).map_err(|e| StateError::Decode {
             path: self.path.clone(),
             table: table.name,
@@ -265,22 +274,45 @@ mod tests {
             let db = StateDb::open(dir.path()).expect("open");
             assert_eq!(db.version().expect("version"), SCHEMA_VERSION);
             assert!(db.all(&THINGS).expect("all").is_empty());
-            db.put(&THINGS, "a", &Thing { n: 1, tag: "x".into() }).expect("put");
-            db.put(&THINGS, "b", &Thing { n: 2, tag: String::new() }).expect("put");
+            db.put(
+                &THINGS,
+                "a",
+                &Thing {
+                    n: 1,
+                    tag: "x".into(),
+                },
+            )
+            .expect("put");
+            db.put(
+                &THINGS,
+                "b",
+                &Thing {
+                    n: 2,
+                    tag: String::new(),
+                },
+            )
+            .expect("put");
             assert!(db.delete(&THINGS, "b").expect("delete"));
             assert!(!db.delete(&THINGS, "b").expect("delete again"));
         }
         let db = StateDb::open(dir.path()).expect("reopen");
         let all = db.all(&THINGS).expect("all");
         assert_eq!(all.len(), 1);
-        assert_eq!(all["a"], Thing { n: 1, tag: "x".into() });
+        assert_eq!(
+            all["a"],
+            Thing {
+                n: 1,
+                tag: "x".into()
+            }
+        );
     }
 
     #[test]
     fn a_second_open_is_refused_with_a_hint() {
         let dir = tempfile::tempdir().expect("tempdir");
         let _first = StateDb::open(dir.path()).expect("open");
-        let err = StateDb::open_waiting(dir.path(), Duration::from_millis(100)).expect_err("second");
+        let err =
+            StateDb::open_waiting(dir.path(), Duration::from_millis(100)).expect_err("second");
         assert!(err.to_string().contains("another auraed"), "{err}");
     }
 }

@@ -15,7 +15,7 @@ use aurae_proto::runtime::{Cell, CellStatus, Container};
 use auraed::cells::Cells;
 use auraed::cgroups::{detect_host, CgroupDriver, CgroupPath, HOST_MOUNT_ROOT};
 use auraed::images::{ImageStore, RegistryConfig};
-use auraed::observe::ProcessOutputs;
+use auraed::logs::{read_output, EndMarker, LogLimits, LogStore};
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -157,7 +157,7 @@ impl ApiCells {
 /// bundles under a temp dir, images in a temp store.
 pub struct Harness {
     pub cells: ApiCells,
-    pub outputs: Arc<ProcessOutputs>,
+    pub logs: Arc<LogStore>,
     pub driver: Arc<dyn CgroupDriver>,
     pub top: String,
     pub parent: CgroupPath,
@@ -177,18 +177,19 @@ impl Harness {
         let state = TempDir::new().unwrap();
         let images = ImageStore::open(state.path(), RegistryConfig::default()).unwrap();
         let driver = detect_host().unwrap();
-        let outputs = Arc::new(ProcessOutputs::default());
+        let logs =
+            LogStore::open(&state.path().join("logs"), LogLimits::default(), 1 << 30).unwrap();
         let cells = Cells::new(
             images,
             driver.clone(),
-            outputs.clone(),
+            logs.clone(),
             parent.clone(),
             runtime.path(),
             grace,
         );
         Self {
             cells: ApiCells(cells),
-            outputs,
+            logs,
             driver,
             top,
             parent,
@@ -302,18 +303,20 @@ pub fn cell(name: &str, containers: &[(&str, &str)]) -> Cell {
     }
 }
 
-/// The lines a process wrote on stdout (or stderr), by its pid.
-pub fn lines(outputs: &ProcessOutputs, pid: i32, stderr: bool) -> Vec<String> {
-    let out = outputs
-        .get(pid)
-        .unwrap_or_else(|| panic!("no output registered for pid {pid}"));
-    let channel = if stderr { &out.stderr } else { &out.stdout };
-    channel
-        .subscribe()
-        .backlog
-        .into_iter()
-        .map(|l| l.line)
-        .collect()
+/// The lines a process wrote on stdout (or stderr), by its pid, from its log.
+pub fn lines(logs: &LogStore, pid: i32, stderr: bool) -> Vec<String> {
+    let dir = logs
+        .by_pid(pid)
+        .unwrap_or_else(|| panic!("no log for pid {pid}"));
+    let text = read_output(&dir, 1 << 20).unwrap();
+    let text = if stderr { text.stderr } else { text.stdout };
+    text.lines().map(str::to_string).collect()
+}
+
+/// Whether the log of `pid` is complete (the process ended and its output was drained).
+pub fn log_complete(logs: &LogStore, pid: i32) -> bool {
+    logs.by_pid(pid)
+        .is_some_and(|dir| EndMarker::read(&dir).is_some())
 }
 
 pub fn alive(pid: i32) -> bool {
