@@ -5,8 +5,19 @@
 # foreground on /var/run/aurae/aurae.sock. In another shell (same user):
 #   aer status
 #   aer run -- echo hi
+# With --install-unit it installs hack/systemd/auraed.service instead of
+# running in the foreground, and starts it with systemctl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+install_unit=false
+args=()
+for a in "$@"; do
+  case "$a" in
+    --install-unit) install_unit=true ;;
+    *) args+=("$a") ;;
+  esac
+done
 
 if [ "$(id -u)" != 0 ]; then
   echo "hack/up.sh: run as root (auraed owns the node: cgroups, namespaces, /var/run/aurae)" >&2
@@ -22,4 +33,11 @@ else
   cargo build -p auraed -p aer
 fi
 install -m 0755 "target/$profile/auraed" "target/$profile/aer" /usr/local/bin/
-exec /usr/local/bin/auraed --bootstrap "$@"
+if $install_unit; then
+  install -m 0644 hack/systemd/auraed.service /etc/systemd/system/auraed.service
+  systemctl daemon-reload
+  systemctl enable --now auraed.service
+  echo "auraed.service installed and started: systemctl status auraed; journalctl -u auraed"
+  exit 0
+fi
+exec /usr/local/bin/auraed --bootstrap ${args[@]+"${args[@]}"}

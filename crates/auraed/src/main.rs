@@ -114,7 +114,12 @@ fn run_daemon(config: DaemonConfig) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_env("AURAED_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // Colour codes only for a person at a terminal, never in a file, pipe or journal.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .with(log.layer())
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
