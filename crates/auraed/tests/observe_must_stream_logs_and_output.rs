@@ -48,13 +48,17 @@ async fn daemon_log_must_reach_every_subscriber() {
         .expect("run");
     let pid = r.proc.expect("proc").pid;
     let needle = format!("pid={pid}");
-    let is_start = |i: &LogItem| i.line.contains("executable started") && i.line.contains(&needle);
+    let is_start = |i: &LogItem| i.line.contains("workload started") && i.line.contains(&needle);
     let got_a = next_items(&mut a, is_start).await;
     let got_b = next_items(&mut b, is_start).await;
     let last_a = got_a.last().expect("a record");
     let last_b = got_b.last().expect("a record");
     assert_eq!(last_a, last_b, "both subscribers see the same record");
-    assert!(last_a.channel.starts_with("DEBUG auraed"), "{last_a:?}");
+    assert!(last_a.channel.starts_with("INFO auraed"), "{last_a:?}");
+    assert!(
+        last_a.line.contains("caller="),
+        "the audit names the caller: {last_a:?}"
+    );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
