@@ -75,7 +75,10 @@ impl ObserveService {
     /// The entries as `LogItem`s, ending at daemon shutdown.
     fn items(&self, entries: EntryStream) -> LogStream {
         let shutdown = self.shutdown.clone();
-        let items = entries.map(|e| {
+        // Dropped with the stream: memory goes back once subscribers leave.
+        let guard = crate::observe::trim::LeaveGuard;
+        let items = entries.map(move |e| {
+            let _ = &guard;
             e.map(|e| LogItem {
                 channel: e.channel,
                 line: e.line,

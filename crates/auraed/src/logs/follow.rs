@@ -18,7 +18,7 @@ use super::reader::{Event, LogCursor};
 use super::watch::{DirWatch, Watcher};
 
 /// Bytes of log read per step.
-const READ_BUDGET: usize = 16 * 1024;
+const READ_BUDGET: usize = 8 * 1024;
 /// A wake-up even without an inotify event, so a lost event only delays.
 const POLL_FALLBACK: Duration = Duration::from_secs(2);
 

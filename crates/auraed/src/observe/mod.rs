@@ -4,6 +4,7 @@
 
 pub mod daemon_log;
 pub mod streams;
+pub mod trim;
 
 pub use daemon_log::DaemonLog;
 pub use streams::{LogEntry, ObserveError, Observer};

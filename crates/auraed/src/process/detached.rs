@@ -110,8 +110,12 @@ impl Processes {
                 }))
             }
         };
-        if let Some(monitor) = open_if_same(record) {
-            return Adopted::Running(self.watch_monitor(monitor, record.clone(), cgroup));
+        // A monitor that wrote the end marker has seen its workload end,
+        // even if it lingers (a zombie not yet reaped by its new parent).
+        if EndMarker::read(&record.log_dir).is_none() {
+            if let Some(monitor) = open_if_same(record) {
+                return Adopted::Running(self.watch_monitor(monitor, record.clone(), cgroup));
+            }
         }
         Adopted::Ended(self.collect(record, &cgroup, false).await)
     }
@@ -284,12 +288,17 @@ fn open_if_same(record: &DetachedRecord) -> Option<ChildExit> {
     (start_time(record.monitor_pid)? == record.monitor_start).then_some(monitor)
 }
 
-/// Field 22 of /proc/PID/stat: the start time in clock ticks since boot.
+/// Field 22 of /proc/PID/stat: the start time in clock ticks since boot,
+/// for a process that has not exited (a zombie has none here).
 fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: skip past its last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = rest.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 #[cfg(test)]
