@@ -37,17 +37,14 @@ impl Finished {
     /// The output as text, at most `limit` bytes per stream (read from its log).
     pub async fn output(&self, limit: usize) -> OutputText {
         let dir = self.log_dir.clone();
-        match tokio::task::spawn_blocking(move || read_output(&dir, limit)).await {
-            Ok(Ok(text)) => text,
-            Ok(Err(e)) => OutputText {
-                stdout: String::new(),
-                stderr: format!("[aurae: the output log could not be read: {e}]"),
-            },
-            Err(e) => OutputText {
-                stdout: String::new(),
-                stderr: format!("[aurae: the output log could not be read: {e}]"),
-            },
-        }
+        let read = tokio::task::spawn_blocking(move || read_output(&dir, limit))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+        read.unwrap_or_else(|e| OutputText {
+            stdout: String::new(),
+            stderr: format!("[aurae: the output log could not be read: {e}]"),
+        })
     }
 }
 
