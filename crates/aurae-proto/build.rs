@@ -13,6 +13,8 @@ const PROTOS: &[&str] = &[
     "schedule.proto",
     "cells.proto",
     "images.proto",
+    "vms.proto",
+    "instances.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -168,6 +168,7 @@ mod tests {
             meta: am("job", ""),
             command: "sleep 1".into(),
             comment: "c".into(),
+            ..Default::default()
         });
         assert_eq!(
             e,

@@ -20,6 +20,12 @@ pub mod cells {
 pub mod images {
     tonic::include_proto!("images");
 }
+pub mod vms {
+    tonic::include_proto!("vms");
+}
+pub mod instances {
+    tonic::include_proto!("instances");
+}
 
 /// Encoded `FileDescriptorSet` of every proto above, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -98,6 +98,21 @@ const ADDITIVE_FIELDS: &[(&str, i32)] = &[
     ("observe.GetAuraeDaemonLogStreamRequest.tail", 1),
     ("observe.GetAuraeDaemonLogStreamRequest.no_follow", 2),
     ("observe.GetSubProcessStreamRequest.no_follow", 3),
+    ("runtime.Executable.limits", 5),
+    ("runtime.Executable.user", 6),
+    ("runtime.Executable.group", 7),
+    ("runtime.Limits.cpu_millis", 1),
+    ("runtime.Limits.memory_bytes", 2),
+    ("runtime.Limits.pids", 3),
+    ("runtime.VirtualMachine.memory_mib", 4),
+    ("runtime.VirtualMachine.vcpus", 5),
+    ("runtime.VirtualMachineStatus.proc", 3),
+    ("runtime.SpawnRequest.name", 1),
+    ("runtime.SpawnRequest.memory_mib", 2),
+    ("runtime.SpawnRequest.vcpus", 3),
+    ("runtime.SpawnResponse.name", 1),
+    ("runtime.SpawnResponse.address", 2),
+    ("runtime.SpawnResponse.proc", 3),
 ];
 
 const SEED_PACKAGES: &[&str] = &["meta", "observe", "runtime", "schedule"];
@@ -202,9 +217,43 @@ fn executable_skips_field_two() {
         meta: None,
         command: "true".into(),
         comment: "c".into(),
+        ..Default::default()
     };
     assert_eq!(
         exe.encode_to_vec(),
         [0x1a, 4, b't', b'r', b'u', b'e', 0x22, 1, b'c']
     );
+}
+
+#[test]
+fn additive_services_keep_the_contract_paths() {
+    let mut actual = Vec::new();
+    for file in descriptor()
+        .file
+        .iter()
+        .filter(|f| ["vms", "instances"].contains(&f.package()))
+    {
+        for svc in &file.service {
+            for m in &svc.method {
+                actual.push(format!(
+                    "/{}.{}/{} {} -> {}",
+                    file.package(),
+                    svc.name(),
+                    m.name(),
+                    m.input_type(),
+                    m.output_type()
+                ));
+            }
+        }
+    }
+    actual.sort();
+    let expected = [
+        "/instances.Instances/Free .instances.FreeRequest -> .instances.FreeResponse",
+        "/instances.Instances/Graph .instances.GraphRequest -> .runtime.Instance",
+        "/vms.Vms/Delete .vms.VmRef -> .runtime.VirtualMachineStatus",
+        "/vms.Vms/List .vms.ListVmsRequest -> .vms.ListVmsResponse",
+        "/vms.Vms/Start .vms.VmRef -> .runtime.VirtualMachineStatus",
+        "/vms.Vms/Stop .vms.VmRef -> .runtime.VirtualMachineStatus",
+    ];
+    assert_eq!(actual, expected);
 }

@@ -14,6 +14,7 @@ fn exe(command: &str) -> Executable {
         }),
         command: command.into(),
         comment: String::new(),
+        ..Default::default()
     }
 }
 

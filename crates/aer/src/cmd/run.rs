@@ -43,6 +43,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode> {
         }),
         command: command.clone(),
         comment: args.comment.unwrap_or_default(),
+        ..Default::default()
     };
     let status = ctx
         .client()

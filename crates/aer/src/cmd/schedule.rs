@@ -133,6 +133,7 @@ fn named(name: &str, command: String, comment: String) -> Executable {
         }),
         command,
         comment,
+        ..Default::default()
     }
 }
 

@@ -30,6 +30,7 @@ pub fn listed_executable(u: ListedUnit) -> Executable {
         meta: meta(u.spec.name, u.message),
         command: u.spec.command,
         comment: u.spec.comment,
+        ..Default::default()
     }
 }
 

@@ -18,6 +18,7 @@ pub fn exe(name: &str, command: &str) -> Executable {
         }),
         command: command.into(),
         comment: format!("test {name}"),
+        ..Default::default()
     }
 }
 
