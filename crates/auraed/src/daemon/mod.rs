@@ -23,7 +23,7 @@ use crate::logs::{LogLimits, LogStore};
 use crate::observe::{DaemonLog, Observer};
 use crate::process::Processes;
 use crate::schedule::{Schedule, ScheduleError};
-use crate::server::{self, Listeners, Policy, ServerError};
+use crate::server::{self, HandshakeLimits, Listeners, Policy, ServerError};
 use crate::state::StateDb;
 
 #[derive(Debug, Error)]
@@ -41,6 +41,10 @@ pub enum DaemonError {
     UnknownGroup(String),
     #[error("--stop-grace must be a number of seconds from 0 to 3600, not {0}")]
     BadGrace(f64),
+    #[error("--handshake-timeout must be a number of seconds from 0.1 to 300, not {0}")]
+    BadHandshakeTimeout(f64),
+    #[error("--max-handshakes must be at least 1")]
+    BadMaxHandshakes,
     #[error("images")]
     Images(#[from] ImageError),
     #[error("schedule")]
@@ -65,6 +69,13 @@ pub async fn run(
     if !(0.0..=3600.0).contains(&config.stop_grace) {
         return Err(DaemonError::BadGrace(config.stop_grace));
     }
+    if !(0.1..=300.0).contains(&config.handshake_timeout) {
+        return Err(DaemonError::BadHandshakeTimeout(config.handshake_timeout));
+    }
+    if config.max_handshakes == 0 {
+        return Err(DaemonError::BadMaxHandshakes);
+    }
+    server::raise_nofile_limit();
     for dir in [&config.state_dir, &config.runtime_dir] {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -93,6 +104,10 @@ pub async fn run(
         ca_crt: config.ca_crt.clone(),
         server_crt: config.server_crt.clone(),
         server_key: config.server_key.clone(),
+        handshakes: HandshakeLimits {
+            timeout: Duration::from_secs_f64(config.handshake_timeout),
+            max_handshakes: config.max_handshakes,
+        },
     })
     .await?;
 

@@ -1,8 +1,10 @@
 //! Transport: the Unix socket and optional TCP listener, mutual TLS on both,
 //! authorization, health and reflection, and graceful shutdown.
 
+mod accept;
 mod authz;
 mod authz_layer;
+mod fd_limit;
 mod identity;
 mod socket;
 mod tls;
@@ -12,13 +14,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use thiserror::Error;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
+pub use accept::HandshakeLimits;
 pub use authz::{AuthzError, Policy};
 pub use authz_layer::AuthzLayer;
+pub use fd_limit::raise_nofile_limit;
 pub use identity::peer_names;
 pub use socket::bind_unix;
 
@@ -43,8 +47,14 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("configuring TLS")]
-    Tls(#[source] tonic::transport::Error),
+    #[error("the {what} {path}: {reason}")]
+    BadPki {
+        what: &'static str,
+        path: String,
+        reason: String,
+    },
+    #[error("configuring TLS: {0}")]
+    Tls(String),
     #[error("serving")]
     Serve(#[source] tonic::transport::Error),
     #[error(transparent)]
@@ -59,6 +69,7 @@ pub struct Listeners {
     pub ca_crt: PathBuf,
     pub server_crt: PathBuf,
     pub server_key: PathBuf,
+    pub handshakes: HandshakeLimits,
 }
 
 /// A bound server, ready to serve: binding is separate so that a caller
@@ -67,7 +78,8 @@ pub struct Bound {
     unix: tokio::net::UnixListener,
     tcp: Option<tokio::net::TcpListener>,
     socket: PathBuf,
-    tls: tonic::transport::ServerTlsConfig,
+    tls: tokio_rustls::TlsAcceptor,
+    handshakes: HandshakeLimits,
 }
 
 impl Bound {
@@ -92,6 +104,7 @@ pub async fn bind(l: &Listeners) -> Result<Bound, ServerError> {
         tcp,
         socket: l.socket.clone(),
         tls,
+        handshakes: l.handshakes,
     })
 }
 
@@ -103,28 +116,35 @@ pub async fn serve(
     policy: Arc<Policy>,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    let builder = || -> Result<_, ServerError> {
-        Ok(Server::builder()
-            .tls_config(bound.tls.clone())
-            .map_err(ServerError::Tls)?
+    let builder = || {
+        Server::builder()
             .tcp_nodelay(true)
-            .layer(AuthzLayer::new(policy.clone())))
+            .layer(AuthzLayer::new(policy.clone()))
     };
-    let unix_incoming = tokio_stream::wrappers::UnixListenerStream::new(bound.unix);
-    let unix = builder()?
+    let unix_incoming = accept::tls_incoming(
+        "unix",
+        UnixListenerStream::new(bound.unix),
+        bound.tls.clone(),
+        bound.handshakes,
+        |_| {},
+    );
+    let unix = builder()
         .add_routes(routes.clone())
         .serve_with_incoming_shutdown(unix_incoming, shutdown.clone().cancelled_owned());
-    let tcp = match bound.tcp {
-        Some(listener) => {
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-            Some(
-                builder()?
-                    .add_routes(routes)
-                    .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned()),
-            )
-        }
-        None => None,
-    };
+    let tcp = bound.tcp.map(|listener| {
+        let incoming = accept::tls_incoming(
+            "tcp",
+            TcpListenerStream::new(listener),
+            bound.tls.clone(),
+            bound.handshakes,
+            |s: &tokio::net::TcpStream| {
+                let _ = s.set_nodelay(true);
+            },
+        );
+        builder()
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned())
+    });
     let result = match tcp {
         Some(tcp) => tokio::try_join!(unix, tcp).map(|_| ()),
         None => unix.await,
