@@ -41,6 +41,9 @@ pub enum Command {
     /// Pull OCI images into the node's store
     #[command(subcommand)]
     Image(cmd::image::ImageCommand),
+    /// Check an authorization policy file
+    #[command(subcommand)]
+    Policy(cmd::policy::PolicyCommand),
     /// Print a shell completion script
     Completions(cmd::completions::CompletionsArgs),
 }

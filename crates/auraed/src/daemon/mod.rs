@@ -23,7 +23,7 @@ use crate::logs::{LogLimits, LogStore};
 use crate::observe::{DaemonLog, Observer};
 use crate::process::Processes;
 use crate::schedule::{Schedule, ScheduleError};
-use crate::server::{self, HandshakeLimits, Listeners, Policy, ServerError};
+use crate::server::{self, HandshakeLimits, Listeners, LivePolicy, ServerError};
 use crate::state::StateDb;
 
 #[derive(Debug, Error)]
@@ -86,7 +86,11 @@ pub async fn run(
                 source,
             })?;
     }
-    let policy = Arc::new(load_policy(&config)?);
+    let policy = Arc::new(
+        LivePolicy::load(&config.authz_policy, config.authz_policy_is_default())
+            .map_err(ServerError::from)?,
+    );
+    tokio::spawn(server::reload_on_sighup(policy.clone(), shutdown.clone()));
     let group = match &config.socket_group {
         Some(g) => Some(
             nix::unistd::Group::from_name(g)
@@ -252,17 +256,4 @@ async fn remove_cgroup_root(driver: &dyn CgroupDriver, root: &CgroupPath, within
     if let Err(e) = driver.remove(root) {
         tracing::warn!(cgroup = root.as_str(), error = %crate::error_chain::chain(&e), "removing the daemon's cgroups at exit");
     }
-}
-
-fn load_policy(config: &DaemonConfig) -> Result<Policy, DaemonError> {
-    if !config.authz_policy.exists() && config.authz_policy_is_default() {
-        tracing::warn!(
-            policy = %config.authz_policy.display(),
-            "no authorization policy: every client certificate signed by the CA may call every method"
-        );
-        return Ok(Policy::AllowAll);
-    }
-    let policy = Policy::load(&config.authz_policy).map_err(ServerError::from)?;
-    tracing::info!(policy = %config.authz_policy.display(), "authorization policy loaded");
-    Ok(policy)
 }

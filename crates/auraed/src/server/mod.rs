@@ -2,10 +2,10 @@
 //! authorization, health and reflection, and graceful shutdown.
 
 mod accept;
-mod authz;
 mod authz_layer;
 mod fd_limit;
 mod identity;
+mod live_policy;
 mod socket;
 mod tls;
 
@@ -20,10 +20,11 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 
 pub use accept::HandshakeLimits;
-pub use authz::{AuthzError, Policy};
+pub use aurae_policy::{Catalog, Policy, PolicyError};
 pub use authz_layer::AuthzLayer;
 pub use fd_limit::raise_nofile_limit;
 pub use identity::peer_names;
+pub use live_policy::{reload_on_sighup, LivePolicy};
 pub use socket::bind_unix;
 
 #[derive(Debug, Error)]
@@ -58,7 +59,7 @@ pub enum ServerError {
     #[error("serving")]
     Serve(#[source] tonic::transport::Error),
     #[error(transparent)]
-    Authz(#[from] AuthzError),
+    Authz(#[from] PolicyError),
 }
 
 /// Where and how to listen.
@@ -113,7 +114,7 @@ pub async fn bind(l: &Listeners) -> Result<Bound, ServerError> {
 pub async fn serve(
     bound: Bound,
     routes: Routes,
-    policy: Arc<Policy>,
+    policy: Arc<LivePolicy>,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let builder = || {
