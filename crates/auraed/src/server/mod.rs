@@ -8,6 +8,7 @@ mod identity;
 mod live_policy;
 mod socket;
 mod tls;
+mod too_large;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -118,9 +119,12 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let builder = || {
-        Server::builder()
-            .tcp_nodelay(true)
-            .layer(AuthzLayer::new(policy.clone()))
+        Server::builder().tcp_nodelay(true).layer(
+            tower::ServiceBuilder::new()
+                .map_response(too_large::too_large_is_resource_exhausted)
+                .layer(AuthzLayer::new(policy.clone()))
+                .into_inner(),
+        )
     };
     let unix_incoming = accept::tls_incoming(
         "unix",
