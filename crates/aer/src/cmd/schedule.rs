@@ -153,19 +153,23 @@ fn print_list(ctx: &Ctx, enabled: Option<&[Executable]>, disabled: Option<&[Exec
         .max()
         .unwrap_or(0)
         .max(4);
-    println!(
-        "{:<8}  {:<width$}  {:<15}  {:>7}  {:>8}  COMMAND",
-        "STATE", "NAME", "STATUS", "PID", "RESTARTS"
-    );
-    for (state, e) in rows {
-        let message = e
-            .meta
+    let message = |e: &Executable| {
+        e.meta
             .as_ref()
-            .map(|m| m.message.as_str())
-            .unwrap_or_default();
-        let field = |key: &str| status_field(message, key).unwrap_or("-").to_string();
+            .map(|m| m.message.clone())
+            .unwrap_or_default()
+    };
+    let exits: Vec<String> = rows.iter().map(|(_, e)| last_exit(&message(e))).collect();
+    let exit_width = exits.iter().map(String::len).max().unwrap_or(0).max(9);
+    println!(
+        "{:<8}  {:<width$}  {:<15}  {:>7}  {:>8}  {:<exit_width$}  COMMAND",
+        "STATE", "NAME", "STATUS", "PID", "RESTARTS", "LAST EXIT"
+    );
+    for ((state, e), exit) in rows.into_iter().zip(exits) {
+        let message = message(e);
+        let field = |key: &str| status_field(&message, key).unwrap_or("-").to_string();
         println!(
-            "{state:<8}  {:<width$}  {:<15}  {:>7}  {:>8}  {}",
+            "{state:<8}  {:<width$}  {:<15}  {:>7}  {:>8}  {exit:<exit_width$}  {}",
             name(e),
             field("status").trim_start_matches("STATUS_"),
             field("pid"),
@@ -173,6 +177,41 @@ fn print_list(ctx: &Ctx, enabled: Option<&[Executable]>, disabled: Option<&[Exec
             e.command
         );
     }
+}
+
+/// The LAST EXIT column: how the last process ended, and why the
+/// supervisor gave up when it did (`error=`), or `-` when it never ran.
+fn last_exit(message: &str) -> String {
+    let exit = quoted_field(message, "last_exit").filter(|s| !s.is_empty());
+    match (exit, quoted_field(message, "error")) {
+        (_, Some(error)) => error,
+        (Some(exit), None) => exit,
+        (None, None) => "-".into(),
+    }
+}
+
+/// The value of `key="..."` in the status line; the daemon writes it with
+/// Rust's string escapes (`\"`, `\\`, `\n`, ...).
+fn quoted_field(message: &str, key: &str) -> Option<String> {
+    let pattern = format!("{key}=\"");
+    let start = message
+        .match_indices(&pattern)
+        .find(|(i, _)| *i == 0 || message[..*i].ends_with(' '))
+        .map(|(i, _)| i + pattern.len())?;
+    let mut out = String::new();
+    let mut chars = message[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push(' '),
+                't' => out.push(' '),
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 /// The value of `key` in the daemon's status line (`status=STATUS_ACTIVE pid=12 ...`);
@@ -208,6 +247,24 @@ mod tests {
         assert_eq!(status_field(m, "pid"), Some("1234"));
         assert_eq!(status_field(m, "restarts"), Some("2"));
         assert_eq!(status_field(m, "nope"), None);
+    }
+
+    #[test]
+    fn the_last_exit_column_shows_the_exit_or_why_the_supervisor_gave_up() {
+        assert_eq!(
+            last_exit(r#"status=STATUS_ACTIVE pid=1234 restarts=2 last_exit="exited with code 1""#),
+            "exited with code 1"
+        );
+        assert_eq!(
+            last_exit(
+                r#"status=STATUS_ERROR pid=0 restarts=4 last_exit="exited with code 1" error="start limit hit: could not start \"x\"""#
+            ),
+            r#"start limit hit: could not start "x""#
+        );
+        assert_eq!(
+            last_exit(r#"status=STATUS_ACTIVE pid=1 restarts=0 last_exit="""#),
+            "-"
+        );
     }
 
     #[test]
