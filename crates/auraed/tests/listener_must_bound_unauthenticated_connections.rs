@@ -42,6 +42,20 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / hz)
 }
 
+/// The daemon uses at most a fifth of one core over `over`: a busy loop
+/// (tonic's accept retry on EMFILE) uses all of it.
+async fn assert_not_spinning(d: &TestDaemon, over: Duration, while_what: &str) {
+    let pid = d.pid().expect("pid");
+    let before = cpu_time(pid);
+    tokio::time::sleep(over).await;
+    let spent = cpu_time(pid) - before;
+    assert!(
+        spent < over / 5,
+        "the daemon used {spent:?} of CPU in {over:?} while {while_what}:\n{}",
+        d.log()
+    );
+}
+
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
@@ -125,15 +139,7 @@ async fn idle_tcp_flood_must_not_starve_the_unix_socket() {
     let flooded = Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // Not spinning: CPU time over two seconds of an idle flood.
-    let before = cpu_time(pid);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let spent = cpu_time(pid) - before;
-    assert!(
-        spent < Duration::from_millis(400),
-        "the daemon used {spent:?} of CPU in 2 s while {FLOOD} idle connections were open:\n{}",
-        d.log()
-    );
+    assert_not_spinning(&d, Duration::from_secs(2), "idle connections are held").await;
 
     // The Unix socket answers promptly, over a connection made during the flood.
     let (client, _) = timed("connect over the Unix socket", d.client()).await;
@@ -177,18 +183,23 @@ async fn idle_tcp_flood_must_not_starve_the_unix_socket() {
         );
     }
 
-    // Every connection is closed once the handshake timeout has passed.
+    // Every connection is closed, at most the handshake timeout (2 s) after
+    // the daemon accepted it. A connection still in the kernel's backlog
+    // when a handshake slot frees is accepted then and gets its own 2 s, so
+    // on a busy machine the last ones may close a round later.
     assert_eq!(
         held.len(),
         FLOOD,
         "connections the kernel could not even queue"
     );
-    let wait = Duration::from_millis(3500).saturating_sub(flooded.elapsed());
-    tokio::time::sleep(wait).await;
-    let open = held.iter().filter(|s| !closed_by_daemon(s)).count();
+    let mut open = FLOOD;
+    while open > 0 && flooded.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        open = held.iter().filter(|s| !closed_by_daemon(s)).count();
+    }
     assert_eq!(
         open, 0,
-        "{open} of {FLOOD} idle connections still open after the handshake timeout"
+        "{open} of {FLOOD} idle connections still open 8 s after the flood (handshake timeout 2 s)"
     );
     let fds = open_fds(pid);
     assert!(fds < 200, "the daemon still holds {fds} descriptors");
@@ -221,14 +232,7 @@ async fn running_out_of_descriptors_must_back_off_and_recover() {
 
     let held = flood(port, 600).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = cpu_time(pid);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let spent = cpu_time(pid) - before;
-    assert!(
-        spent < Duration::from_millis(300),
-        "the daemon used {spent:?} of CPU in 1 s while out of descriptors:\n{}",
-        d.log()
-    );
+    assert_not_spinning(&d, Duration::from_secs(1), "out of descriptors").await;
     assert!(
         d.log().contains("out of file descriptors"),
         "no warning about the descriptor limit:\n{}",

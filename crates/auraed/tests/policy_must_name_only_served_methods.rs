@@ -10,35 +10,22 @@ use std::process::{Command, Output};
 use aurae_proto::runtime::Executable;
 use common::{eventually, require_root, TestDaemon};
 
-const GOOD: &str = r#"
-[[allow]]
-identities = ["admin"]
-methods = ["*"]
+/// admin may call everything; viewer what is given.
+fn policy(viewer: &[&str]) -> String {
+    let methods: Vec<String> = viewer.iter().map(|m| format!("{m:?}")).collect();
+    format!(
+        "[[allow]]\nidentities = [\"admin\"]\nmethods = [\"*\"]\n\n[[allow]]\nidentities = [\"viewer\"]\nmethods = [{}]\n",
+        methods.join(", ")
+    )
+}
 
-[[allow]]
-identities = ["viewer"]
-methods = ["observe.Observe"]
-"#;
+fn good() -> String {
+    policy(&["observe.Observe"])
+}
 
-const TYPO: &str = r#"
-[[allow]]
-identities = ["admin"]
-methods = ["*"]
-
-[[allow]]
-identities = ["viewer"]
-methods = ["observe.Observe", "runtime.Core/RunExecutabel"]
-"#;
-
-const GRANT_RUN: &str = r#"
-[[allow]]
-identities = ["admin"]
-methods = ["*"]
-
-[[allow]]
-identities = ["viewer"]
-methods = ["observe.Observe", "runtime.Core/RunExecutable"]
-"#;
+fn typo() -> String {
+    policy(&["observe.Observe", "runtime.Core/RunExecutabel"])
+}
 
 const TYPO_MESSAGE: &str =
     "rule 2: unknown method \"runtime.Core/RunExecutabel\": did you mean \"runtime.Core/RunExecutable\"?";
@@ -62,7 +49,7 @@ async fn a_policy_typo_must_stop_the_daemon_at_start() {
         return;
     }
     let dir = tempfile::tempdir().expect("tmp");
-    let policy = write(dir.path(), "authz.toml", TYPO);
+    let policy = write(dir.path(), "authz.toml", &typo());
     let out = auraed(&[
         "--authz-policy".as_ref(),
         policy.as_os_str(),
@@ -87,7 +74,7 @@ async fn a_policy_typo_on_reload_must_keep_the_policy_in_force() {
     if !require_root("a_policy_typo_on_reload_must_keep_the_policy_in_force") {
         return;
     }
-    let d = TestDaemon::builder().policy(GOOD).start().await;
+    let d = TestDaemon::builder().policy(&good()).start().await;
     let path = d.dir.path().join("authz.toml");
     let pid = nix::unistd::Pid::from_raw(d.pid().expect("pid") as i32);
     let hup = || nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
@@ -100,7 +87,7 @@ async fn a_policy_typo_on_reload_must_keep_the_policy_in_force() {
     };
     assert!(run().await.is_err(), "the viewer may not run before");
 
-    std::fs::write(&path, TYPO).expect("write typo");
+    std::fs::write(&path, typo()).expect("write typo");
     hup();
     assert!(
         eventually(10, || d.log().contains("keeping the policy in force")).await,
@@ -125,7 +112,11 @@ async fn a_policy_typo_on_reload_must_keep_the_policy_in_force() {
     );
 
     // A valid policy is taken on the next SIGHUP.
-    std::fs::write(&path, GRANT_RUN).expect("write grant");
+    std::fs::write(
+        &path,
+        policy(&["observe.Observe", "runtime.Core/RunExecutable"]),
+    )
+    .expect("write grant");
     hup();
     assert!(
         eventually(10, || d.log().contains("authorization policy reloaded")).await,
@@ -141,7 +132,7 @@ async fn a_policy_typo_on_reload_must_keep_the_policy_in_force() {
 #[test]
 fn auraed_policy_check_must_say_ok_or_name_each_bad_entry() {
     let dir = tempfile::tempdir().expect("tmp");
-    let good = write(dir.path(), "good.toml", GOOD);
+    let good = write(dir.path(), "good.toml", &good());
     let out = auraed(&["policy".as_ref(), "check".as_ref(), good.as_os_str()]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
@@ -149,7 +140,10 @@ fn auraed_policy_check_must_say_ok_or_name_each_bad_entry() {
     let bad = write(
         dir.path(),
         "bad.toml",
-        &format!("{TYPO}\n[[allow]]\nidentities = [\"ci\"]\nmethods = [\"schedule.Schedul\"]\n"),
+        &format!(
+            "{}\n[[allow]]\nidentities = [\"ci\"]\nmethods = [\"schedule.Schedul\"]\n",
+            typo()
+        ),
     );
     let out = auraed(&["policy".as_ref(), "check".as_ref(), bad.as_os_str()]);
     assert_eq!(out.status.code(), Some(1));
