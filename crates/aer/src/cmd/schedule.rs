@@ -140,8 +140,13 @@ fn named(name: &str, command: String, comment: String) -> Executable {
 fn print_list(ctx: &Ctx, enabled: Option<&[Executable]>, disabled: Option<&[Executable]>) {
     if ctx.json() {
         print_json(&list_json(enabled, disabled));
-        return;
+    } else {
+        print!("{}", list_table(enabled, disabled));
     }
+}
+
+/// The text table of `aer schedule list`, one line per executable.
+fn list_table(enabled: Option<&[Executable]>, disabled: Option<&[Executable]>) -> String {
     let rows: Vec<(&str, &Executable)> = [("enabled", enabled), ("disabled", disabled)]
         .into_iter()
         .flat_map(|(state, list)| list.unwrap_or_default().iter().map(move |e| (state, e)))
@@ -161,22 +166,23 @@ fn print_list(ctx: &Ctx, enabled: Option<&[Executable]>, disabled: Option<&[Exec
     };
     let exits: Vec<String> = rows.iter().map(|(_, e)| last_exit(&message(e))).collect();
     let exit_width = exits.iter().map(String::len).max().unwrap_or(0).max(9);
-    println!(
-        "{:<8}  {:<width$}  {:<15}  {:>7}  {:>8}  {:<exit_width$}  COMMAND",
+    let mut out = format!(
+        "{:<8}  {:<width$}  {:<15}  {:>7}  {:>8}  {:<exit_width$}  COMMAND\n",
         "STATE", "NAME", "STATUS", "PID", "RESTARTS", "LAST EXIT"
     );
     for ((state, e), exit) in rows.into_iter().zip(exits) {
         let message = message(e);
         let field = |key: &str| status_field(&message, key).unwrap_or("-").to_string();
-        println!(
-            "{state:<8}  {:<width$}  {:<15}  {:>7}  {:>8}  {exit:<exit_width$}  {}",
+        out.push_str(&format!(
+            "{state:<8}  {:<width$}  {:<15}  {:>7}  {:>8}  {exit:<exit_width$}  {}\n",
             name(e),
             field("status").trim_start_matches("STATUS_"),
             field("pid"),
             field("restarts"),
             e.command
-        );
+        ));
     }
+    out
 }
 
 /// The LAST EXIT column: how the last process ended, and why the
@@ -264,6 +270,24 @@ mod tests {
         assert_eq!(
             last_exit(r#"status=STATUS_ACTIVE pid=1 restarts=0 last_exit="""#),
             "-"
+        );
+    }
+
+    #[test]
+    fn the_table_has_a_last_exit_column() {
+        let mut failing = named("flaky", "false".into(), String::new());
+        if let Some(m) = failing.meta.as_mut() {
+            m.message = r#"status=STATUS_ERROR pid=0 restarts=4 last_exit="exited with code 1" error="start limit hit: 5 starts within 10s; last exit: exited with code 1""#.into();
+        }
+        let table = list_table(Some(std::slice::from_ref(&failing)), Some(&[]));
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].contains("RESTARTS  LAST EXIT"), "{table}");
+        assert!(
+            lines[1].contains("ERROR")
+                && lines[1].contains(
+                    "start limit hit: 5 starts within 10s; last exit: exited with code 1  false"
+                ),
+            "{table}"
         );
     }
 
