@@ -43,8 +43,8 @@ pub enum DaemonError {
     BadGrace(f64),
     #[error("--handshake-timeout must be a number of seconds from 0.1 to 300, not {0}")]
     BadHandshakeTimeout(f64),
-    #[error("--max-handshakes must be at least 1")]
-    BadMaxHandshakes,
+    #[error("--max-handshakes must be from 1 to {MAX_HANDSHAKES}, not {0}")]
+    BadMaxHandshakes(usize),
     #[error("images")]
     Images(#[from] ImageError),
     #[error("schedule")]
@@ -56,6 +56,10 @@ pub enum DaemonError {
     #[error("bootstrapping the PKI")]
     Pki(#[from] crate::pki::PkiError),
 }
+
+/// More handshakes at once than any host has descriptors for would only
+/// mean no cap at all.
+const MAX_HANDSHAKES: usize = 1 << 20;
 
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(
@@ -72,8 +76,8 @@ pub async fn run(
     if !(0.1..=300.0).contains(&config.handshake_timeout) {
         return Err(DaemonError::BadHandshakeTimeout(config.handshake_timeout));
     }
-    if config.max_handshakes == 0 {
-        return Err(DaemonError::BadMaxHandshakes);
+    if !(1..=MAX_HANDSHAKES).contains(&config.max_handshakes) {
+        return Err(DaemonError::BadMaxHandshakes(config.max_handshakes));
     }
     server::raise_nofile_limit();
     for dir in [&config.state_dir, &config.runtime_dir] {

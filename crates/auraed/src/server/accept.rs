@@ -47,7 +47,8 @@ where
     L: Stream<Item = io::Result<IO>> + Unpin + Send + 'static,
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (tx, rx) = mpsc::channel(limits.max_handshakes.max(1));
+    // Established connections are taken at once by the server: a short queue.
+    let (tx, rx) = mpsc::channel(64);
     let handshakes = Arc::new(Semaphore::new(limits.max_handshakes));
     tokio::spawn(async move {
         let mut backoff = BACKOFF_FIRST;
