@@ -5,7 +5,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use aurae_proto::runtime::Executable;
 use common::{eventually, require_root, TestDaemon};
@@ -30,11 +31,21 @@ fn typo() -> String {
 const TYPO_MESSAGE: &str =
     "rule 2: unknown method \"runtime.Core/RunExecutabel\": did you mean \"runtime.Core/RunExecutable\"?";
 
+/// Runs auraed to its end; one that is still running after 10 s (a daemon
+/// that started) is killed, and its output returned all the same.
 fn auraed(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_auraed"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_auraed"))
         .args(args)
-        .output()
-        .expect("run auraed")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run auraed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait_with_output().expect("output")
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
