@@ -95,9 +95,7 @@ pub async fn bind(l: &Listeners) -> Result<Bound, ServerError> {
     let unix = bind_unix(&l.socket, l.socket_group)?;
     let tcp = match l.tcp {
         Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServerError::Tcp { addr, source })?,
+            bind_tcp(addr).map_err(|source| ServerError::Tcp { addr, source })?,
         ),
         None => None,
     };
@@ -108,6 +106,24 @@ pub async fn bind(l: &Listeners) -> Result<Bound, ServerError> {
         tls,
         handshakes: l.handshakes,
     })
+}
+
+/// A connection burst larger than the accept queue is partly dropped by the
+/// kernel while the client believes it is connected: a deep queue (the
+/// kernel caps it at net.core.somaxconn) lets the accept loop see, and
+/// refuse at once, what is over its handshake cap.
+const TCP_BACKLOG: u32 = 4096;
+
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As std and tokio do: a restarted daemon can bind while old
+    // connections are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(TCP_BACKLOG)
 }
 
 /// Serves `routes` on every bound listener until `shutdown` is cancelled,
