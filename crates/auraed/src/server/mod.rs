@@ -94,9 +94,7 @@ pub async fn bind(l: &Listeners) -> Result<Bound, ServerError> {
     let tls = tls::server_tls(&l.ca_crt, &l.server_crt, &l.server_key)?;
     let unix = bind_unix(&l.socket, l.socket_group)?;
     let tcp = match l.tcp {
-        Some(addr) => Some(
-            bind_tcp(addr).map_err(|source| ServerError::Tcp { addr, source })?,
-        ),
+        Some(addr) => Some(bind_tcp(addr).map_err(|source| ServerError::Tcp { addr, source })?),
         None => None,
     };
     Ok(Bound {
