@@ -41,6 +41,9 @@ pub enum Command {
     /// Pull OCI images into the node's store
     #[command(subcommand)]
     Image(cmd::image::ImageCommand),
+    /// Check an authorization policy file
+    #[command(subcommand)]
+    Policy(cmd::policy::PolicyCommand),
     /// Print a shell completion script
     Completions(cmd::completions::CompletionsArgs),
 }
@@ -65,6 +68,25 @@ mod tests {
             panic!("not run")
         };
         assert_eq!(args.command, ["sh", "-c", "exit 3"]);
+    }
+
+    #[test]
+    fn an_unknown_option_before_the_command_is_a_usage_error() {
+        let err = Cli::try_parse_from(["aer", "run", "--nme", "x", "--", "true"])
+            .expect_err("--nme is not an option of aer run");
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+        // The command's own options still pass, with or without `--`.
+        for argv in [
+            &["aer", "run", "ls", "-la"][..],
+            &["aer", "run", "--", "ls", "-la"][..],
+            &["aer", "run", "--name", "n", "--", "ls", "-la"][..],
+        ] {
+            let cli = Cli::try_parse_from(argv).expect("parses");
+            let Command::Run(args) = cli.command else {
+                panic!("not run")
+            };
+            assert_eq!(args.command, ["ls", "-la"], "{argv:?}");
+        }
     }
 
     #[test]

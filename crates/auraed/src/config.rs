@@ -21,6 +21,14 @@ pub struct DaemonConfig {
     /// Also serve on this TCP address (mutual TLS as on the socket), e.g. 127.0.0.1:8080.
     #[arg(long, env = "AURAED_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Seconds a new connection may take to complete its TLS handshake
+    /// before it is closed (bounds what an unauthenticated client can hold).
+    #[arg(long, env = "AURAED_HANDSHAKE_TIMEOUT", default_value_t = 5.0)]
+    pub handshake_timeout: f64,
+    /// Connections per listener that may be in their TLS handshake at once;
+    /// more are closed as soon as they are accepted.
+    #[arg(long, env = "AURAED_MAX_HANDSHAKES", default_value_t = 256)]
+    pub max_handshakes: usize,
     /// CA certificate that every client certificate must chain to.
     #[arg(long, env = "AURAED_CA_CRT", default_value = "/etc/aurae/pki/ca.crt")]
     pub ca_crt: PathBuf,

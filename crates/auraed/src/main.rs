@@ -34,6 +34,12 @@ enum Command {
         /// The workload, as JSON.
         spec: String,
     },
+    /// Authorization policy: `auraed policy check FILE` checks a policy
+    /// against the API this daemon serves, without starting it.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Certificates: `auraed pki init` creates a CA, server and client certificates and the client config.
     Pki {
         #[command(subcommand)]
@@ -45,6 +51,15 @@ enum Command {
 enum PkiCommand {
     /// Create what is missing (never overwriting without --force).
     Init(PkiInitArgs),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print "ok", or each bad entry (then exit 1).
+    Check {
+        /// The policy file (TOML).
+        file: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -93,6 +108,9 @@ fn main() -> ExitCode {
         Some(Command::Monitor { spec }) => {
             return ExitCode::from(auraed::process::monitor::run(&spec) as u8)
         }
+        Some(Command::Policy {
+            command: PolicyCommand::Check { file },
+        }) => return policy_check(&file),
         Some(Command::Pki {
             command: PkiCommand::Init(args),
         }) => auraed::pki::init(&args.into_options())
@@ -104,6 +122,19 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("auraed: {}", auraed::error_chain::chain(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn policy_check(file: &std::path::Path) -> ExitCode {
+    match aurae_policy::Policy::load(file) {
+        Ok(_) => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            e.lines().iter().for_each(|l| eprintln!("auraed: {l}"));
             ExitCode::FAILURE
         }
     }

@@ -116,19 +116,21 @@ fn am(name: &str) -> AuraeMeta {
 }
 
 /// Containers for `images` (`IMAGE` or `NAME=IMAGE`; `=` cannot occur in an
-/// image reference), names made unique with `-2`, `-3`, ...
+/// image reference). A name taken from an image is made unique with `-2`,
+/// `-3`, ...; a name the user gave is kept as given, so that a duplicate is
+/// refused by the daemon (INVALID_ARGUMENT) rather than silently renamed.
 fn containers(images: &[String]) -> Vec<Container> {
     let mut taken: Vec<String> = Vec::new();
     images
         .iter()
         .map(|arg| {
-            let (base, image) = match arg.split_once('=') {
-                Some((name, image)) => (name.to_string(), image.to_string()),
-                None => (name_from_image(arg), arg.clone()),
+            let (base, image, given) = match arg.split_once('=') {
+                Some((name, image)) => (name.to_string(), image.to_string(), true),
+                None => (name_from_image(arg), arg.clone(), false),
             };
             let mut name = base.clone();
             let mut n = 1;
-            while taken.contains(&name) {
+            while !given && taken.contains(&name) {
                 n += 1;
                 name = format!("{base}-{n}");
             }
@@ -220,5 +222,13 @@ mod tests {
             .collect();
         assert_eq!(names, ["web", "busybox", "busybox-2", "busybox-3"]);
         assert_eq!(containers(&args)[0].image, "nginx:1");
+
+        // Given names are the user's: a duplicate goes to the daemon as is.
+        let args: Vec<String> = ["a=x", "a=y", "x"].map(String::from).to_vec();
+        let names: Vec<String> = containers(&args)
+            .iter()
+            .map(|c| c.meta.clone().unwrap_or_default().name)
+            .collect();
+        assert_eq!(names, ["a", "a", "x"]);
     }
 }

@@ -5,6 +5,7 @@ pub mod cell;
 pub mod completions;
 pub mod image;
 pub mod logs;
+pub mod policy;
 pub mod run;
 pub mod schedule;
 pub mod status;
@@ -53,6 +54,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Schedule(cmd) => schedule::run(&ctx, cmd).await,
         Command::Cell(cmd) => cell::run(&ctx, cmd).await,
         Command::Image(cmd) => image::run(&ctx, cmd).await,
+        Command::Policy(cmd) => policy::run(cmd),
         Command::Completions(args) => completions::run(args),
     }
 }

@@ -51,9 +51,9 @@ pub enum CellError {
         user: String,
         reason: String,
     },
-    #[error("a cell named {cell:?} is already running: stop it first (cells.Cells/Stop) or pick another name")]
+    #[error("a cell named {cell:?} is already running: stop it first (aer cell stop {cell}) or pick another name")]
     AlreadyRunning { cell: String },
-    #[error("no cell named {cell:?} is running: see the running cells with cells.Cells/List")]
+    #[error("no cell named {cell:?} is running: see the running cells with aer cell list")]
     NotFound { cell: String },
     #[error("cell {cell:?} was stopped before its containers started")]
     StoppedBeforeStart { cell: String },

@@ -23,7 +23,7 @@ use crate::logs::{LogLimits, LogStore};
 use crate::observe::{DaemonLog, Observer};
 use crate::process::Processes;
 use crate::schedule::{Schedule, ScheduleError};
-use crate::server::{self, Listeners, Policy, ServerError};
+use crate::server::{self, HandshakeLimits, Listeners, LivePolicy, ServerError};
 use crate::state::StateDb;
 
 #[derive(Debug, Error)]
@@ -41,6 +41,10 @@ pub enum DaemonError {
     UnknownGroup(String),
     #[error("--stop-grace must be a number of seconds from 0 to 3600, not {0}")]
     BadGrace(f64),
+    #[error("--handshake-timeout must be a number of seconds from 0.1 to 300, not {0}")]
+    BadHandshakeTimeout(f64),
+    #[error("--max-handshakes must be from 1 to {MAX_HANDSHAKES}, not {0}")]
+    BadMaxHandshakes(usize),
     #[error("images")]
     Images(#[from] ImageError),
     #[error("schedule")]
@@ -52,6 +56,10 @@ pub enum DaemonError {
     #[error("bootstrapping the PKI")]
     Pki(#[from] crate::pki::PkiError),
 }
+
+/// More handshakes at once than any host has descriptors for would only
+/// mean no cap at all.
+const MAX_HANDSHAKES: usize = 1 << 20;
 
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(
@@ -65,6 +73,13 @@ pub async fn run(
     if !(0.0..=3600.0).contains(&config.stop_grace) {
         return Err(DaemonError::BadGrace(config.stop_grace));
     }
+    if !(0.1..=300.0).contains(&config.handshake_timeout) {
+        return Err(DaemonError::BadHandshakeTimeout(config.handshake_timeout));
+    }
+    if !(1..=MAX_HANDSHAKES).contains(&config.max_handshakes) {
+        return Err(DaemonError::BadMaxHandshakes(config.max_handshakes));
+    }
+    server::raise_nofile_limit();
     for dir in [&config.state_dir, &config.runtime_dir] {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -75,7 +90,11 @@ pub async fn run(
                 source,
             })?;
     }
-    let policy = Arc::new(load_policy(&config)?);
+    let policy = Arc::new(
+        LivePolicy::load(&config.authz_policy, config.authz_policy_is_default())
+            .map_err(ServerError::from)?,
+    );
+    tokio::spawn(server::reload_on_sighup(policy.clone(), shutdown.clone()));
     let group = match &config.socket_group {
         Some(g) => Some(
             nix::unistd::Group::from_name(g)
@@ -93,6 +112,10 @@ pub async fn run(
         ca_crt: config.ca_crt.clone(),
         server_crt: config.server_crt.clone(),
         server_key: config.server_key.clone(),
+        handshakes: HandshakeLimits {
+            timeout: Duration::from_secs_f64(config.handshake_timeout),
+            max_handshakes: config.max_handshakes,
+        },
     })
     .await?;
 
@@ -237,17 +260,4 @@ async fn remove_cgroup_root(driver: &dyn CgroupDriver, root: &CgroupPath, within
     if let Err(e) = driver.remove(root) {
         tracing::warn!(cgroup = root.as_str(), error = %crate::error_chain::chain(&e), "removing the daemon's cgroups at exit");
     }
-}
-
-fn load_policy(config: &DaemonConfig) -> Result<Policy, DaemonError> {
-    if !config.authz_policy.exists() && config.authz_policy_is_default() {
-        tracing::warn!(
-            policy = %config.authz_policy.display(),
-            "no authorization policy: every client certificate signed by the CA may call every method"
-        );
-        return Ok(Policy::AllowAll);
-    }
-    let policy = Policy::load(&config.authz_policy).map_err(ServerError::from)?;
-    tracing::info!(policy = %config.authz_policy.display(), "authorization policy loaded");
-    Ok(policy)
 }

@@ -2,7 +2,7 @@
 //! stdout and stderr: shared by the daemon (attached processes) and the
 //! monitor (detached ones). See `vfork` for why not `Command`.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -21,7 +21,7 @@ pub(crate) struct Launched {
 }
 
 /// Clones `argv` into the cgroup whose `procs` files are given, before exec.
-pub(crate) fn launch(argv: &[String], procs: &[PathBuf]) -> io::Result<Launched> {
+pub(crate) fn launch(argv: &[OsString], procs: &[PathBuf]) -> io::Result<Launched> {
     let program = argv
         .first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;

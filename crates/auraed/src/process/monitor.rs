@@ -10,6 +10,7 @@
 //! the monitor answers with one JSON line on its stdout, `{"pid":N}` once
 //! the workload has exec'd or `{"error":"..."}`, then closes stdout.
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ use crate::logs::{LogLimits, LogWriter, Stream};
 /// What the monitor runs and where.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MonitorSpec {
-    pub argv: Vec<String>,
+    pub argv: Vec<OsString>,
     /// The workload's cgroup, relative to the cgroup mounts (created by the daemon).
     pub cgroup: String,
     pub log_dir: PathBuf,
@@ -101,7 +102,11 @@ fn start(spec_json: &str) -> Result<(MonitorSpec, Started), String> {
     };
     let writer = LogWriter::open(&spec.log_dir, limits)
         .map_err(|e| format!("opening the log {}: {e}", spec.log_dir.display()))?;
-    let program = spec.argv.first().cloned().unwrap_or_default();
+    let program = spec
+        .argv
+        .first()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let l = launch(&spec.argv, &driver.procs_files(&cgroup))
         .map_err(|e| format!("cannot start {program:?}: {e}"))?;
     Ok((

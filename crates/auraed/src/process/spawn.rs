@@ -1,6 +1,7 @@
 //! Starting a process: its cgroup first, then a vfork-style clone, placement
 //! into the cgroup before exec (so no descendant can escape it), then exec.
 
+use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,12 +22,22 @@ use crate::logs::{Kind, LogStore, LogWriter};
 #[derive(Debug, Clone)]
 pub struct ProcessSpec {
     /// Program and arguments; the program is looked up in `PATH` when it has no `/`.
-    pub argv: Vec<String>,
+    pub argv: Vec<OsString>,
     /// The process's own cgroup; created here, removed when the process is done.
     pub cgroup: CgroupPath,
     /// What kind of workload it is, and its name (may be empty): they name its log.
     pub kind: Kind,
     pub name: String,
+}
+
+impl ProcessSpec {
+    /// The program, as text for messages.
+    pub(crate) fn program(&self) -> Result<String, ProcessError> {
+        self.argv
+            .first()
+            .map(|p| p.to_string_lossy().into_owned())
+            .ok_or(ProcessError::EmptyCommand)
+    }
 }
 
 /// The process layer shared by every workload kind.
@@ -87,7 +98,7 @@ impl Processes {
     /// Starts `spec`; the returned handle yields the result once the process
     /// has exited, the rest of its cgroup is killed and its output drained.
     pub fn spawn(&self, spec: ProcessSpec) -> Result<ProcessHandle, ProcessError> {
-        let program = spec.argv.first().ok_or(ProcessError::EmptyCommand)?.clone();
+        let program = spec.program()?;
         let cgroup_err = |source| ProcessError::Cgroup {
             path: spec.cgroup.as_str().to_string(),
             source,
@@ -148,7 +159,7 @@ impl Processes {
         let output =
             OutputLog::start(&self.logs, pid, writer, stdout, stderr).map_err(|source| {
                 ProcessError::Log {
-                    program: spec.argv.first().cloned().unwrap_or_default(),
+                    program: spec.program().unwrap_or_default(),
                     source,
                 }
             })?;

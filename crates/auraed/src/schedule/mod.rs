@@ -538,7 +538,7 @@ fn name_of(name: &str) -> Result<String, ScheduleError> {
 }
 
 /// Checks `command` and `comment` of an Enable.
-fn validate_command(exe: &UnitSpec) -> Result<Vec<String>, ScheduleError> {
+fn validate_command(exe: &UnitSpec) -> Result<Vec<std::ffi::OsString>, ScheduleError> {
     if exe.command.len() > MAX_COMMAND_LEN {
         return Err(ScheduleError::CommandTooLong {
             len: exe.command.len(),

@@ -210,7 +210,7 @@ impl TestDaemon {
         AuraeConfig::from_path(&self.config_path).expect("client config")
     }
 
-    async fn client_result(&self) -> Result<Client, aurae_client::ClientError> {
+    pub async fn client_result(&self) -> Result<Client, aurae_client::ClientError> {
         Client::connect(&self.config()).await
     }
 
