@@ -93,6 +93,11 @@ impl TestNet {
                 left.push(format!("iptables: {line}"));
             }
         }
+        for ns in output("ip", &["netns", "list"]).lines() {
+            if ns.contains("aurae") {
+                left.push(format!("ip netns: {ns}"));
+            }
+        }
         let veths = output("ip", &["-o", "link", "show", "master", &self.bridge]);
         left.extend(veths.lines().map(|l| format!("link: {l}")));
         let cells = d.dir.path().join("run").join("cells");
@@ -269,11 +274,20 @@ async fn a_container_must_reach_a_server_on_the_host_through_the_bridge() {
         }
     });
     let gw = net.gateway();
+    // The host's DNS servers reach the cell too, those on loopback excepted.
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let dns_check = resolv
+        .lines()
+        .filter_map(|l| l.strip_prefix("nameserver"))
+        .map(str::trim)
+        .find(|a| a.parse::<IpAddr>().is_ok_and(|a| !a.is_loopback()))
+        .map(|a| format!(" && grep -qx 'nameserver {a}' /etc/resolv.conf"))
+        .unwrap_or_default();
     let client_image = push_derived(
         "net-client",
         "v1",
         &ImageSpec::sh(&format!(
-            "wget -q -O /tmp/page http://{gw}:{port}/ && grep -q hello-from-host /tmp/page"
+            "wget -q -O /tmp/page http://{gw}:{port}/ && grep -q hello-from-host /tmp/page{dns_check}"
         )),
     )
     .await;
@@ -421,6 +435,22 @@ async fn a_host_must_reach_cells_by_ip_and_by_published_port() {
         .await
         .unwrap();
     assert!(published.ends_with("hello from net-a\n"), "{published:?}");
+
+    // A host port is published once: a second cell asking for it is refused.
+    let taken = c
+        .run_cell(with_network(
+            cell("net-c", &[("web", &image)]),
+            "",
+            &[(host_port, 9090)],
+        ))
+        .await
+        .expect_err("port taken");
+    assert_eq!(
+        taken.status().map(|s| s.code()),
+        Some(tonic::Code::FailedPrecondition),
+        "{taken:?}"
+    );
+    assert!(format!("{taken:?}").contains("net-a"), "{taken:?}");
 
     c.stop_cell("net-a").await.expect("stop");
     c.stop_cell("net-b").await.expect("stop");

@@ -145,6 +145,7 @@ fn cni_code(e: &CniError) -> tonic::Code {
         CniError::NoConfig { .. }
         | CniError::BadConfig { .. }
         | CniError::NoPortMapping { .. }
+        | CniError::PortInUse { .. }
         | CniError::PluginNotFound { .. } => tonic::Code::FailedPrecondition,
         CniError::Plugin { error, .. } if error.code == 11 => tonic::Code::Unavailable,
         CniError::Timeout { .. } => tonic::Code::Unavailable,

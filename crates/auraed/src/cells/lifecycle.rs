@@ -523,7 +523,7 @@ fn set_up_blocking(
     )?;
     let hostname = etc.join("hostname");
     write_file(&hostname, &format!("{name}\n"))?;
-    let files = [(hosts, "/etc/hosts"), (hostname, "/etc/hostname")];
+    let mut files = vec![(hosts, "/etc/hosts"), (hostname, "/etc/hostname")];
 
     let namespaces = sandbox::create(&dir.join("ns"), name).map_err(|e| {
         CellError::io(
@@ -532,7 +532,12 @@ fn set_up_blocking(
             e,
         )
     })?;
-    connected(network::connect(inner, name, &namespaces.net, net)?);
+    if let Some(attached) = network::connect(inner, name, &namespaces.net, net)? {
+        connected(attached.ip);
+        let resolv = etc.join("resolv.conf");
+        write_file(&resolv, &network::resolv_conf(&attached.result.dns))?;
+        files.push((resolv, "/etc/resolv.conf"));
+    }
     let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
     inner.cgroups.create(name, &names)?;
     mkdir(&dir.join("state"))?;

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::core::Inner;
 use super::error::CellError;
-use crate::cni::{AttachRequest, PortMapping, Protocol};
+use crate::cni::{AttachRequest, Attached, Dns, PortMapping, Protocol};
 
 /// Most ports one cell may publish.
 pub const MAX_PORTS: usize = 64;
@@ -115,14 +115,14 @@ pub(crate) fn validate(
     Ok(NetworkRequest { choice, ports: out })
 }
 
-/// ADD of the cell's sandbox (`netns`) to its network; the cell's IP, or
-/// None for loopback only. Blocking.
+/// ADD of the cell's sandbox (`netns`) to its network; None for loopback
+/// only. Blocking.
 pub(crate) fn connect(
     inner: &Inner,
     cell: &str,
     netns: &Path,
     req: &NetworkRequest,
-) -> Result<Option<IpAddr>, CellError> {
+) -> Result<Option<Attached>, CellError> {
     let network = match &req.choice {
         NetworkChoice::None => return Ok(None),
         NetworkChoice::Default => None,
@@ -157,7 +157,58 @@ pub(crate) fn connect(
             ports: &req.ports,
         })
         .map_err(net_err)?;
-    Ok(attached.ip)
+    Ok(Some(attached))
+}
+
+/// The cell's `/etc/resolv.conf`: the DNS settings of the CNI result when
+/// the plugins gave any (most do not), else the host's, without loopback
+/// nameservers, which cannot be reached from the cell's namespace (as
+/// Docker and containerd do).
+pub(crate) fn resolv_conf(dns: &Dns) -> String {
+    if !dns.nameservers.is_empty() {
+        return resolv_from_dns(dns);
+    }
+    let mut host = String::new();
+    if let Ok(f) = std::fs::File::open(HOST_RESOLV_CONF) {
+        use std::io::Read;
+        let _ = f.take(MAX_RESOLV_CONF).read_to_string(&mut host);
+    }
+    without_loopback_nameservers(&host)
+}
+
+const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+const MAX_RESOLV_CONF: u64 = 64 << 10;
+
+fn resolv_from_dns(dns: &Dns) -> String {
+    let mut out = String::new();
+    for ns in &dns.nameservers {
+        out.push_str(&format!("nameserver {ns}\n"));
+    }
+    let search: Vec<&str> = std::iter::once(dns.domain.as_str())
+        .filter(|d| !d.is_empty())
+        .chain(dns.search.iter().map(String::as_str))
+        .collect();
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !dns.options.is_empty() {
+        out.push_str(&format!("options {}\n", dns.options.join(" ")));
+    }
+    out
+}
+
+fn without_loopback_nameservers(text: &str) -> String {
+    text.lines()
+        .filter(|line| {
+            let mut words = line.split_whitespace();
+            !(words.next() == Some("nameserver")
+                && words
+                    .next()
+                    .and_then(|a| a.parse::<IpAddr>().ok())
+                    .is_some_and(|a| a.is_loopback()))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// DEL of every network attachment of `cell`, while its network namespace
@@ -192,6 +243,26 @@ mod tests {
             container_port: c,
             protocol: p.into(),
         }
+    }
+
+    #[test]
+    fn resolv_conf_comes_from_the_result_or_the_host_without_loopback() {
+        let dns = Dns {
+            nameservers: vec!["10.91.0.1".into(), "fd00::1".into()],
+            domain: "cluster.local".into(),
+            search: vec!["svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        };
+        assert_eq!(
+            resolv_from_dns(&dns),
+            "nameserver 10.91.0.1\nnameserver fd00::1\nsearch cluster.local svc.cluster.local\noptions ndots:5\n"
+        );
+        assert_eq!(
+            without_loopback_nameservers(
+                "# generated\nnameserver 127.0.0.53\nnameserver ::1\nnameserver 10.0.0.2\nsearch lan\n"
+            ),
+            "# generated\nnameserver 10.0.0.2\nsearch lan\n"
+        );
     }
 
     #[test]

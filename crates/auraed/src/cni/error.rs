@@ -28,6 +28,12 @@ pub enum CniError {
     BadConfig { path: PathBuf, reason: String },
     #[error("network {network:?} has no plugin with the portMappings capability (add {{\"type\": \"portmap\", \"capabilities\": {{\"portMappings\": true}}}} to its plugins): ports cannot be published")]
     NoPortMapping { network: String },
+    #[error("host port {port}/{protocol} is published by cell {owner:?} already: pick another host port or stop that cell")]
+    PortInUse {
+        port: u16,
+        protocol: &'static str,
+        owner: String,
+    },
     #[error("CNI plugin {plugin:?} is not in the plugin directories {dirs:?}: install containernetworking-plugins or set --cni-bin-dir")]
     PluginNotFound { plugin: String, dirs: Vec<PathBuf> },
     #[error("running CNI plugin {}", plugin.display())]

@@ -23,7 +23,7 @@ mod store;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -35,7 +35,7 @@ pub use default_conf::{
 };
 pub use error::CniError;
 pub use exec::{PluginExec, ProcessExec, PLUGIN_TIMEOUT};
-pub use result::{CniResult, PluginError};
+pub use result::{CniResult, Dns, PluginError};
 use store::{AttachmentRecord, ATTACHMENTS};
 
 use crate::state::StateDb;
@@ -94,6 +94,8 @@ pub struct Cni {
     bin_dirs: Vec<PathBuf>,
     exec: Arc<dyn PluginExec>,
     state: Arc<StateDb>,
+    /// Held from the check that a host port is free to its record.
+    publishing: Mutex<()>,
 }
 
 impl Cni {
@@ -121,6 +123,7 @@ impl Cni {
             bin_dirs,
             exec,
             state,
+            publishing: Mutex::new(()),
         }
     }
 
@@ -165,8 +168,7 @@ impl Cni {
             capabilities: capabilities(req.ports),
             result: None,
         };
-        self.state
-            .put(&ATTACHMENTS, &record.container_id, &record)?;
+        self.record_unless_published(&record, req.ports)?;
         let rt = record.runtime_args();
         match self.chain().add(&list, &rt, &record.capabilities) {
             Ok((result, raw)) => {
@@ -189,6 +191,33 @@ impl Cni {
                 Err(e)
             }
         }
+    }
+
+    /// Records `record` unless another attachment publishes one of `ports`
+    /// already (portmap would shadow one rule by the other, silently).
+    fn record_unless_published(
+        &self,
+        record: &AttachmentRecord,
+        ports: &[PortMapping],
+    ) -> Result<(), CniError> {
+        let _one_at_a_time = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
+        if !ports.is_empty() {
+            for other in self.state.all(&ATTACHMENTS)?.into_values() {
+                let published = other.published();
+                if let Some(p) = ports
+                    .iter()
+                    .find(|p| published.contains(&(u64::from(p.host_port), p.protocol.as_str())))
+                {
+                    return Err(CniError::PortInUse {
+                        port: p.host_port,
+                        protocol: p.protocol.as_str(),
+                        owner: other.owner,
+                    });
+                }
+            }
+        }
+        self.state.put(&ATTACHMENTS, &record.container_id, record)?;
+        Ok(())
     }
 
     /// DEL of every attachment of `owner`; an attachment whose DEL fails
@@ -393,5 +422,28 @@ mod tests {
         assert!(matches!(err, CniError::NoPortMapping { .. }), "{err}");
         assert!(exec.calls().is_empty(), "nothing ran");
         assert_eq!(cni.default_network().expect("default"), Some("t".into()));
+    }
+
+    #[test]
+    fn a_host_port_is_published_once() {
+        let (_dir, cni, _exec) = setup(BRIDGE_PORTMAP, vec![]);
+        let tcp = PortMapping {
+            host_port: 8080,
+            container_port: 80,
+            protocol: Protocol::Tcp,
+        };
+        let udp = PortMapping {
+            protocol: Protocol::Udp,
+            ..tcp
+        };
+        cni.attach(&req("a", &[tcp])).expect("a");
+        let err = cni.attach(&req("b", &[tcp])).expect_err("taken");
+        assert_eq!(
+            err.to_string(),
+            "host port 8080/tcp is published by cell \"a\" already: pick another host port or stop that cell"
+        );
+        cni.attach(&req("b", &[udp])).expect("udp is another port");
+        cni.detach("a").expect("detach");
+        cni.attach(&req("c", &[tcp])).expect("free again");
     }
 }

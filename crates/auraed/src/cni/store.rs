@@ -34,6 +34,23 @@ pub struct AttachmentRecord {
 pub const ATTACHMENTS: Table<AttachmentRecord> = Table::new("cni.attachments.v1");
 
 impl AttachmentRecord {
+    /// The host ports it publishes, with their protocol.
+    pub fn published(&self) -> Vec<(u64, &str)> {
+        self.capabilities
+            .get("portMappings")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|p| {
+                        let port = p.get("hostPort")?.as_u64()?;
+                        let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("tcp");
+                        Some((port, proto))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn runtime_args(&self) -> RuntimeArgs {
         RuntimeArgs {
             container_id: self.container_id.clone(),
