@@ -229,6 +229,30 @@ fn fetch(addr: SocketAddr) -> String {
     }
 }
 
+/// The fixture, the test's network (not yet installed), a daemon and a client.
+async fn start(test: &str, tag: &str, n: u8) -> Option<(TestNet, TestDaemon, Client)> {
+    if !fixture(test) {
+        return None;
+    }
+    let net = TestNet::new(tag, n);
+    let d = TestDaemon::start().await;
+    let c = d.client().await;
+    Some((net, d, c))
+}
+
+/// How the first container of a finished cell ended.
+fn exit_of(status: &CellStatus) -> &str {
+    status.container_statuses[0]
+        .meta
+        .as_ref()
+        .map(|m| m.message.as_str())
+        .unwrap_or_default()
+}
+
+fn code(e: &aurae_client::ClientError) -> Option<tonic::Code> {
+    e.status().map(|s| s.code())
+}
+
 /// A port nobody listens on now.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -259,10 +283,9 @@ async fn wait_gone(d: &TestDaemon, net: &TestNet) -> Vec<String> {
 #[tokio::test]
 async fn a_container_must_reach_a_server_on_the_host_through_the_bridge() {
     let test = "a_container_must_reach_a_server_on_the_host_through_the_bridge";
-    if !fixture(test) {
+    let Some((net, d, c)) = start(test, "out", 1).await else {
         return;
-    }
-    let net = TestNet::new("out", 1);
+    };
     let host = TcpListener::bind("0.0.0.0:0").unwrap();
     let port = host.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -297,19 +320,12 @@ async fn a_container_must_reach_a_server_on_the_host_through_the_bridge() {
         &ImageSpec::sh("test \"$(ls /sys/class/net)\" = lo"),
     )
     .await;
-
-    let d = TestDaemon::start().await;
-    let c = d.client().await;
     // Without a network configuration, cells keep loopback only, as before CNI.
     let status = c
         .run_cell(cell("net-unconfigured", &[("check", &only_lo)]))
         .await
         .expect("run");
-    assert_eq!(
-        status.container_statuses[0].meta.as_ref().unwrap().message,
-        "exited with code 0",
-        "{status:?}"
-    );
+    assert_eq!(exit_of(&status), "exited with code 0", "{status:?}");
     assert_eq!(status.ip, "");
 
     net.install(&d);
@@ -318,7 +334,7 @@ async fn a_container_must_reach_a_server_on_the_host_through_the_bridge() {
         .await
         .expect("run");
     assert_eq!(
-        status.container_statuses[0].meta.as_ref().unwrap().message,
+        exit_of(&status),
         "exited with code 0",
         "the container fetched the host's page through the bridge: {status:?}\n{}",
         d.log()
@@ -339,11 +355,7 @@ async fn a_container_must_reach_a_server_on_the_host_through_the_bridge() {
         ))
         .await
         .expect("run");
-    assert_eq!(
-        status.container_statuses[0].meta.as_ref().unwrap().message,
-        "exited with code 0",
-        "{status:?}"
-    );
+    assert_eq!(exit_of(&status), "exited with code 0", "{status:?}");
     assert_eq!(status.ip, "");
 
     // Requests that cannot be honoured are refused before anything runs.
@@ -351,11 +363,7 @@ async fn a_container_must_reach_a_server_on_the_host_through_the_bridge() {
         .run_cell(with_network(cell("bad", &[("x", &only_lo)]), "nope", &[]))
         .await
         .expect_err("unknown network");
-    assert_eq!(
-        e.status().map(|s| s.code()),
-        Some(tonic::Code::InvalidArgument),
-        "{e:?}"
-    );
+    assert_eq!(code(&e), Some(tonic::Code::InvalidArgument), "{e:?}");
     assert!(
         format!("{e:?}").contains(&net.name),
         "lists the known networks: {e:?}"
@@ -368,11 +376,7 @@ async fn a_container_must_reach_a_server_on_the_host_through_the_bridge() {
         ))
         .await
         .expect_err("ports without a network");
-    assert_eq!(
-        e.status().map(|s| s.code()),
-        Some(tonic::Code::InvalidArgument),
-        "{e:?}"
-    );
+    assert_eq!(code(&e), Some(tonic::Code::InvalidArgument), "{e:?}");
 
     let left = wait_gone(&d, &net).await;
     assert!(left.is_empty(), "left behind: {left:#?}");
@@ -381,14 +385,11 @@ async fn a_container_must_reach_a_server_on_the_host_through_the_bridge() {
 #[tokio::test]
 async fn a_host_must_reach_cells_by_ip_and_by_published_port() {
     let test = "a_host_must_reach_cells_by_ip_and_by_published_port";
-    if !fixture(test) {
+    let Some((net, d, c)) = start(test, "srv", 2).await else {
         return;
-    }
-    let net = TestNet::new("srv", 2);
+    };
     let image = push_derived("net-server", "v1", &server_image()).await;
-    let d = TestDaemon::start().await;
     net.install(&d);
-    let c = d.client().await;
     let host_port = free_port();
     let run_a = spawn_cell(
         &c,
@@ -446,7 +447,7 @@ async fn a_host_must_reach_cells_by_ip_and_by_published_port() {
         .await
         .expect_err("port taken");
     assert_eq!(
-        taken.status().map(|s| s.code()),
+        code(&taken),
         Some(tonic::Code::FailedPrecondition),
         "{taken:?}"
     );
@@ -464,14 +465,11 @@ async fn a_host_must_reach_cells_by_ip_and_by_published_port() {
 #[tokio::test]
 async fn a_killed_daemon_must_leave_no_network_after_a_restart() {
     let test = "a_killed_daemon_must_leave_no_network_after_a_restart";
-    if !fixture(test) {
+    let Some((net, mut d, c)) = start(test, "crash", 3).await else {
         return;
-    }
-    let net = TestNet::new("crash", 3);
+    };
     let image = push_derived("net-crash", "v1", &server_image()).await;
-    let mut d = TestDaemon::start().await;
     net.install(&d);
-    let c = d.client().await;
     let host_port = free_port();
     let run = spawn_cell(
         &c,
