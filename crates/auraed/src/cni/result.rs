@@ -104,8 +104,11 @@ pub struct PluginError {
 impl PluginError {
     /// Reads a failing plugin's stdout; a plugin that wrote no error object
     /// gets one made from its exit status and stderr.
+    /// Texts are cut to [`MAX_TEXT`] characters: they end up in a gRPC status.
     pub fn from_failure(stdout: &[u8], stderr: &[u8], status: &str) -> Self {
-        if let Ok(e) = serde_json::from_slice::<PluginError>(stdout) {
+        if let Ok(mut e) = serde_json::from_slice::<PluginError>(stdout) {
+            e.msg = cut(&e.msg);
+            e.details = cut(&e.details);
             return e;
         }
         let said = String::from_utf8_lossy(if stdout.trim_ascii().is_empty() {
@@ -117,7 +120,7 @@ impl PluginError {
             cni_version: String::new(),
             code: 0,
             msg: format!("{status} without a CNI error object"),
-            details: said.trim().chars().take(4096).collect(),
+            details: cut(said.trim()),
         }
     }
 
@@ -151,6 +154,13 @@ impl fmt::Display for PluginError {
         }
         Ok(())
     }
+}
+
+/// Most characters of a plugin's `msg` or `details` kept.
+pub const MAX_TEXT: usize = 4096;
+
+fn cut(s: &str) -> String {
+    s.chars().take(MAX_TEXT).collect()
 }
 
 /// `addr/prefix` as in the specification's `address`, `dst` fields.
@@ -294,5 +304,8 @@ mod tests {
             PluginError::from_failure(br#"{"code":120,"msg":"m"}"#, b"", "x").code_name(),
             "plugin-specific error"
         );
+        let long = format!(r#"{{"code":5,"msg":"{}"}}"#, "x".repeat(100_000));
+        let e = PluginError::from_failure(long.as_bytes(), b"", "x");
+        assert_eq!(e.msg.len(), MAX_TEXT, "a status message stays small");
     }
 }
