@@ -378,6 +378,39 @@ async fn a_container_must_reach_a_server_on_the_host_through_the_bridge() {
         .expect_err("ports without a network");
     assert_eq!(code(&e), Some(tonic::Code::InvalidArgument), "{e:?}");
 
+    // A chain that fails half-way (bridge done, the next plugin missing) is
+    // undone at once: DEL of what the bridge set up.
+    let half = TestNet::new("half", 4);
+    let mut broken = auraed::cni::bridge_network(&half.name, &half.bridge, &half.subnet());
+    broken["plugins"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"type": "aurae-test-missing-plugin"}));
+    std::fs::write(
+        conf_dir(&d).join("20-half.conflist"),
+        serde_json::to_vec(&broken).unwrap(),
+    )
+    .unwrap();
+    let e = c
+        .run_cell(with_network(
+            cell("net-half", &[("x", &only_lo)]),
+            &half.name,
+            &[],
+        ))
+        .await
+        .expect_err("a plugin is missing");
+    assert_eq!(code(&e), Some(tonic::Code::FailedPrecondition), "{e:?}");
+    assert!(
+        format!("{e:?}").contains("aurae-test-missing-plugin"),
+        "{e:?}"
+    );
+    assert!(
+        Path::new(IPAM_STORE).join(&half.name).join("lock").exists(),
+        "the bridge plugin ran (and reserved an address) before the failure"
+    );
+    let left = half.leftovers(&d);
+    assert!(left.is_empty(), "left behind by the failed ADD: {left:#?}");
+
     let left = wait_gone(&d, &net).await;
     assert!(left.is_empty(), "left behind: {left:#?}");
 }

@@ -24,8 +24,8 @@ pub enum CellCommand {
         images: Vec<String>,
         /// CNI network: "none" for loopback only, or a configured network's
         /// name; without it, the node's default network
-        #[arg(long, value_name = "none|NAME", default_value = "")]
-        network: String,
+        #[arg(long, value_name = "none|NAME")]
+        network: Option<String>,
         /// Forward a host port to a port of the cell (repeatable), as
         /// `docker run -p`: HOST:CONTAINER, HOST:CONTAINER/udp
         #[arg(short = 'p', long = "publish", value_name = "HOST:CONTAINER[/udp]", value_parser = parse_publish)]
@@ -49,7 +49,7 @@ pub async fn run(ctx: &Ctx, cmd: CellCommand) -> Result<ExitCode> {
             let cell = Cell {
                 meta: Some(am(&name)),
                 containers: containers(&images),
-                network,
+                network: network.unwrap_or_default(),
                 ports: publish,
             };
             run_cell(ctx, &client, cell).await

@@ -81,7 +81,10 @@ impl Chain<'_> {
     }
 
     /// DEL: every plugin in reverse order, even after one failed (so that
-    /// as much as possible is released); the first failure is returned.
+    /// as much as possible is released); the first failure is returned. A
+    /// plugin that is not installed is passed over: it set nothing up (ADD
+    /// stopped there), or it cannot remove anything anyway, and the DEL
+    /// would otherwise be retried forever.
     pub fn del(
         &self,
         list: &NetworkConfigList,
@@ -91,9 +94,15 @@ impl Chain<'_> {
     ) -> Result<(), CniError> {
         let mut first = None;
         for plugin in list.plugins.iter().rev() {
-            if let Err(e) = self.call(CniCommand::Del, list, plugin, prev_result, rt, caps) {
-                tracing::warn!(network = %list.name, container_id = %rt.container_id, error = %crate::error_chain::chain(&e), "CNI DEL failed");
-                first.get_or_insert(e);
+            match self.call(CniCommand::Del, list, plugin, prev_result, rt, caps) {
+                Ok(_) => {}
+                Err(e @ CniError::PluginNotFound { .. }) => {
+                    tracing::warn!(network = %list.name, container_id = %rt.container_id, error = %e, "CNI DEL: passing over a plugin that is not installed");
+                }
+                Err(e) => {
+                    tracing::warn!(network = %list.name, container_id = %rt.container_id, error = %crate::error_chain::chain(&e), "CNI DEL failed");
+                    first.get_or_insert(e);
+                }
             }
         }
         first.map_or(Ok(()), Err)
@@ -396,5 +405,8 @@ pub(crate) mod tests {
             .add(&list(&["bridge", "missing"]), &rt(), &ports())
             .expect_err("missing");
         assert!(matches!(err, CniError::PluginNotFound { .. }), "{err}");
+        chain
+            .del(&list(&["bridge", "missing"]), &rt(), &ports(), None)
+            .expect("a plugin that is not installed has nothing to delete");
     }
 }
