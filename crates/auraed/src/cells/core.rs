@@ -352,9 +352,9 @@ impl Cells {
     }
 
     /// Removes what a previous daemon left behind: the network attachments
-    /// of cells it ran (CNI DEL), the cgroups (their processes killed), the mounts and directories under
-    /// `<runtime_dir>/cells`, libcontainer's state with them. Blocking: call
-    /// at startup, before serving.
+    /// of cells it ran (CNI DEL), their cgroups (the processes killed), the
+    /// mounts and directories under `<runtime_dir>/cells`, libcontainer's
+    /// state with them. Blocking: call at startup, before serving.
     pub fn clean_leftovers(&self) {
         let mut names = self.inner.cgroups.cells();
         names.extend(super::network::owners(&self.inner));
