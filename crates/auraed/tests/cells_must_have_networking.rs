@@ -62,6 +62,12 @@ impl TestNet {
             .is_ok_and(|ip| ip.octets()[..3] == [10, 213, self.n] && ip != self.gateway())
     }
 
+    /// How the network's name appears in the comments of its nat rules, as
+    /// iptables-save prints them: `name: \"aurae-t-x\" id: ...`.
+    fn in_comments(&self) -> String {
+        format!("\\\"{}\\\"", self.name)
+    }
+
     /// Writes the network into the daemon's conf dir (read at each cell).
     fn install(&self, d: &TestDaemon) {
         let dir = conf_dir(d);
@@ -87,7 +93,7 @@ impl TestNet {
                 }
             }
         }
-        let quoted = format!("\\\"{}\\\"", self.name);
+        let quoted = self.in_comments();
         for line in output("iptables-save", &["-t", "nat"]).lines() {
             if line.contains(&quoted) {
                 left.push(format!("iptables: {line}"));
@@ -112,7 +118,36 @@ impl TestNet {
         left
     }
 
+    /// What a failed earlier run of the test left (a panicking test kills
+    /// its daemon, so no DEL ran): nat rules of the network and the
+    /// per-attachment chains they jump to, the bridge, the IPAM store.
     fn remove_host_state(&self) {
+        let quoted = self.in_comments();
+        let nat = output("iptables-save", &["-t", "nat"]);
+        let ours: Vec<&str> = nat.lines().filter(|l| l.contains(&quoted)).collect();
+        let mut chains = Vec::new();
+        for rule in &ours {
+            if let Some(spec) = rule.strip_prefix("-A ") {
+                // iptables-save quotes as a shell does: let one split the rule.
+                let _ = Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("iptables -w -t nat -D {spec}"))
+                    .output();
+            }
+            if let Some(target) = rule.split(" -j ").nth(1) {
+                if target.starts_with("CNI-") && !target.starts_with("CNI-HOSTPORT-") {
+                    chains.push(target.trim().to_string());
+                }
+            }
+        }
+        for chain in chains {
+            let _ = Command::new("iptables")
+                .args(["-w", "-t", "nat", "-F", &chain])
+                .output();
+            let _ = Command::new("iptables")
+                .args(["-w", "-t", "nat", "-X", &chain])
+                .output();
+        }
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .output();
@@ -210,13 +245,15 @@ async fn running_ip(client: &Client, name: &str) -> String {
 }
 
 /// The whole answer of the server at `addr`, retried while it is starting.
+/// Nothing is sent: the cell's server answers every connection at once,
+/// and a request it never read would make its kernel reset the connection
+/// instead of closing it.
 fn fetch(addr: SocketAddr) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let attempt =
             TcpStream::connect_timeout(&addr, Duration::from_secs(2)).and_then(|mut s| {
                 s.set_read_timeout(Some(Duration::from_secs(5)))?;
-                s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
                 let mut body = String::new();
                 s.read_to_string(&mut body)?;
                 Ok(body)
@@ -546,5 +583,70 @@ async fn a_killed_daemon_must_leave_no_network_after_a_restart() {
         )
         .is_err(),
         "the published port is closed"
+    );
+}
+
+/// `auraed --bootstrap` (what hack/up.sh runs) on a node without a network
+/// configuration writes the default network, and leaves an existing one alone.
+#[tokio::test]
+async fn bootstrap_must_write_the_default_network_once() {
+    if !common::require_root("bootstrap_must_write_the_default_network_once") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let conf = root.join("net.d");
+    let bootstrap = || {
+        let mut daemon = Command::new(env!("CARGO_BIN_EXE_auraed"))
+            .arg("--bootstrap")
+            .args(["--socket", &root.join("aurae.sock").display().to_string()])
+            .args(["--ca-crt", &root.join("pki/ca.crt").display().to_string()])
+            .args([
+                "--server-crt",
+                &root.join("pki/_signed.server.crt").display().to_string(),
+            ])
+            .args([
+                "--server-key",
+                &root.join("pki/server.key").display().to_string(),
+            ])
+            .args(["--state-dir", &root.join("state").display().to_string()])
+            .args(["--runtime-dir", &root.join("run").display().to_string()])
+            .args([
+                "--cgroup-root",
+                &format!("aurae-test-boot-{}", std::process::id()),
+            ])
+            .args(["--cni-conf-dir", &conf.display().to_string()])
+            .env("HOME", root.join("home"))
+            .env_remove("AURAED_AUTHZ_POLICY")
+            .stderr(std::fs::File::create(root.join("log")).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !root.join("aurae.sock").exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let status = daemon.wait().unwrap();
+        let log = std::fs::read_to_string(root.join("log")).unwrap_or_default();
+        assert!(status.success(), "auraed --bootstrap: {status}\n{log}");
+    };
+    bootstrap();
+    let file = conf.join(auraed::cni::DEFAULT_FILE);
+    let written = std::fs::read_to_string(&file).expect("the default network is written");
+    let list = auraed::cni::load(&conf, None).expect("and is the default network");
+    assert_eq!(list.name, auraed::cni::DEFAULT_NETWORK);
+    assert_eq!(list.plugins[0]["bridge"], "aurae0");
+    assert_eq!(
+        list.plugins[0]["ipam"]["ranges"][0][0]["subnet"],
+        auraed::cni::DEFAULT_SUBNET
+    );
+    assert!(list.has_capability("portMappings"));
+
+    std::fs::write(&file, written.replace("aurae0", "mine0")).unwrap();
+    bootstrap();
+    assert!(
+        std::fs::read_to_string(&file).unwrap().contains("mine0"),
+        "a second bootstrap leaves the configuration alone"
     );
 }
