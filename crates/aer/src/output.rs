@@ -63,6 +63,7 @@ pub fn cell_status(c: &CellStatus) -> Value {
         "meta": meta(c.meta.as_ref()),
         "status": status_name(c.status),
         "container_statuses": c.container_statuses.iter().map(container_status).collect::<Vec<_>>(),
+        "ip": c.ip,
     })
 }
 
@@ -70,6 +71,7 @@ pub fn running_cell(c: &RunningCell) -> Value {
     json!({
         "meta": meta(c.meta.as_ref()),
         "containers": c.containers.iter().map(container_status).collect::<Vec<_>>(),
+        "ip": c.ip,
     })
 }
 
@@ -142,6 +144,7 @@ mod tests {
     #[test]
     fn cells_and_logs() {
         let c = CellStatus {
+            ip: String::new(),
             meta: am("web", ""),
             status: Status::Complete as i32,
             container_statuses: vec![ContainerStatus {
@@ -154,6 +157,7 @@ mod tests {
         assert_eq!(v["container_statuses"][0]["proc"]["pid"], 7);
         assert_eq!(v["container_statuses"][0]["status"], "STATUS_ACTIVE");
         let r = running_cell(&RunningCell {
+            ip: String::new(),
             meta: am("web", ""),
             containers: c.container_statuses.clone(),
         });

@@ -92,12 +92,30 @@ pub struct DaemonConfig {
     /// drained). Without it they keep running and the next auraed adopts them.
     #[arg(long, env = "AURAED_STOP_WORKLOADS_AT_EXIT")]
     pub stop_workloads_at_exit: bool,
+    /// CNI network configurations; the first file in name order is the
+    /// cells' default network (--bootstrap writes one when there is none).
+    #[arg(long, env = "AURAED_CNI_CONF_DIR", default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: PathBuf,
+    /// Directories of the CNI plugins, separated by ':'.
+    #[arg(
+        long,
+        env = "AURAED_CNI_BIN_DIR",
+        default_value = "/usr/lib/cni:/opt/cni/bin"
+    )]
+    pub cni_bin_dir: String,
     /// Client identity created by --bootstrap.
     #[arg(long, env = "AURAED_BOOTSTRAP_CLIENT", default_value = "admin")]
     pub bootstrap_client: String,
 }
 
 impl DaemonConfig {
+    /// `--cni-bin-dir` as a list of directories.
+    pub fn cni_bin_dirs(&self) -> Vec<PathBuf> {
+        std::env::split_paths(&self.cni_bin_dir)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect()
+    }
+
     /// Whether the authorization policy path was left at its default.
     pub fn authz_policy_is_default(&self) -> bool {
         self.authz_policy == std::path::Path::new("/etc/aurae/authz.toml")

@@ -9,6 +9,7 @@ pub mod api;
 pub mod bootstrap;
 pub mod cells;
 pub mod cgroups;
+pub mod cni;
 pub mod config;
 pub mod daemon;
 pub mod error_chain;

@@ -4,6 +4,7 @@
 use tonic::{Code, Status};
 
 use crate::cells::CellError;
+use crate::cni::CniError;
 use crate::executables::split::SplitError;
 use crate::executables::ExecutableError;
 use crate::images::ImageError;
@@ -91,7 +92,13 @@ impl From<CellError> for Status {
             | CellError::BadImage { .. }
             | CellError::NothingToRun { .. }
             | CellError::BadImageConfig { .. }
-            | CellError::User { .. } => Status::invalid_argument(msg),
+            | CellError::User { .. }
+            | CellError::BadNetwork { .. }
+            | CellError::TooManyPorts { .. }
+            | CellError::BadPort { .. }
+            | CellError::PortsWithoutNetwork { .. } => Status::invalid_argument(msg),
+            CellError::NoNetworking { .. } => Status::failed_precondition(msg),
+            CellError::Network { source, .. } => Status::new(cni_code(&source), msg),
             CellError::AlreadyRunning { .. } => Status::already_exists(msg),
             CellError::NotFound { .. } => Status::not_found(msg),
             CellError::StoppedBeforeStart { .. } => Status::aborted(msg),
@@ -127,6 +134,22 @@ pub fn image_code(e: &ImageError) -> Code {
 impl From<ImageError> for Status {
     fn from(e: ImageError) -> Self {
         Status::new(image_code(&e), e.to_string())
+    }
+}
+
+/// The code of a network failure: a configuration the admin must fix is a
+/// precondition; a plugin asking to retry is unavailable; the rest internal.
+fn cni_code(e: &CniError) -> tonic::Code {
+    match e {
+        CniError::UnknownNetwork { .. } => tonic::Code::InvalidArgument,
+        CniError::NoConfig { .. }
+        | CniError::BadConfig { .. }
+        | CniError::NoPortMapping { .. }
+        | CniError::PortInUse { .. }
+        | CniError::PluginNotFound { .. } => tonic::Code::FailedPrecondition,
+        CniError::Plugin { error, .. } if error.code == 11 => tonic::Code::Unavailable,
+        CniError::Timeout { .. } => tonic::Code::Unavailable,
+        _ => tonic::Code::Internal,
     }
 }
 

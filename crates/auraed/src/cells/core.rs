@@ -2,8 +2,9 @@
 //! subsystem (run, list, stop, clean-up of leftovers, shutdown).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -15,6 +16,7 @@ use super::image::{ImageSource, PulledImage};
 use super::lifecycle;
 use super::request::{self, CellRequest, CellSpec};
 use crate::cgroups::{CgroupDriver, CgroupPath, HOST_MOUNT_ROOT};
+use crate::cni::Cni;
 use crate::logs::LogStore;
 use crate::observe::WorkloadCounts;
 use crate::workload::Status as MetaStatus;
@@ -36,6 +38,8 @@ pub(crate) struct Inner {
     pub dir: PathBuf,
     /// From SIGTERM to SIGKILL when a cell is stopped.
     pub grace: Duration,
+    /// CNI networking of the sandboxes; without it every cell has loopback only.
+    pub network: OnceLock<Arc<Cni>>,
     shutdown: CancellationToken,
     running: Mutex<HashMap<String, Arc<Entry>>>,
 }
@@ -97,6 +101,8 @@ pub struct CellResult {
     pub message: String,
     pub status: MetaStatus,
     pub containers: Vec<ContainerResult>,
+    /// Its address on its CNI network, if it had one.
+    pub ip: Option<IpAddr>,
 }
 
 /// A running cell as List shows it: `phase` is where it is in its life
@@ -106,6 +112,7 @@ pub struct RunningCell {
     pub name: String,
     pub phase: String,
     pub containers: Vec<ContainerResult>,
+    pub ip: Option<IpAddr>,
 }
 
 /// A cell from the moment its name is taken until its teardown is done.
@@ -114,6 +121,7 @@ pub(crate) struct Entry {
     /// Cancelled to stop the cell (Stop, a dropped call, shutdown).
     pub stop: CancellationToken,
     view: Mutex<(Phase, Vec<ContainerView>)>,
+    ip: Mutex<Option<IpAddr>>,
     done: watch::Sender<bool>,
 }
 
@@ -124,6 +132,14 @@ impl Entry {
 
     pub fn set_phase(&self, phase: Phase) {
         self.lock().0 = phase;
+    }
+
+    pub fn set_ip(&self, ip: Option<IpAddr>) {
+        *self.ip.lock().unwrap_or_else(|p| p.into_inner()) = ip;
+    }
+
+    pub fn ip(&self) -> Option<IpAddr> {
+        *self.ip.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Updates container `index` as List shows it.
@@ -139,6 +155,7 @@ impl Entry {
             name: self.name.clone(),
             phase: view.0.as_str().to_string(),
             containers: view.1.iter().map(ContainerView::to_result).collect(),
+            ip: self.ip(),
         }
     }
 }
@@ -194,6 +211,7 @@ impl Inner {
             name: req.name.clone(),
             stop: self.shutdown.child_token(),
             view: Mutex::new((Phase::Pulling, views)),
+            ip: Mutex::new(None),
             done: watch::channel(false).0,
         });
         running.insert(req.name.clone(), entry.clone());
@@ -226,6 +244,8 @@ impl Inner {
     /// Kills, unmounts and removes every trace of cell `name` that is on
     /// disk or in the cgroup tree. Blocking; safe on a missing cell.
     pub fn reclaim(&self, name: &str) -> Result<(), CellError> {
+        // While the network namespace is still pinned under the cell's directory.
+        super::network::disconnect(self, name);
         if let Err(e) = self.cgroups.kill(name) {
             tracing::warn!(cell = name, error = %crate::error_chain::chain(&e), "killing a cell's processes");
         }
@@ -263,10 +283,17 @@ impl Cells {
                 logs,
                 dir: runtime_dir.join("cells"),
                 grace,
+                network: OnceLock::new(),
                 shutdown: CancellationToken::new(),
                 running: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Connects every cell's sandbox to a CNI network (see `Cell.network`).
+    pub fn with_network(self, cni: Arc<Cni>) -> Self {
+        let _ = self.inner.network.set(cni);
+        self
     }
 
     /// Runs `cell` to its end: every container has exited and every trace
@@ -324,12 +351,13 @@ impl Cells {
         Ok("stopped".to_string())
     }
 
-    /// Removes what a previous daemon left behind: the cgroups of cells it
-    /// ran (their processes killed), the mounts and directories under
-    /// `<runtime_dir>/cells`, libcontainer's state with them. Blocking: call
-    /// at startup, before serving.
+    /// Removes what a previous daemon left behind: the network attachments
+    /// of cells it ran (CNI DEL), their cgroups (the processes killed), the
+    /// mounts and directories under `<runtime_dir>/cells`, libcontainer's
+    /// state with them. Blocking: call at startup, before serving.
     pub fn clean_leftovers(&self) {
         let mut names = self.inner.cgroups.cells();
+        names.extend(super::network::owners(&self.inner));
         if let Ok(entries) = std::fs::read_dir(&self.inner.dir) {
             names.extend(
                 entries

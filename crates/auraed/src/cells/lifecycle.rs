@@ -22,6 +22,7 @@ use super::cgroup::CellCgroups;
 use super::core::{CellResult, ContainerResult, Inner, Phase, Reservation};
 use super::error::CellError;
 use super::image::{MountedRootfs, PulledImage};
+use super::network::{self, NetworkRequest};
 use super::output::OutputPipes;
 use super::request::CellRequest;
 use super::{mounts, runtime, sandbox, spec, user};
@@ -94,6 +95,7 @@ struct CellRun {
     name: String,
     dir: PathBuf,
     containers: Vec<ContainerRun>,
+    network: NetworkRequest,
     torn_down: bool,
 }
 
@@ -127,6 +129,7 @@ pub(crate) async fn run(
         name: req.name,
         dir,
         containers,
+        network: req.network,
         torn_down: false,
     };
     let result = cell.run().await;
@@ -171,9 +174,13 @@ impl CellRun {
         let inner = self.inner.clone();
         let name = self.name.clone();
         let dir = self.dir.clone();
+        let net = self.network.clone();
+        let entry = self.reservation.entry.clone();
         let mut containers = std::mem::take(&mut self.containers);
         let (containers, result) = tokio::task::spawn_blocking(move || {
-            let result = set_up_blocking(&inner, &name, &dir, &mut containers);
+            let result = set_up_blocking(&inner, &name, &dir, &mut containers, &net, &|ip| {
+                entry.set_ip(ip)
+            });
             (containers, result)
         })
         .await
@@ -391,6 +398,7 @@ impl CellRun {
             message,
             status,
             containers,
+            ip: self.reservation.entry.ip(),
         }
     }
 
@@ -483,6 +491,8 @@ fn set_up_blocking(
     name: &str,
     dir: &Path,
     containers: &mut [ContainerRun],
+    net: &NetworkRequest,
+    connected: &dyn Fn(Option<std::net::IpAddr>),
 ) -> Result<(), CellError> {
     // A previous run of this name that could not be torn down: finish the job.
     if dir.exists() || inner.cgroups.cells().iter().any(|c| c == name) {
@@ -513,7 +523,7 @@ fn set_up_blocking(
     )?;
     let hostname = etc.join("hostname");
     write_file(&hostname, &format!("{name}\n"))?;
-    let files = [(hosts, "/etc/hosts"), (hostname, "/etc/hostname")];
+    let mut files = vec![(hosts, "/etc/hosts"), (hostname, "/etc/hostname")];
 
     let namespaces = sandbox::create(&dir.join("ns"), name).map_err(|e| {
         CellError::io(
@@ -522,6 +532,12 @@ fn set_up_blocking(
             e,
         )
     })?;
+    if let Some(attached) = network::connect(inner, name, &namespaces.net, net)? {
+        connected(attached.ip);
+        let resolv = etc.join("resolv.conf");
+        write_file(&resolv, &network::resolv_conf(&attached.result.dns))?;
+        files.push((resolv, "/etc/resolv.conf"));
+    }
     let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
     inner.cgroups.create(name, &names)?;
     mkdir(&dir.join("state"))?;
@@ -585,6 +601,7 @@ fn remove_blocking(
             tracing::warn!(cell = name, container = %container, error = %e, "unmounting a root filesystem");
         }
     }
+    network::disconnect(inner, name);
     let namespaces = sandbox::NamespacePaths::under(&dir.join("ns"));
     sandbox::release(&namespaces);
     let result = inner.reclaim(name);
@@ -626,6 +643,7 @@ mod tests {
                     image: "scratch-ish".into(),
                 },
             ],
+            network: crate::cells::network::validate("c", "none", &[]).expect("none"),
         };
         check_runnable(&req, &[image(&["sh"]), image(&["true"])]).expect("runnable");
         let err = check_runnable(&req, &[image(&["sh"]), image(&[])]).expect_err("b has nothing");

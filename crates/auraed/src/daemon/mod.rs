@@ -16,6 +16,7 @@ use crate::api::{
 };
 use crate::cells::Cells;
 use crate::cgroups::{self, CgroupDriver, CgroupError, CgroupPath};
+use crate::cni::Cni;
 use crate::config::DaemonConfig;
 use crate::executables::Executables;
 use crate::images::{ImageError, ImageStore, RegistryConfig};
@@ -53,8 +54,8 @@ pub enum DaemonError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
-    #[error("bootstrapping the PKI")]
-    Pki(#[from] crate::pki::PkiError),
+    #[error("bootstrap")]
+    Bootstrap(#[from] crate::bootstrap::BootstrapError),
 }
 
 /// More handshakes at once than any host has descriptors for would only
@@ -155,7 +156,12 @@ pub async fn run(
         root.join("cells")?,
         &config.runtime_dir,
         Duration::from_secs_f64(config.stop_grace),
-    );
+    )
+    .with_network(Arc::new(Cni::new(
+        config.cni_conf_dir.clone(),
+        config.cni_bin_dirs(),
+        state.clone(),
+    )));
     cells.clean_leftovers();
     let schedule = Schedule::open(state, processes.clone(), root.join("schedule")?, true)?;
     // Before serving, so that a restarted daemon answers with its units running

@@ -300,6 +300,7 @@ pub fn cell(name: &str, containers: &[(&str, &str)]) -> Cell {
                 image: image.to_string(),
             })
             .collect(),
+        ..Default::default()
     }
 }
 

@@ -168,6 +168,9 @@ impl TestDaemon {
             .arg("test-node")
             .args(&self.args)
             .env("AURAED_LOG", "info,auraed=debug")
+            // Hermetic: the host's /etc/cni/net.d never decides a test's
+            // networking; a test writes its networks here (or passes --cni-conf-dir).
+            .env("AURAED_CNI_CONF_DIR", self.dir.path().join("cni"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log);
