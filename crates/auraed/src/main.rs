@@ -34,6 +34,9 @@ enum Command {
         /// The workload, as JSON.
         spec: String,
     },
+    /// Internal: the helper that runs one container with libcontainer (started by the daemon).
+    #[command(hide = true)]
+    Container(auraed::cells::helper::HelperArgs),
     /// Certificates: `auraed pki init` creates a CA, server and client certificates and the client config.
     Pki {
         #[command(subcommand)]
@@ -92,6 +95,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Monitor { spec }) => {
             return ExitCode::from(auraed::process::monitor::run(&spec) as u8)
+        }
+        Some(Command::Container(args)) => {
+            return ExitCode::from(auraed::cells::helper::run(&args) as u8)
         }
         Some(Command::Pki {
             command: PkiCommand::Init(args),

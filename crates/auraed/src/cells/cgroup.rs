@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-
 use super::error::CellError;
 use crate::cgroups::{
     child_names, remove_tree, CgroupDriver, CgroupError, CgroupPath, CgroupVersion,
@@ -84,24 +82,10 @@ impl CellCgroups {
         self.driver.pids(&top).map_err(cgroup_error(&top))
     }
 
-    /// Sends `signal` to every process of the cell; returns how many.
-    pub fn signal(&self, cell: &str, signal: Signal) -> Result<usize, CellError> {
-        let top = self.cell(cell)?;
-        self.driver
-            .signal_all(&top, signal)
-            .map_err(cgroup_error(&top))
-    }
-
     /// SIGKILL to every process of the cell until none is left.
     pub fn kill(&self, cell: &str) -> Result<(), CellError> {
         let top = self.cell(cell)?;
         self.driver.kill_all(&top).map_err(cgroup_error(&top))
-    }
-
-    /// SIGKILL to every process of one container until none is left.
-    pub fn kill_container(&self, cell: &str, container: &str) -> Result<(), CellError> {
-        let path = self.container(cell, container)?;
-        self.driver.kill_all(&path).map_err(cgroup_error(&path))
     }
 
     /// Removes the cell's cgroups from every hierarchy; missing ones are fine.

@@ -5,8 +5,10 @@
 //! (`request`), pulls every image (`image`), then a task of its own sets the
 //! cell up (`sandbox` namespaces, `cgroup`, one bundle per container from
 //! `spec` and `user`), creates and starts the containers through youki's
-//! libcontainer (`runtime`), waits for them (`wait`, `output`) and tears
-//! everything down again (`mounts`, `cgroup`), whatever happened. Dropping
+//! libcontainer in a helper process per container (`runtime` starts
+//! `auraed container`, `helper` is that process), supervises them through
+//! the process layer (output, stop, exit) and tears everything down again
+//! (`mounts`, `cgroup`), whatever happened. Dropping
 //! the `run` future (a client cancel or deadline) stops the cell and still
 //! tears it down. `crate::api::cells` serves the additive `cells.Cells` API.
 //!
@@ -19,10 +21,10 @@
 mod cgroup;
 mod core;
 mod error;
+pub mod helper;
 mod image;
 mod lifecycle;
 mod mounts;
-mod output;
 mod request;
 mod runtime;
 mod sandbox;

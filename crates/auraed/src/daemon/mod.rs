@@ -55,7 +55,7 @@ pub enum DaemonError {
 
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(
-    config: DaemonConfig,
+    mut config: DaemonConfig,
     log: DaemonLog,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
@@ -65,15 +65,8 @@ pub async fn run(
     if !(0.0..=3600.0).contains(&config.stop_grace) {
         return Err(DaemonError::BadGrace(config.stop_grace));
     }
-    for dir in [&config.state_dir, &config.runtime_dir] {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|source| DaemonError::Dir {
-                path: dir.display().to_string(),
-                source,
-            })?;
+    for dir in [&mut config.state_dir, &mut config.runtime_dir] {
+        *dir = real_dir(dir)?;
     }
     let policy = Arc::new(load_policy(&config)?);
     let group = match &config.socket_group {
@@ -127,11 +120,9 @@ pub async fn run(
     let images = ImageStore::open(&config.state_dir, RegistryConfig::load(&config.registries)?)?;
     let cells = Cells::new(
         images.clone(),
-        driver.clone(),
-        logs.clone(),
+        processes.clone(),
         root.join("cells")?,
         &config.runtime_dir,
-        Duration::from_secs_f64(config.stop_grace),
     );
     cells.clean_leftovers();
     let schedule = Schedule::open(state, processes.clone(), root.join("schedule")?, true)?;
@@ -237,6 +228,22 @@ async fn remove_cgroup_root(driver: &dyn CgroupDriver, root: &CgroupPath, within
     if let Err(e) = driver.remove(root) {
         tracing::warn!(cgroup = root.as_str(), error = %crate::error_chain::chain(&e), "removing the daemon's cgroups at exit");
     }
+}
+
+/// Creates `dir` (mode 0700) if needed and returns its real path: mountinfo
+/// names mounts by real paths (on Debian /var/run is a symlink to /run), so
+/// every path later compared with it must be resolved once, here.
+fn real_dir(dir: &std::path::Path) -> Result<std::path::PathBuf, DaemonError> {
+    let err = |source| DaemonError::Dir {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err)?;
+    std::fs::canonicalize(dir).map_err(err)
 }
 
 fn load_policy(config: &DaemonConfig) -> Result<Policy, DaemonError> {

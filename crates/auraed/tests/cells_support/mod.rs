@@ -16,6 +16,7 @@ use auraed::cells::Cells;
 use auraed::cgroups::{detect_host, CgroupDriver, CgroupPath, HOST_MOUNT_ROOT};
 use auraed::images::{ImageStore, RegistryConfig};
 use auraed::logs::{read_output, EndMarker, LogLimits, LogStore};
+use auraed::process::Processes;
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -179,14 +180,10 @@ impl Harness {
         let driver = detect_host().unwrap();
         let logs =
             LogStore::open(&state.path().join("logs"), LogLimits::default(), 1 << 30).unwrap();
-        let cells = Cells::new(
-            images,
-            driver.clone(),
-            logs.clone(),
-            parent.clone(),
-            runtime.path(),
-            grace,
-        );
+        // Containers run under `auraed container`: this test binary is not auraed.
+        let processes = Processes::new(driver.clone(), logs.clone(), grace)
+            .with_monitor_exe(PathBuf::from(env!("CARGO_BIN_EXE_auraed")));
+        let cells = Cells::new(images, processes, parent.clone(), runtime.path());
         Self {
             cells: ApiCells(cells),
             logs,
