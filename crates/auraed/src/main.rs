@@ -131,7 +131,7 @@ fn run_daemon(config: DaemonConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         let signals = shutdown.clone();
         tokio::spawn(async move {
@@ -142,7 +142,11 @@ fn run_daemon(config: DaemonConfig) -> anyhow::Result<()> {
         auraed::daemon::run(config, log, shutdown)
             .await
             .map_err(anyhow::Error::from)
-    })
+    });
+    // Everything is stopped: do not wait for blocking threads still parked
+    // in a read (log followers, the inotify watcher), as dropping would.
+    runtime.shutdown_background();
+    result
 }
 
 async fn wait_for_signal() {

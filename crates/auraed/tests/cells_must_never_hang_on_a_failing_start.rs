@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use aurae_proto::meta::{AuraeMeta, Status};
 use aurae_proto::runtime::Executable;
-use cells_support::{cell, push_derived, ImageSpec};
+use cells_support::cell;
 use common::{require_registry, TestDaemon};
 
 /// Cell starts in all, spread over `WORKERS` concurrent callers.
@@ -46,16 +46,7 @@ async fn cells_must_never_hang_on_a_failing_start() {
     if !require_registry("cells_must_never_hang_on_a_failing_start") {
         return;
     }
-    let good = push_derived("nostart", "good", &ImageSpec::sh("sleep 1000")).await;
-    let bad = push_derived(
-        "nostart",
-        "bad",
-        &ImageSpec {
-            cmd: vec!["/no/such/program".into()],
-            ..Default::default()
-        },
-    )
-    .await;
+    let (good, bad) = cells_support::nostart_images().await;
     let d = TestDaemon::start().await;
     let began = Instant::now();
 

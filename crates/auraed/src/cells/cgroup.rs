@@ -101,6 +101,26 @@ impl CellCgroups {
         driven
     }
 
+    /// At daemon exit: removes the (empty) parent of the cells from every
+    /// v1 hierarchy, then the parent's own parent (the daemon's root
+    /// cgroup) where nothing else uses it. libcontainer made them in
+    /// hierarchies the driver never uses (blkio, devices, cpuset, ...).
+    pub fn remove_parent(&self) -> Result<(), CellError> {
+        if self.version() != CgroupVersion::V1 {
+            return Ok(());
+        }
+        let above = Path::new(self.parent.as_str()).parent();
+        for hierarchy in self.v1_hierarchies() {
+            let dir = hierarchy.join(self.parent.as_str());
+            remove_tree(&dir, REMOVE_TIMEOUT).map_err(cgroup_error(&self.parent))?;
+            if let Some(above) = above.filter(|a| !a.as_os_str().is_empty()) {
+                // Still in use (scheduled executables left running): kept.
+                let _ = fs::remove_dir(hierarchy.join(above));
+            }
+        }
+        Ok(())
+    }
+
     /// Names of the cells that have a cgroup (in any hierarchy).
     pub fn cells(&self) -> Vec<String> {
         let mut names = self.driver.children(&self.parent).unwrap_or_default();
@@ -254,5 +274,16 @@ mod tests {
             assert!(r.join(h).join("aurae/cells").exists(), "{h}: parent kept");
         }
         assert!(r.join("devices/aurae/cells/stale/x").exists());
+        cg.remove("stale").expect("remove");
+        fs::create_dir_all(r.join("pids/aurae/schedule/unit")).expect("mkdir");
+        cg.remove_parent().expect("remove parent");
+        for h in ["memory", "cpuset", "devices"] {
+            assert!(!r.join(h).join("aurae").exists(), "{h}: root removed");
+        }
+        assert!(!r.join("pids/aurae/cells").exists());
+        assert!(
+            r.join("pids/aurae/schedule/unit").exists(),
+            "a root still in use is kept"
+        );
     }
 }

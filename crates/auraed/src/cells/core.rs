@@ -355,6 +355,14 @@ impl Cells {
         }
     }
 
+    /// At daemon exit, once every cell is torn down: removes the cells'
+    /// parent cgroup from the hierarchies only libcontainer uses. Blocking.
+    pub fn remove_cgroup_parent(&self) {
+        if let Err(e) = self.inner.cgroups.remove_parent() {
+            tracing::warn!(error = %crate::error_chain::chain(&e), "removing the cells' cgroups at exit");
+        }
+    }
+
     /// Stops every cell and waits (bounded) until they are torn down.
     /// New RunCell calls are refused from now on.
     pub async fn shutdown(&self) {

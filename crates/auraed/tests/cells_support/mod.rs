@@ -127,6 +127,17 @@ pub async fn push_derived(name: &str, tag: &str, spec: &ImageSpec) -> String {
     reference
 }
 
+/// The images of a cell that cannot start: `good` would sleep, `bad` names
+/// a program that does not exist.
+pub async fn nostart_images() -> (String, String) {
+    let missing = ImageSpec {
+        cmd: vec!["/no/such/program".into()],
+        ..Default::default()
+    };
+    let good = push_derived("nostart", "good", &ImageSpec::sh("sleep 1000")).await;
+    (good, push_derived("nostart", "bad", &missing).await)
+}
+
 /// A `Cells` seen through the API layer (`auraed::api::cells`): wire types
 /// in and out, errors as the `tonic::Status` a client gets.
 #[derive(Clone)]
