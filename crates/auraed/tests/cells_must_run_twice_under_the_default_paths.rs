@@ -32,6 +32,7 @@ use common::require_registry;
 const DEFAULT_SOCKET: &str = "/var/run/aurae/aurae.sock";
 const DEFAULT_RUNTIME_DIR: &str = "/var/run/aurae";
 const DEFAULT_STATE_DIR: &str = "/var/lib/aurae";
+const HELLO: &str = "echo hello from $(hostname)";
 
 /// The daemon's paths: the defaults, or dedicated ones when a daemon already runs there.
 struct Paths {
@@ -147,12 +148,7 @@ async fn cells_must_run_twice_under_the_default_paths() {
     if !require_registry("cells_must_run_twice_under_the_default_paths") {
         return;
     }
-    let image = push_derived(
-        "defaults",
-        "v1",
-        &ImageSpec::sh("echo hello from $(hostname)"),
-    )
-    .await;
+    let image = push_derived("defaults", "v1", &ImageSpec::sh(HELLO)).await;
     let p = paths();
     let pki_dir = tempfile::tempdir().unwrap();
     let opts = PkiInitOptions {
