@@ -132,3 +132,94 @@ impl Control {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in for `auraed container` that runs `script` (its control
+    /// socket is fd 0; fds 1 and 2 are the container's output).
+    fn fake_helper(dir: &Path, script: &str) -> std::path::PathBuf {
+        let exe = dir.join("helper");
+        std::fs::write(&exe, format!("#!/bin/sh\n{script}\n")).expect("write");
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        exe
+    }
+
+    async fn create_with(script: &str, within: Duration) -> Result<Created, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = fake_helper(dir.path(), script);
+        create(&exe, "c", dir.path(), dir.path(), within).await
+    }
+
+    #[tokio::test]
+    async fn a_helper_that_never_answers_is_given_up_in_time_and_killed() {
+        let pids = tempfile::tempdir().expect("tempdir");
+        let pidfile = pids.path().join("pid");
+        let script = format!("echo $$ > {}; exec sleep 1000", pidfile.display());
+        let began = std::time::Instant::now();
+        let err = create_with(&script, Duration::from_millis(300))
+            .await
+            .err()
+            .expect("no answer");
+        assert!(err.contains("did not answer the create"), "{err}");
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            began.elapsed()
+        );
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .expect("pid")
+            .trim()
+            .parse()
+            .expect("a pid");
+        let gone = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !gone() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(gone(), "the helper {pid} was not killed");
+    }
+
+    #[tokio::test]
+    async fn a_helper_that_fails_says_why_and_one_that_dies_is_reported() {
+        let err = create_with(
+            r#"echo '{"error":"no such image"}' >&0"#,
+            Duration::from_secs(5),
+        )
+        .await
+        .err()
+        .expect("refused");
+        assert_eq!(err, "no such image");
+        let err = create_with("exit 3", Duration::from_secs(5))
+            .await
+            .err()
+            .expect("died");
+        assert!(
+            err.contains("ended during create without an answer"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_created_container_is_started_on_request() {
+        // Answers like the helper, on fd 0: created, then started once told to.
+        let script = r#"echo '{"created":42}' >&0; read cmd; [ "$cmd" = start ] && echo '{"started":true}' >&0; sleep 5"#;
+        let mut created = create_with(script, Duration::from_secs(5))
+            .await
+            .expect("created");
+        assert_eq!(created.pid, 42);
+        created
+            .control
+            .start(Duration::from_secs(5))
+            .await
+            .expect("started");
+    }
+}
