@@ -40,6 +40,9 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Internal: the helper that runs one container with libcontainer (started by the daemon).
+    #[command(hide = true)]
+    Container(auraed::cells::helper::HelperArgs),
     /// Certificates: `auraed pki init` creates a CA, server and client certificates and the client config.
     Pki {
         #[command(subcommand)]
@@ -111,6 +114,9 @@ fn main() -> ExitCode {
         Some(Command::Policy {
             command: PolicyCommand::Check { file },
         }) => return policy_check(&file),
+        Some(Command::Container(args)) => {
+            return ExitCode::from(auraed::cells::helper::run(&args) as u8)
+        }
         Some(Command::Pki {
             command: PkiCommand::Init(args),
         }) => auraed::pki::init(&args.into_options())
@@ -156,7 +162,7 @@ fn run_daemon(config: DaemonConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         let signals = shutdown.clone();
         tokio::spawn(async move {
@@ -167,7 +173,11 @@ fn run_daemon(config: DaemonConfig) -> anyhow::Result<()> {
         auraed::daemon::run(config, log, shutdown)
             .await
             .map_err(anyhow::Error::from)
-    })
+    });
+    // Everything is stopped: do not wait for blocking threads still parked
+    // in a read (log followers, the inotify watcher), as dropping would.
+    runtime.shutdown_background();
+    result
 }
 
 async fn wait_for_signal() {

@@ -15,10 +15,10 @@ use super::error::CellError;
 use super::image::{ImageSource, PulledImage};
 use super::lifecycle;
 use super::request::{self, CellRequest, CellSpec};
-use crate::cgroups::{CgroupDriver, CgroupPath, HOST_MOUNT_ROOT};
+use crate::cgroups::{CgroupPath, HOST_MOUNT_ROOT};
 use crate::cni::Cni;
-use crate::logs::LogStore;
 use crate::observe::WorkloadCounts;
+use crate::process::Processes;
 use crate::workload::Status as MetaStatus;
 
 /// How long `shutdown` waits for cells beyond their grace period.
@@ -33,11 +33,10 @@ pub struct Cells {
 pub(crate) struct Inner {
     pub images: Arc<dyn ImageSource>,
     pub cgroups: CellCgroups,
-    pub logs: Arc<LogStore>,
+    /// Supervises every container's helper; its grace period is the cells'.
+    pub processes: Processes,
     /// `<runtime_dir>/cells`: one directory per cell.
     pub dir: PathBuf,
-    /// From SIGTERM to SIGKILL when a cell is stopped.
-    pub grace: Duration,
     /// CNI networking of the sandboxes; without it every cell has loopback only.
     pub network: OnceLock<Arc<Cni>>,
     shutdown: CancellationToken,
@@ -267,22 +266,25 @@ impl Cells {
     ///
     /// Cells get the cgroups `<cgroup_parent>/<cell>/<container>` and the
     /// directories `<runtime_dir>/cells/<cell>`; `grace` is the time between
-    /// SIGTERM and SIGKILL when a cell is stopped.
+    /// SIGTERM and SIGKILL when a cell is stopped, the process layer's.
+    /// Containers run under helper processes, `auraed container`, started
+    /// from the process layer's executable (`Processes::with_monitor_exe`).
     pub fn new(
         images: Arc<dyn ImageSource>,
-        cgroups: Arc<dyn CgroupDriver>,
-        logs: Arc<LogStore>,
+        processes: Processes,
         cgroup_parent: CgroupPath,
         runtime_dir: &Path,
-        grace: Duration,
     ) -> Self {
+        let driver = processes.cgroups().clone();
         Self {
             inner: Arc::new(Inner {
                 images,
-                cgroups: CellCgroups::new(cgroups, Path::new(HOST_MOUNT_ROOT), cgroup_parent),
-                logs,
-                dir: runtime_dir.join("cells"),
-                grace,
+                cgroups: CellCgroups::new(driver, Path::new(HOST_MOUNT_ROOT), cgroup_parent),
+                processes,
+                // Resolved: teardown compares it with mountinfo, which shows real paths.
+                dir: std::fs::canonicalize(runtime_dir)
+                    .unwrap_or_else(|_| runtime_dir.to_path_buf())
+                    .join("cells"),
                 network: OnceLock::new(),
                 shutdown: CancellationToken::new(),
                 running: Mutex::new(HashMap::new()),
@@ -381,6 +383,14 @@ impl Cells {
         }
     }
 
+    /// At daemon exit, once every cell is torn down: removes the cells'
+    /// parent cgroup from the hierarchies only libcontainer uses. Blocking.
+    pub fn remove_cgroup_parent(&self) {
+        if let Err(e) = self.inner.cgroups.remove_parent() {
+            tracing::warn!(error = %crate::error_chain::chain(&e), "removing the cells' cgroups at exit");
+        }
+    }
+
     /// Stops every cell and waits (bounded) until they are torn down.
     /// New RunCell calls are refused from now on.
     pub async fn shutdown(&self) {
@@ -392,7 +402,7 @@ impl Cells {
                 let _ = done.wait_for(|d| *d).await;
             }
         }));
-        if tokio::time::timeout(self.inner.grace + SHUTDOWN_SLACK, all)
+        if tokio::time::timeout(self.inner.processes.grace() + SHUTDOWN_SLACK, all)
             .await
             .is_err()
         {

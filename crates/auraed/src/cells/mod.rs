@@ -6,8 +6,10 @@
 //! cell up (`sandbox` namespaces joined to a CNI network by `network`,
 //! `cgroup`, one bundle per container from
 //! `spec` and `user`), creates and starts the containers through youki's
-//! libcontainer (`runtime`), waits for them (`wait`, `output`) and tears
-//! everything down again (`mounts`, `cgroup`), whatever happened. Dropping
+//! libcontainer in a helper process per container (`runtime` starts
+//! `auraed container`, `helper` is that process), supervises them through
+//! the process layer (output, stop, exit) and tears everything down again
+//! (`mounts`, `cgroup`), whatever happened. Dropping
 //! the `run` future (a client cancel or deadline) stops the cell and still
 //! tears it down. `crate::api::cells` serves the additive `cells.Cells` API.
 //!
@@ -20,11 +22,11 @@
 mod cgroup;
 mod core;
 mod error;
+pub mod helper;
 mod image;
 mod lifecycle;
 mod mounts;
 mod network;
-mod output;
 mod request;
 mod runtime;
 mod sandbox;

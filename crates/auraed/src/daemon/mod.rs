@@ -1,6 +1,16 @@
 //! Wiring: builds every subsystem from the configuration, serves them, and
-//! stops them in order at shutdown.
+//! stops them at shutdown.
+//!
+//! The order of a graceful stop (SIGTERM, SIGINT): the listeners stop
+//! accepting; every workload kind is told to stop at once (RunExecutable
+//! calls and cells get SIGTERM to their cgroups together, scheduled
+//! executables are left running for the next daemon unless
+//! --stop-workloads-at-exit); after the grace period whatever is left is
+//! killed; the answers of the calls in flight leave (idle connections are
+//! not waited for); the daemon's cgroups are removed. The whole stop is
+//! bounded by the grace period plus [`STOP_SLACK`].
 
+mod inflight;
 mod routes;
 
 use std::os::unix::fs::DirBuilderExt;
@@ -10,6 +20,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
+use self::inflight::InFlight;
 use crate::api::{
     CellsService, CoreService, ImagesService, ObserveService, ScheduleExecutableService,
     ScheduleService,
@@ -26,6 +37,13 @@ use crate::process::Processes;
 use crate::schedule::{Schedule, ScheduleError};
 use crate::server::{self, HandshakeLimits, Listeners, LivePolicy, ServerError};
 use crate::state::StateDb;
+
+/// What a graceful stop may take beyond the grace period: teardown of what
+/// was killed, the last answers, the removal of the cgroups.
+pub const STOP_SLACK: Duration = Duration::from_secs(1);
+
+/// How long the last answers may take to leave once no call is in flight.
+const LAST_ANSWERS: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Error)]
 pub enum DaemonError {
@@ -64,7 +82,7 @@ const MAX_HANDSHAKES: usize = 1 << 20;
 
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(
-    config: DaemonConfig,
+    mut config: DaemonConfig,
     log: DaemonLog,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
@@ -81,15 +99,8 @@ pub async fn run(
         return Err(DaemonError::BadMaxHandshakes(config.max_handshakes));
     }
     server::raise_nofile_limit();
-    for dir in [&config.state_dir, &config.runtime_dir] {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|source| DaemonError::Dir {
-                path: dir.display().to_string(),
-                source,
-            })?;
+    for dir in [&mut config.state_dir, &mut config.runtime_dir] {
+        *dir = real_dir(dir)?;
     }
     let policy = Arc::new(
         LivePolicy::load(&config.authz_policy, config.authz_policy_is_default())
@@ -151,11 +162,9 @@ pub async fn run(
     let images = ImageStore::open(&config.state_dir, RegistryConfig::load(&config.registries)?)?;
     let cells = Cells::new(
         images.clone(),
-        driver.clone(),
-        logs.clone(),
+        processes.clone(),
         root.join("cells")?,
         &config.runtime_dir,
-        Duration::from_secs_f64(config.stop_grace),
     )
     .with_network(Arc::new(Cni::new(
         config.cni_conf_dir.clone(),
@@ -178,14 +187,18 @@ pub async fn run(
         .with_shutdown(shutdown.clone())
         .with_counts(schedule.clone())
         .with_counts(Arc::new(cells.clone()));
-    let routes = routes::build(routes::Services {
-        observe,
-        core: CoreService::new(executables.clone(), cells.clone()),
-        cells: CellsService::new(cells.clone()),
-        schedule: ScheduleService::new(schedule.clone()),
-        schedule_executable: ScheduleExecutableService::new(schedule.clone()),
-        images: ImagesService::new(images.clone()),
-    })
+    let inflight = InFlight::default();
+    let routes = routes::build(
+        routes::Services {
+            observe,
+            core: CoreService::new(executables.clone(), cells.clone()),
+            cells: CellsService::new(cells.clone()),
+            schedule: ScheduleService::new(schedule.clone()),
+            schedule_executable: ScheduleExecutableService::new(schedule.clone()),
+            images: ImagesService::new(images.clone()),
+        },
+        &inflight,
+    )
     .await?;
 
     tracing::info!(
@@ -199,13 +212,22 @@ pub async fn run(
     let served = server::serve(bound, routes, policy, shutdown.clone());
     tokio::pin!(served);
     let result = tokio::select! {
-        r = &mut served => r,
-        _ = shutdown.cancelled() => {
-            tracing::info!(stop_scheduled = config.stop_workloads_at_exit, "shutting down: stopping workloads");
+        r = &mut served => {
+            // The server failed: the workloads bound to the daemon go with it.
             stop_workloads(&schedule, &cells, &processes, config.stop_workloads_at_exit).await;
-            // In-flight calls end once their workloads are stopped; bound the wait anyway.
-            let bound = processes.grace() + Duration::from_secs(5);
-            match tokio::time::timeout(bound, &mut served).await {
+            r
+        }
+        _ = shutdown.cancelled() => {
+            let deadline = tokio::time::Instant::now() + processes.grace() + STOP_SLACK;
+            tracing::info!(stop_scheduled = config.stop_workloads_at_exit, grace_ms = processes.grace().as_millis() as u64, "shutting down: stopping workloads");
+            let stopped = stop_workloads(&schedule, &cells, &processes, config.stop_workloads_at_exit);
+            if tokio::time::timeout_at(deadline, stopped).await.is_err() {
+                tracing::warn!("workloads did not all stop within the grace period: exiting anyway");
+            }
+            // The answers of the calls whose workloads just ended; idle connections are not waited for.
+            let _ = tokio::time::timeout_at(deadline, inflight.drained()).await;
+            let last = deadline.min(tokio::time::Instant::now() + LAST_ANSWERS);
+            match tokio::time::timeout_at(last, &mut served).await {
                 Ok(r) => r,
                 Err(_) => {
                     let _ = std::fs::remove_file(&config.socket);
@@ -214,13 +236,7 @@ pub async fn run(
             }
         }
     };
-    stop_workloads(&schedule, &cells, &processes, config.stop_workloads_at_exit).await;
-    remove_cgroup_root(
-        driver.as_ref(),
-        &root,
-        processes.grace() + Duration::from_secs(2),
-    )
-    .await;
+    remove_cgroup_root(driver.as_ref(), &cells, &root, STOP_SLACK).await;
     log.detach();
     result?;
     tracing::info!("auraed stopped");
@@ -244,7 +260,12 @@ async fn stop_workloads(
 /// Leaves no empty cgroup directories behind at a graceful exit: waits
 /// (bounded) for the stopped workloads to leave, then removes their trees.
 /// The scheduled executables' tree stays while they run on.
-async fn remove_cgroup_root(driver: &dyn CgroupDriver, root: &CgroupPath, within: Duration) {
+async fn remove_cgroup_root(
+    driver: &dyn CgroupDriver,
+    cells: &Cells,
+    root: &CgroupPath,
+    within: Duration,
+) {
     let deadline = tokio::time::Instant::now() + within;
     let busy = |p: &CgroupPath| driver.pids(p).is_ok_and(|p| !p.is_empty());
     for sub in ["exec", "cells"] {
@@ -256,6 +277,8 @@ async fn remove_cgroup_root(driver: &dyn CgroupDriver, root: &CgroupPath, within
             tracing::warn!(cgroup = path.as_str(), error = %e, "removing the daemon's cgroups at exit");
         }
     }
+    // libcontainer made the cells' parents in hierarchies the driver does not use.
+    cells.remove_cgroup_parent();
     if busy(root) {
         tracing::info!(
             cgroup = root.as_str(),
@@ -266,4 +289,20 @@ async fn remove_cgroup_root(driver: &dyn CgroupDriver, root: &CgroupPath, within
     if let Err(e) = driver.remove(root) {
         tracing::warn!(cgroup = root.as_str(), error = %crate::error_chain::chain(&e), "removing the daemon's cgroups at exit");
     }
+}
+
+/// Creates `dir` (mode 0700) if needed and returns its real path: mountinfo
+/// names mounts by real paths (on Debian /var/run is a symlink to /run), so
+/// every path later compared with it must be resolved once, here.
+fn real_dir(dir: &std::path::Path) -> Result<std::path::PathBuf, DaemonError> {
+    let err = |source| DaemonError::Dir {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err)?;
+    std::fs::canonicalize(dir).map_err(err)
 }

@@ -9,6 +9,7 @@ use aurae_proto::schedule::schedule_executable_server::ScheduleExecutableServer;
 use aurae_proto::schedule::schedule_server::ScheduleServer;
 use tonic::service::Routes;
 
+use super::inflight::InFlight;
 use super::DaemonError;
 use crate::api::{
     CellsService, CoreService, ImagesService, ObserveService, ScheduleExecutableService,
@@ -24,7 +25,8 @@ pub struct Services {
     pub cells: CellsService,
 }
 
-pub async fn build(s: Services) -> Result<Routes, DaemonError> {
+/// Every service, each call counted by `inflight` until it is answered.
+pub async fn build(s: Services, inflight: &InFlight) -> Result<Routes, DaemonError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<ObserveServer<ObserveService>>().await;
     health.set_serving::<CoreServer<CoreService>>().await;
@@ -53,5 +55,8 @@ pub async fn build(s: Services) -> Result<Routes, DaemonError> {
     };
     builder.add_service(reflection().build_v1()?);
     builder.add_service(reflection().build_v1alpha()?);
-    Ok(builder.routes())
+    let mut routes = builder.routes();
+    let router = std::mem::take(routes.axum_router_mut());
+    *routes.axum_router_mut() = router.layer(inflight.clone());
+    Ok(routes)
 }

@@ -54,15 +54,7 @@ pub fn run(spec_json: &str) -> i32 {
     // Its own session: a Ctrl-C at the daemon's terminal, or the daemon's
     // death, must not reach it. Only SIGKILL ends it early.
     let _ = nix::unistd::setsid();
-    for sig in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGPIPE,
-    ] {
-        // SAFETY: SIG_IGN installs no handler code.
-        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
-    }
+    ignore_stop_signals();
     match start(spec_json) {
         Ok((spec, started)) => {
             reply(&MonitorReply {
@@ -79,6 +71,21 @@ pub fn run(spec_json: &str) -> i32 {
             });
             1
         }
+    }
+}
+
+/// Only SIGKILL ends a helper process of the daemon (a monitor, a container
+/// helper): a Ctrl-C at the daemon's terminal, a hang-up or a closed pipe
+/// must not.
+pub(crate) fn ignore_stop_signals() {
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGPIPE,
+    ] {
+        // SAFETY: SIG_IGN installs no handler code.
+        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
 }
 
@@ -147,7 +154,7 @@ fn supervise(spec: &MonitorSpec, s: Started) {
         });
     }
     drop(done_tx);
-    let exit = wait(s.pid);
+    let exit = wait_child(s.pid);
     // Like KillMode=control-group: the main process is gone, so is the rest.
     if let Err(e) = s.driver.kill_all(&s.cgroup) {
         note(
@@ -179,7 +186,9 @@ fn supervise(spec: &MonitorSpec, s: Started) {
     }
 }
 
-fn wait(pid: i32) -> Option<ExitKind> {
+/// Blocks until child `pid` ends, reaps it and says how (`None` if it is
+/// not a child of this process).
+pub(crate) fn wait_child(pid: i32) -> Option<ExitKind> {
     loop {
         match waitpid(Pid::from_raw(pid), None) {
             Ok(WaitStatus::Exited(_, code)) => return Some(ExitKind::Code(code)),

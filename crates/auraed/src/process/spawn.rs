@@ -163,19 +163,38 @@ impl Processes {
                     source,
                 }
             })?;
-        let stop = self.shutdown.child_token();
+        Ok(self.supervise(pid, child, spec.cgroup, output, self.shutdown.child_token()))
+    }
+
+    /// Supervises a child started elsewhere (a container's helper process,
+    /// whose end is the container's): waits for it, stops it when `stop` is
+    /// cancelled (SIGTERM to `cgroup`, the grace period, SIGKILL), then
+    /// kills what is left in `cgroup`, removes it and closes `output`.
+    pub(crate) fn supervise(
+        &self,
+        pid: i32,
+        child: ChildExit,
+        cgroup: CgroupPath,
+        output: OutputLog,
+        stop: CancellationToken,
+    ) -> ProcessHandle {
         self.running.fetch_add(1, Ordering::Relaxed);
         let done = tokio::spawn(supervise(Supervised {
             pid,
             child,
-            cgroup: spec.cgroup,
+            cgroup,
             cgroups: self.cgroups.clone(),
             output,
             grace: self.grace,
             stop: stop.clone(),
             running: self.running.clone(),
         }));
-        Ok(ProcessHandle::new(pid, stop, done))
+        ProcessHandle::new(pid, stop, done)
+    }
+
+    /// This binary, as run for helper processes (`auraed monitor`, `auraed container`).
+    pub(crate) fn exe(&self) -> &std::path::Path {
+        &self.monitor_exe
     }
 }
 
