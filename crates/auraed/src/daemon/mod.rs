@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{
     CellsService, CoreService, ImagesService, ObserveService, ScheduleExecutableService,
-    ScheduleService,
+    ScheduleService, VmsService,
 };
 use crate::cells::Cells;
 use crate::cgroups::{self, CgroupDriver, CgroupError, CgroupPath};
@@ -25,6 +25,7 @@ use crate::process::Processes;
 use crate::schedule::{Schedule, ScheduleError};
 use crate::server::{self, Listeners, Policy, ServerError};
 use crate::state::StateDb;
+use crate::vms::{VmError, Vms, VmsConfig};
 
 #[derive(Debug, Error)]
 pub enum DaemonError {
@@ -49,6 +50,10 @@ pub enum DaemonError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    #[error("vms")]
+    Vms(#[from] VmError),
+    #[error("--vm-stop-timeout must be a number of seconds from 0 to 3600, not {0}")]
+    BadVmStopTimeout(f64),
     #[error("bootstrapping the PKI")]
     Pki(#[from] crate::pki::PkiError),
 }
@@ -64,6 +69,9 @@ pub async fn run(
     }
     if !(0.0..=3600.0).contains(&config.stop_grace) {
         return Err(DaemonError::BadGrace(config.stop_grace));
+    }
+    if !(0.0..=3600.0).contains(&config.vm_stop_timeout) {
+        return Err(DaemonError::BadVmStopTimeout(config.vm_stop_timeout));
     }
     for dir in [&config.state_dir, &config.runtime_dir] {
         std::fs::DirBuilder::new()
@@ -134,10 +142,28 @@ pub async fn run(
         Duration::from_secs_f64(config.stop_grace),
     );
     cells.clean_leftovers();
-    let schedule = Schedule::open(state, processes.clone(), root.join("schedule")?, true)?;
+    let schedule = Schedule::open(
+        state.clone(),
+        processes.clone(),
+        root.join("schedule")?,
+        true,
+    )?;
+    let vms = Vms::open(
+        state,
+        processes.clone(),
+        images.clone(),
+        VmsConfig {
+            state_dir: config.state_dir.join("vms"),
+            runtime_dir: config.runtime_dir.join("vms"),
+            cgroup_parent: root.join("vms")?,
+            accel: config.vm_accel,
+            stop_timeout: Duration::from_secs_f64(config.vm_stop_timeout),
+        },
+    )?;
     // Before serving, so that a restarted daemon answers with its units running
     // (adopted from the previous daemon, or started).
     schedule.start().await;
+    vms.start().await;
 
     let name = config.name.clone().unwrap_or_else(|| {
         nix::unistd::gethostname()
@@ -148,10 +174,12 @@ pub async fn run(
     let observe = ObserveService::new(name.clone(), Observer::new(logs.clone()), processes.clone())
         .with_shutdown(shutdown.clone())
         .with_counts(schedule.clone())
-        .with_counts(Arc::new(cells.clone()));
+        .with_counts(Arc::new(cells.clone()))
+        .with_counts(vms.clone());
     let routes = routes::build(routes::Services {
         observe,
-        core: CoreService::new(executables.clone(), cells.clone()),
+        core: CoreService::new(executables.clone(), cells.clone(), vms.clone()),
+        vms: VmsService::new(vms.clone()),
         cells: CellsService::new(cells.clone()),
         schedule: ScheduleService::new(schedule.clone()),
         schedule_executable: ScheduleExecutableService::new(schedule.clone()),
@@ -173,7 +201,7 @@ pub async fn run(
         r = &mut served => r,
         _ = shutdown.cancelled() => {
             tracing::info!(stop_scheduled = config.stop_workloads_at_exit, "shutting down: stopping workloads");
-            stop_workloads(&schedule, &cells, &processes, config.stop_workloads_at_exit).await;
+            stop_workloads(&schedule, &cells, &vms, &processes, config.stop_workloads_at_exit).await;
             // In-flight calls end once their workloads are stopped; bound the wait anyway.
             let bound = processes.grace() + Duration::from_secs(5);
             match tokio::time::timeout(bound, &mut served).await {
@@ -185,7 +213,14 @@ pub async fn run(
             }
         }
     };
-    stop_workloads(&schedule, &cells, &processes, config.stop_workloads_at_exit).await;
+    stop_workloads(
+        &schedule,
+        &cells,
+        &vms,
+        &processes,
+        config.stop_workloads_at_exit,
+    )
+    .await;
     remove_cgroup_root(
         driver.as_ref(),
         &root,
@@ -198,18 +233,23 @@ pub async fn run(
     Ok(())
 }
 
-/// Every kind of workload at once: scheduled executables are left running
-/// for the next daemon unless `stop_scheduled`; cells and RunExecutable
-/// calls are bound to the daemon and stopped.
+/// Every kind of workload at once: scheduled executables and VMs are left
+/// running for the next daemon unless `stop_scheduled`; cells and
+/// RunExecutable calls are bound to the daemon and stopped.
 async fn stop_workloads(
     schedule: &Schedule,
     cells: &Cells,
+    vms: &Vms,
     processes: &Processes,
     stop_scheduled: bool,
 ) {
     // Supervisors first, so none restarts what the process layer stops.
     processes.shutdown();
-    tokio::join!(schedule.shutdown(stop_scheduled), cells.shutdown());
+    tokio::join!(
+        schedule.shutdown(stop_scheduled),
+        cells.shutdown(),
+        vms.shutdown(stop_scheduled)
+    );
 }
 
 /// Leaves no empty cgroup directories behind at a graceful exit: waits

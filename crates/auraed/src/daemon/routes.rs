@@ -7,12 +7,13 @@ use aurae_proto::observe::observe_server::ObserveServer;
 use aurae_proto::runtime::core_server::CoreServer;
 use aurae_proto::schedule::schedule_executable_server::ScheduleExecutableServer;
 use aurae_proto::schedule::schedule_server::ScheduleServer;
+use aurae_proto::vms::vms_server::VmsServer;
 use tonic::service::Routes;
 
 use super::DaemonError;
 use crate::api::{
     CellsService, CoreService, ImagesService, ObserveService, ScheduleExecutableService,
-    ScheduleService,
+    ScheduleService, VmsService,
 };
 
 pub struct Services {
@@ -22,6 +23,7 @@ pub struct Services {
     pub schedule_executable: ScheduleExecutableService,
     pub images: ImagesService,
     pub cells: CellsService,
+    pub vms: VmsService,
 }
 
 pub async fn build(s: Services) -> Result<Routes, DaemonError> {
@@ -36,6 +38,7 @@ pub async fn build(s: Services) -> Result<Routes, DaemonError> {
         .await;
     health.set_serving::<ImagesServer<ImagesService>>().await;
     health.set_serving::<CellsServer<CellsService>>().await;
+    health.set_serving::<VmsServer<VmsService>>().await;
     let mut builder = Routes::builder();
     builder
         .add_service(health_service)
@@ -44,7 +47,8 @@ pub async fn build(s: Services) -> Result<Routes, DaemonError> {
         .add_service(ScheduleServer::new(s.schedule))
         .add_service(ScheduleExecutableServer::new(s.schedule_executable))
         .add_service(ImagesServer::new(s.images))
-        .add_service(CellsServer::new(s.cells));
+        .add_service(CellsServer::new(s.cells))
+        .add_service(VmsServer::new(s.vms));
     // Both versions: grpcurl and older tools still ask v1alpha.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
