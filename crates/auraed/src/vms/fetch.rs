@@ -85,6 +85,13 @@ impl DiskCache {
         p.is_file().then_some(p)
     }
 
+    /// Removes a cached image (one that proved unusable).
+    pub fn forget(&self, digest: &str) {
+        if let Some(p) = self.blob(digest) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
     /// Resolves `url` at its server and returns the cached image it serves.
     pub async fn fetch(&self, url: &str) -> Result<Fetched, VmError> {
         let (location, pinned) = split_pin(url)?;

@@ -216,7 +216,14 @@ impl Ctx {
         let (digest, path) = if image.starts_with("http://") || image.starts_with("https://") {
             let f = self.cache.fetch(image).await?;
             tracing::info!(kind = "vm", image, digest = %f.digest, downloaded = f.downloaded, "disk image resolved");
-            (f.digest, f.path)
+            match disk::inspect(image, &f.path).await {
+                Ok(format) => return Ok((f.digest, f.path, format)),
+                Err(e) => {
+                    // No VM can ever use it: do not keep it.
+                    self.cache.forget(&f.digest);
+                    return Err(e);
+                }
+            }
         } else if image.contains("://") {
             return Err(VmError::BadImage {
                 image: image.to_string(),
