@@ -41,6 +41,9 @@ pub enum Command {
     /// Pull OCI images into the node's store
     #[command(subcommand)]
     Image(cmd::image::ImageCommand),
+    /// Run, list, stop, start and remove virtual machines, follow their console
+    #[command(subcommand)]
+    Vm(cmd::vm::VmCommand),
     /// Print a shell completion script
     Completions(cmd::completions::CompletionsArgs),
 }

@@ -8,6 +8,7 @@ pub mod logs;
 pub mod run;
 pub mod schedule;
 pub mod status;
+pub mod vm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Schedule(cmd) => schedule::run(&ctx, cmd).await,
         Command::Cell(cmd) => cell::run(&ctx, cmd).await,
         Command::Image(cmd) => image::run(&ctx, cmd).await,
+        Command::Vm(cmd) => vm::run(&ctx, cmd).await,
         Command::Completions(args) => completions::run(args),
     }
 }

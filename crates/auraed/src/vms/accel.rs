@@ -57,7 +57,7 @@ impl FromStr for AccelChoice {
 pub struct HostFacts<'a> {
     /// The text of /proc/cpuinfo.
     pub cpuinfo: &'a str,
-    /// The text of /proc/modules.
+    /// The text of /proc/modules (or one module name per line).
     pub modules: &'a str,
     /// Whether /dev/kvm opened read-write.
     pub kvm_opens: bool,
@@ -101,7 +101,16 @@ pub fn choose(choice: AccelChoice, host: &HostFacts<'_>) -> (Accel, String) {
 /// Reads the facts of this host and chooses.
 pub fn detect(choice: AccelChoice) -> (Accel, String) {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let modules = std::fs::read_to_string("/proc/modules").unwrap_or_default();
+    // Containers may hide /proc/modules; /sys/module lists the same names.
+    let modules = std::fs::read_to_string("/proc/modules").unwrap_or_else(|_| {
+        std::fs::read_dir("/sys/module")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned() + "\n")
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
     let kvm_opens = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -177,6 +186,9 @@ mod tests {
             },
         );
         assert!(why.contains("kvm_pvm"), "{why}");
+        // The /sys/module form: one name per line.
+        assert_eq!(pick(INTEL_VMX, "kvm\nkvm_pvm\n", true), Accel::Tcg);
+        assert_eq!(pick(INTEL_VMX, "kvm\nkvm_intel\n", true), Accel::Kvm);
     }
 
     #[test]
