@@ -72,59 +72,55 @@ pub async fn run(ctx: &Ctx, cmd: VmCommand) -> Result<ExitCode> {
             print_status(ctx, &s);
         }
         VmCommand::List => {
-            let list = client
-                .vms()
-                .list(ListVmsRequest {})
-                .await
-                .context("could not list vms")?
-                .into_inner()
-                .vms;
+            let list = list_vms(&client).await?;
             if ctx.json() {
                 print_json(&json!({ "vms": list.iter().map(vm_info).collect::<Vec<_>>() }));
             } else {
                 print_list(&list);
             }
         }
-        VmCommand::Stop { name } => {
-            let s = client
-                .vms()
-                .stop(VmRef { name: name.clone() })
-                .await
-                .with_context(|| format!("could not stop vm {name}"))?
-                .into_inner();
-            print_status(ctx, &s);
-        }
-        VmCommand::Start { name } => {
-            let s = client
-                .vms()
-                .start(VmRef { name: name.clone() })
-                .await
-                .with_context(|| format!("could not start vm {name}"))?
-                .into_inner();
-            print_status(ctx, &s);
-        }
-        VmCommand::Rm { name } => {
-            let s = client
-                .vms()
-                .delete(VmRef { name: name.clone() })
-                .await
-                .with_context(|| format!("could not remove vm {name}"))?
-                .into_inner();
-            print_status(ctx, &s);
-        }
+        VmCommand::Stop { name } => act(ctx, &client, Act::Stop, name).await?,
+        VmCommand::Start { name } => act(ctx, &client, Act::Start, name).await?,
+        VmCommand::Rm { name } => act(ctx, &client, Act::Remove, name).await?,
         VmCommand::Console { name } => console(ctx, &client, &name).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn console(ctx: &Ctx, client: &Client, name: &str) -> Result<()> {
-    let list = client
+async fn list_vms(client: &Client) -> Result<Vec<VmInfo>> {
+    Ok(client
         .vms()
         .list(ListVmsRequest {})
         .await
         .context("could not list vms")?
         .into_inner()
-        .vms;
+        .vms)
+}
+
+enum Act {
+    Stop,
+    Start,
+    Remove,
+}
+
+/// Stop, Start or Delete of one VM, its answer printed.
+async fn act(ctx: &Ctx, client: &Client, act: Act, name: String) -> Result<()> {
+    let r = VmRef { name: name.clone() };
+    let mut vms = client.vms();
+    let (verb, answer) = match act {
+        Act::Stop => ("stop", vms.stop(r).await),
+        Act::Start => ("start", vms.start(r).await),
+        Act::Remove => ("remove", vms.delete(r).await),
+    };
+    let s = answer
+        .with_context(|| format!("could not {verb} vm {name}"))?
+        .into_inner();
+    print_status(ctx, &s);
+    Ok(())
+}
+
+async fn console(ctx: &Ctx, client: &Client, name: &str) -> Result<()> {
+    let list = list_vms(client).await?;
     let Some(vm) = list
         .iter()
         .find(|v| v.meta.as_ref().is_some_and(|m| m.name == name))

@@ -16,6 +16,7 @@
 //! `crate::api`. Operator documentation: docs/vms.md.
 
 pub mod accel;
+mod ctx;
 mod disk;
 mod error;
 mod fetch;
@@ -36,25 +37,20 @@ pub use store::Want;
 
 use crate::cgroups::CgroupPath;
 use crate::images::ImageStore;
-use crate::logs::Kind;
 use crate::observe::WorkloadCounts;
-use crate::process::{Adopted, DetachedRecord, ExitKind, ProcessHandle, ProcessSpec, Processes};
+use crate::process::{Adopted, ExitKind, Processes};
 use crate::state::StateDb;
 use crate::validation::validate_name;
 use crate::workload::Status;
+use ctx::Ctx;
 use fetch::DiskCache;
-use qmp::Qmp;
-use store::{Store, VmRecord};
+use store::{VmRecord, MACHINES};
 use supervisor::{lock, SharedState, Supervisor, VmState};
 
 pub const DEFAULT_MEMORY_MIB: u32 = 512;
 pub const DEFAULT_VCPUS: u32 = 1;
 const MAX_MEMORY_MIB: u32 = 1024 * 1024;
 const MAX_VCPUS: u32 = 255;
-/// How long a hypervisor may take to report `running` over QMP.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
-/// The longest path a Unix socket address holds.
-const MAX_SOCKET_PATH: usize = 107;
 
 /// A VM to create.
 #[derive(Debug, Clone, Default)]
@@ -93,205 +89,6 @@ pub struct VmsConfig {
     pub stop_timeout: Duration,
 }
 
-/// What the supervisors share with the core.
-pub struct Ctx {
-    processes: Processes,
-    store: Store,
-    cache: DiskCache,
-    images: Arc<ImageStore>,
-    machines_dir: PathBuf,
-    runtime_dir: PathBuf,
-    cgroup_parent: CgroupPath,
-    accel: Accel,
-    stop_timeout: Duration,
-}
-
-impl Ctx {
-    fn qmp_path(&self, name: &str) -> PathBuf {
-        self.runtime_dir.join(name).join("qmp.sock")
-    }
-
-    fn overlay_path(&self, name: &str) -> PathBuf {
-        self.machines_dir.join(name).join("overlay.qcow2")
-    }
-
-    /// Writes `record` durably; a failure is logged (the VM goes on).
-    async fn persist(&self, name: &str, record: &VmRecord) {
-        let (store, key, r) = (self.store.clone(), name.to_string(), record.clone());
-        if !matches!(
-            tokio::task::spawn_blocking(move || store.put(&key, &r)).await,
-            Ok(Ok(()))
-        ) {
-            tracing::warn!(
-                kind = "vm",
-                name,
-                "could not record the vm in the state database"
-            );
-        }
-    }
-
-    /// Starts the hypervisor of `name` on its overlay, records the run and
-    /// returns once QMP reports the guest running. On failure nothing of
-    /// this boot is left (process, cgroup, socket, log).
-    async fn boot(
-        &self,
-        name: &str,
-        record: &VmRecord,
-    ) -> Result<(ProcessHandle, DetachedRecord), VmError> {
-        let qmp = self.qmp_path(name);
-        if qmp.as_os_str().len() > MAX_SOCKET_PATH {
-            return Err(VmError::Boot {
-                name: name.to_string(),
-                detail: format!(
-                    "the QMP socket path {} is too long for a Unix socket: use a shorter --runtime-dir",
-                    qmp.display()
-                ),
-            });
-        }
-        let run_dir = self.runtime_dir.join(name);
-        std::fs::create_dir_all(&run_dir)
-            .map_err(|e| VmError::io(format!("creating {}", run_dir.display()), e))?;
-        let _ = std::fs::remove_file(&qmp);
-        let overlay = self.overlay_path(name);
-        let argv = qemu::argv(&qemu::QemuArgs {
-            name,
-            accel: self.accel,
-            memory_mib: record.memory_mib,
-            vcpus: record.vcpus,
-            overlay: &overlay,
-            qmp: &qmp,
-        });
-        let spec = ProcessSpec {
-            argv: argv.clone(),
-            cgroup: self.cgroup_parent.join(name).map_err(|e| VmError::Boot {
-                name: name.to_string(),
-                detail: e.to_string(),
-            })?,
-            kind: Kind::Vm,
-            name: name.to_string(),
-        };
-        let (handle, run) = self
-            .processes
-            .spawn_detached(spec)
-            .await
-            .map_err(|source| VmError::Process {
-                name: name.to_string(),
-                source,
-            })?;
-        let mut recorded = record.clone();
-        recorded.want = Want::Running;
-        recorded.message.clear();
-        recorded.run = Some(run.clone());
-        self.persist(name, &recorded).await;
-        match wait_running(&qmp, &handle).await {
-            Ok(()) => {
-                tracing::info!(kind = "vm", name, pid = handle.pid(), accel = %self.accel, command = ?argv, "vm running");
-                Ok((handle, run))
-            }
-            Err(why) => {
-                handle.stop();
-                let detail = match handle.wait().await {
-                    Ok(f) => {
-                        let out = f.output(4096).await;
-                        let _ = std::fs::remove_dir_all(&f.log_dir);
-                        format!(
-                            "{why}; hypervisor {}: {}",
-                            f.exit.describe(),
-                            out.stderr.trim()
-                        )
-                    }
-                    Err(e) => format!("{why}; {e}"),
-                };
-                let _ = std::fs::remove_file(&qmp);
-                Err(VmError::Boot {
-                    name: name.to_string(),
-                    detail,
-                })
-            }
-        }
-    }
-
-    /// Resolves `image` (always at its source) to a cached, checked base disk.
-    async fn resolve(&self, image: &str) -> Result<(String, PathBuf, String), VmError> {
-        let (digest, path) = if image.starts_with("http://") || image.starts_with("https://") {
-            let f = self.cache.fetch(image).await?;
-            tracing::info!(kind = "vm", image, digest = %f.digest, downloaded = f.downloaded, "disk image resolved");
-            match disk::inspect(image, &f.path).await {
-                Ok(format) => return Ok((f.digest, f.path, format)),
-                Err(e) => {
-                    // No VM can ever use it: do not keep it.
-                    self.cache.forget(&f.digest);
-                    return Err(e);
-                }
-            }
-        } else if image.contains("://") {
-            return Err(VmError::BadImage {
-                image: image.to_string(),
-                detail: "only http:// and https:// URLs are fetched".into(),
-            });
-        } else {
-            let pulled = self.images.pull(image, None).await?;
-            let path = container_disk(&pulled.layers).ok_or_else(|| VmError::NotADisk {
-                image: image.to_string(),
-                detail:
-                    "a containerDisk holds exactly one disk file under /disk/; this image has none"
-                        .into(),
-            })?;
-            (pulled.manifest_digest, path)
-        };
-        let format = disk::inspect(image, &path).await?;
-        Ok((digest, path, format))
-    }
-}
-
-/// Waits until QMP says `running`; an error when the hypervisor exits first.
-async fn wait_running(qmp: &Path, handle: &ProcessHandle) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + BOOT_TIMEOUT;
-    let mut last = String::from("no QMP socket yet");
-    while tokio::time::Instant::now() < deadline {
-        if handle.is_finished() {
-            return Err("the hypervisor exited during start".into());
-        }
-        if qmp.exists() {
-            match Qmp::connect(qmp).await {
-                Ok(mut q) => match q.status().await {
-                    Ok(s) if s == "running" => return Ok(()),
-                    Ok(s) => last = format!("QMP status {s}"),
-                    Err(e) => last = e.to_string(),
-                },
-                Err(e) => last = e.to_string(),
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Err(format!(
-        "QMP did not report running within {}s ({last})",
-        BOOT_TIMEOUT.as_secs()
-    ))
-}
-
-/// The one regular file under `/disk/` of the topmost layer that has one.
-fn container_disk(layers: &[PathBuf]) -> Option<PathBuf> {
-    layers.iter().rev().find_map(|layer| {
-        let dir = layer.join("disk");
-        let meta = std::fs::symlink_metadata(&dir).ok()?;
-        if !meta.is_dir() {
-            return None;
-        }
-        let files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .ok()?
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .filter(|e| !e.file_name().to_string_lossy().starts_with(".wh."))
-            .map(|e| e.path())
-            .collect();
-        match files.as_slice() {
-            [one] => Some(one.clone()),
-            _ => None,
-        }
-    })
-}
-
 struct Machine {
     record: VmRecord,
     state: SharedState,
@@ -319,14 +116,13 @@ impl Vms {
     ) -> Result<Arc<Self>, VmError> {
         let (accel, why) = accel::detect(config.accel);
         tracing::info!(accel = %accel, reason = %why, "vm accelerator chosen");
-        let store = Store::new(db);
-        let records = store.load()?;
+        let records = db.all(&MACHINES)?;
         let machines_dir = config.state_dir.join("machines");
         std::fs::create_dir_all(&machines_dir)
             .map_err(|e| VmError::io(format!("creating {}", machines_dir.display()), e))?;
         let ctx = Arc::new(Ctx {
             processes,
-            store,
+            db,
             cache: DiskCache::open(&config.state_dir.join("cache"))?,
             images,
             machines_dir,
@@ -429,11 +225,7 @@ impl Vms {
     /// Creates and boots a VM; returns once it runs.
     pub async fn run(self: &Arc<Self>, spec: VmSpec) -> Result<VmView, VmError> {
         let this = self.clone();
-        // In a task of its own: a client that goes away mid-call cannot
-        // leave a half-made VM.
-        tokio::spawn(async move { this.run_now(spec).await })
-            .await
-            .map_err(|e| VmError::io("vm task", std::io::Error::other(e.to_string())))?
+        in_task(async move { this.run_now(spec).await }).await
     }
 
     async fn run_now(&self, spec: VmSpec) -> Result<VmView, VmError> {
@@ -491,8 +283,8 @@ impl Vms {
         let (handle, run) = match ctx.boot(&name, &record).await {
             Ok(b) => b,
             Err(e) => {
-                let (store, key) = (ctx.store.clone(), name.clone());
-                let _ = tokio::task::spawn_blocking(move || store.delete(&key)).await;
+                let (db, key) = (ctx.db.clone(), name.clone());
+                let _ = tokio::task::spawn_blocking(move || db.delete(&MACHINES, &key)).await;
                 undo(ctx);
                 tracing::warn!(kind = "vm", name = %name, image = %spec.image, caller = %spec.caller, error = %e, "vm could not be created");
                 return Err(e);
@@ -535,9 +327,7 @@ impl Vms {
     /// Boots a VM that is off again, on the same overlay.
     pub async fn start_vm(self: &Arc<Self>, name: String) -> Result<VmView, VmError> {
         let this = self.clone();
-        tokio::spawn(async move { this.start_now(name).await })
-            .await
-            .map_err(|e| VmError::io("vm task", std::io::Error::other(e.to_string())))?
+        in_task(async move { this.start_now(name).await }).await
     }
 
     async fn start_now(&self, name: String) -> Result<VmView, VmError> {
@@ -578,9 +368,7 @@ impl Vms {
     /// Stops a VM (graceful, then forced); the overlay and record stay.
     pub async fn stop_vm(self: &Arc<Self>, name: String) -> Result<VmView, VmError> {
         let this = self.clone();
-        tokio::spawn(async move { this.stop_now(name).await })
-            .await
-            .map_err(|e| VmError::io("vm task", std::io::Error::other(e.to_string())))?
+        in_task(async move { this.stop_now(name).await }).await
     }
 
     async fn stop_now(&self, name: String) -> Result<VmView, VmError> {
@@ -592,16 +380,7 @@ impl Vms {
             .and_then(|m| m.supervisor.take());
         match sup {
             Some(s) => s.stop().await,
-            None => {
-                record.want = Want::Stopped;
-                record.run = None;
-                record.message = "stopped".into();
-                self.ctx.persist(&name, &record).await;
-                let mut s = lock(&state);
-                s.status = Status::Passive;
-                s.pid = 0;
-                s.message = "stopped".into();
-            }
+            None => supervisor::off(&self.ctx, &name, &mut record, &state).await,
         }
         if let Some(m) = self.machines().get_mut(&name) {
             m.record.want = Want::Stopped;
@@ -613,9 +392,7 @@ impl Vms {
     /// Stops a VM if it runs and removes its overlay and record.
     pub async fn delete(self: &Arc<Self>, name: String) -> Result<VmView, VmError> {
         let this = self.clone();
-        tokio::spawn(async move { this.delete_now(name).await })
-            .await
-            .map_err(|e| VmError::io("vm task", std::io::Error::other(e.to_string())))?
+        in_task(async move { this.delete_now(name).await }).await
     }
 
     async fn delete_now(&self, name: String) -> Result<VmView, VmError> {
@@ -631,8 +408,8 @@ impl Vms {
         let mut view = self
             .view(&name)
             .ok_or(VmError::NotFound { name: name.clone() })?;
-        let (store, key) = (self.ctx.store.clone(), name.clone());
-        tokio::task::spawn_blocking(move || store.delete(&key))
+        let (db, key) = (self.ctx.db.clone(), name.clone());
+        tokio::task::spawn_blocking(move || db.delete(&MACHINES, &key))
             .await
             .map_err(|e| VmError::io("vm task", std::io::Error::other(e.to_string())))??;
         if let Some(dir) = self.ctx.overlay_path(&name).parent() {
@@ -735,6 +512,16 @@ fn size(
     }
 }
 
+/// Runs `fut` in a task of its own: a client that goes away mid-call
+/// cannot leave a VM half made, half stopped or half deleted.
+async fn in_task<T: Send + 'static>(
+    fut: impl std::future::Future<Output = Result<T, VmError>> + Send + 'static,
+) -> Result<T, VmError> {
+    tokio::spawn(fut)
+        .await
+        .map_err(|e| VmError::io("vm task", std::io::Error::other(e.to_string())))?
+}
+
 impl WorkloadCounts for Vms {
     fn counts(&self) -> Vec<(&'static str, usize)> {
         let running = self
@@ -756,24 +543,5 @@ mod tests {
         assert_eq!(size("m", 32, 512, 16, 64, "r").expect("in range"), 32);
         assert!(size("m", 8, 512, 16, 64, "r").is_err());
         assert!(size("m", 65, 512, 16, 64, "r").is_err());
-    }
-
-    #[test]
-    fn a_container_disk_is_the_one_file_under_disk() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (low, high) = (dir.path().join("l0"), dir.path().join("l1"));
-        std::fs::create_dir_all(low.join("disk")).expect("mkdir");
-        std::fs::write(low.join("disk/a.qcow2"), b"x").expect("write");
-        std::fs::create_dir_all(high.join("etc")).expect("mkdir");
-        assert_eq!(
-            container_disk(&[low.clone(), high.clone()]),
-            Some(low.join("disk/a.qcow2"))
-        );
-        std::fs::write(low.join("disk/b.qcow2"), b"x").expect("write");
-        assert_eq!(
-            container_disk(&[low, high]),
-            None,
-            "two disks are ambiguous"
-        );
     }
 }

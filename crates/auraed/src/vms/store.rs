@@ -2,14 +2,12 @@
 //! a call is answered, so that a restarted daemon finds every VM, adopts the
 //! hypervisors still running and knows which ones should be.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::process::DetachedRecord;
-use crate::state::{StateDb, StateError, Table};
+use crate::state::Table;
 
 /// What the operator (or the guest) last decided about a VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,34 +44,13 @@ pub struct VmRecord {
     pub run: Option<DetachedRecord>,
 }
 
-const MACHINES: Table<VmRecord> = Table::new("vms.machines.v1");
-
-#[derive(Debug, Clone)]
-pub struct Store {
-    db: Arc<StateDb>,
-}
-
-impl Store {
-    pub fn new(db: Arc<StateDb>) -> Self {
-        Self { db }
-    }
-
-    pub fn load(&self) -> Result<BTreeMap<String, VmRecord>, StateError> {
-        self.db.all(&MACHINES)
-    }
-
-    pub fn put(&self, name: &str, r: &VmRecord) -> Result<(), StateError> {
-        self.db.put(&MACHINES, name, r)
-    }
-
-    pub fn delete(&self, name: &str) -> Result<bool, StateError> {
-        self.db.delete(&MACHINES, name)
-    }
-}
+/// The table: VM name -> record.
+pub const MACHINES: Table<VmRecord> = Table::new("vms.machines.v1");
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::StateDb;
 
     #[test]
     fn records_survive_reopen() {
@@ -90,13 +67,13 @@ mod tests {
             run: None,
         };
         {
-            let s = Store::new(Arc::new(StateDb::open(dir.path()).expect("open")));
-            s.put("a", &rec).expect("put");
-            s.put("b", &rec).expect("put");
-            assert!(s.delete("b").expect("delete"));
+            let db = StateDb::open(dir.path()).expect("open");
+            db.put(&MACHINES, "a", &rec).expect("put");
+            db.put(&MACHINES, "b", &rec).expect("put");
+            assert!(db.delete(&MACHINES, "b").expect("delete"));
         }
-        let s = Store::new(Arc::new(StateDb::open(dir.path()).expect("reopen")));
-        let all = s.load().expect("load");
+        let db = StateDb::open(dir.path()).expect("reopen");
+        let all = db.all(&MACHINES).expect("load");
         assert_eq!(all.len(), 1);
         assert_eq!(all["a"], rec);
     }

@@ -11,9 +11,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::ctx::Ctx;
 use super::qmp::Qmp;
 use super::store::{VmRecord, Want};
-use super::Ctx;
 use crate::process::{ExitKind, Finished, ProcessError, ProcessHandle};
 use crate::schedule::{Backoff, StartLimit, START_LIMIT_BURST, START_LIMIT_INTERVAL};
 use crate::workload::Status;
@@ -227,7 +227,7 @@ where
 }
 
 /// Recorded as stopped (Stop, or the daemon stopping it at exit).
-async fn off(ctx: &Ctx, name: &str, record: &mut VmRecord, state: &SharedState) {
+pub(super) async fn off(ctx: &Ctx, name: &str, record: &mut VmRecord, state: &SharedState) {
     record.want = Want::Stopped;
     record.run = None;
     record.message = "stopped".into();

@@ -70,7 +70,7 @@ pub async fn daemon() -> TestDaemon {
         .arg("--vm-accel")
         .arg("tcg")
         .arg("--vm-stop-timeout")
-        .arg("60")
+        .arg("20")
         .start()
         .await
 }
