@@ -47,12 +47,7 @@ async fn a_container_disk_from_the_registry_boots_to_its_console_marker() {
     .expect_err("unknown image");
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
 
-    d.client()
-        .await
-        .vms()
-        .delete(vm_ref("cd"))
-        .await
-        .expect("delete");
+    call(&d, Call::Delete, "cd").await.expect("delete");
     assert!(qemus(&d, "cd").is_empty());
     assert!(list(&d).await.is_empty());
 }

@@ -56,28 +56,15 @@ async fn a_vm_from_a_url_runs_streams_its_console_and_goes_through_its_lifecycle
             >= 1
     );
     assert_eq!(list(&d).await["web2"].digest, web.digest);
-    let del = d
-        .client()
-        .await
-        .vms()
-        .delete(vm_ref("web2"))
-        .await
-        .expect("delete web2");
-    assert_eq!(del.into_inner().status, Status::Passive as i32);
+    let del = call(&d, Call::Delete, "web2").await.expect("delete web2");
+    assert_eq!(del.status, Status::Passive as i32);
 
     assert_eq!(code(run(&d, "web", &url).await), Code::AlreadyExists);
     assert_eq!(code(run(&d, "../etc", &url).await), Code::InvalidArgument);
     assert_eq!(code(run(&d, "", &url).await), Code::InvalidArgument);
 
     // Stop: graceful (the test guest powers off on the ACPI button), disk kept.
-    let stopped = d
-        .client()
-        .await
-        .vms()
-        .stop(vm_ref("web"))
-        .await
-        .expect("stop")
-        .into_inner();
+    let stopped = call(&d, Call::Stop, "web").await.expect("stop");
     assert_eq!(stopped.status, Status::Passive as i32, "{stopped:?}");
     assert!(!alive(pid), "qemu {pid} is gone after Stop");
     assert!(vm_cgroups(&d, "web").is_empty(), "no cgroup after Stop");
@@ -87,14 +74,7 @@ async fn a_vm_from_a_url_runs_streams_its_console_and_goes_through_its_lifecycle
     assert_eq!(list(&d).await["web"].status, Status::Passive as i32);
 
     // Start: the same overlay boots again.
-    let started = d
-        .client()
-        .await
-        .vms()
-        .start(vm_ref("web"))
-        .await
-        .expect("start")
-        .into_inner();
+    let started = call(&d, Call::Start, "web").await.expect("start");
     assert_eq!(started.status, Status::Active as i32, "{started:?}");
     let pid2 = pid_of(&started);
     assert!(pid2 > 0 && pid2 != pid);
@@ -102,14 +82,7 @@ async fn a_vm_from_a_url_runs_streams_its_console_and_goes_through_its_lifecycle
     assert_eq!(listed_pid(&list(&d).await["web"]), pid2);
 
     // Delete: nothing of it is left.
-    let deleted = d
-        .client()
-        .await
-        .vms()
-        .delete(vm_ref("web"))
-        .await
-        .expect("delete")
-        .into_inner();
+    let deleted = call(&d, Call::Delete, "web").await.expect("delete");
     assert_eq!(deleted.status, Status::Passive as i32);
     assert!(!alive(pid2));
     assert!(qemus(&d, "web").is_empty());
@@ -117,12 +90,6 @@ async fn a_vm_from_a_url_runs_streams_its_console_and_goes_through_its_lifecycle
     assert!(!overlay(&d, "web").exists());
     assert!(!overlay(&d, "web").parent().expect("dir").exists());
     assert!(list(&d).await.is_empty());
-    let gone = d
-        .client()
-        .await
-        .vms()
-        .stop(vm_ref("web"))
-        .await
-        .expect_err("gone");
+    let gone = call(&d, Call::Stop, "web").await.expect_err("gone");
     assert_eq!(gone.code(), Code::NotFound);
 }

@@ -28,6 +28,18 @@ async fn bad_images_are_refused_with_clear_errors_and_leave_nothing_behind() {
     }
     let server = FileServer::start(fixtures()).await;
     let d = daemon().await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(d.client().await.channel());
+    let served = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "vms.Vms".into(),
+        })
+        .await
+        .expect("health of vms.Vms")
+        .into_inner();
+    assert_eq!(
+        served.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 
     let e = run(&d, "nf", &server.url("no-such-disk.qcow2"))
         .await

@@ -239,6 +239,27 @@ pub fn vm_ref(name: &str) -> VmRef {
     VmRef { name: name.into() }
 }
 
+/// `vms.Vms` Stop, Start or Delete.
+pub enum Call {
+    Stop,
+    Start,
+    Delete,
+}
+
+pub async fn call(
+    d: &TestDaemon,
+    call: Call,
+    name: &str,
+) -> Result<VirtualMachineStatus, tonic::Status> {
+    let mut vms = d.client().await.vms();
+    let r = match call {
+        Call::Stop => vms.stop(vm_ref(name)).await,
+        Call::Start => vms.start(vm_ref(name)).await,
+        Call::Delete => vms.delete(vm_ref(name)).await,
+    };
+    r.map(|r| r.into_inner())
+}
+
 pub fn pid_of(s: &VirtualMachineStatus) -> i32 {
     s.proc.as_ref().map(|p| p.pid).unwrap_or(0)
 }
