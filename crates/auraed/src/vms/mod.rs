@@ -162,9 +162,19 @@ impl Vms {
         }))
     }
 
-    /// Adopts the hypervisors an earlier daemon left running and boots the
-    /// VMs that should run but do not.
+    /// Stops what an earlier daemon left in the VMs' cgroups without a
+    /// record (it died while creating a VM), adopts the hypervisors it left
+    /// running and boots the VMs that should run but do not.
     pub async fn start(&self) {
+        let recorded = self
+            .machines()
+            .values()
+            .filter_map(|m| m.record.run.as_ref().map(|r| r.cgroup.clone()))
+            .collect();
+        self.ctx
+            .processes
+            .clean_leftovers(&self.ctx.cgroup_parent, recorded, "vm")
+            .await;
         let wanted: Vec<(String, VmRecord, SharedState)> = self
             .machines()
             .iter()
