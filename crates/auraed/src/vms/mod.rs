@@ -206,6 +206,12 @@ impl Vms {
                 },
                 None => None,
             };
+            if let Some(h) = &handle {
+                // Listed as running from the first answer of this daemon.
+                let mut s = lock(&state);
+                s.status = Status::Active;
+                s.pid = h.pid();
+            }
             let sup = Supervisor::start(self.ctx.clone(), name.clone(), record, state, handle);
             if let Some(m) = self.machines().get_mut(&name) {
                 m.supervisor = Some(sup);
