@@ -545,7 +545,7 @@ impl WorkloadCounts for Vms {
             .values()
             .filter(|m| lock(&m.state).status == Status::Active)
             .count();
-        vec![("vms running", running)]
+        vec![("vms", running)]
     }
 }
 
