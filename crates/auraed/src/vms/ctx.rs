@@ -132,6 +132,8 @@ impl Ctx {
                     Err(e) => format!("{why}; {e}"),
                 };
                 let _ = std::fs::remove_file(&qmp);
+                // The record as it was before this boot (e.g. still stopped).
+                self.persist(name, record).await;
                 Err(VmError::Boot {
                     name: name.to_string(),
                     detail,
