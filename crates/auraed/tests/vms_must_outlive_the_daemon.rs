@@ -101,3 +101,38 @@ async fn vms_survive_restarts_and_crashes_of_the_daemon_and_of_qemu() {
     assert_eq!(off.status, Status::Complete as i32);
     assert!(qemus(&d, "off").is_empty());
 }
+
+/// A hypervisor in a VM cgroup without a record (a daemon died while
+/// creating the VM) is stopped when the next daemon starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_cgroup_without_a_record_is_stopped_at_start() {
+    if !require_vms("vms_must_outlive_the_daemon") {
+        return;
+    }
+    let mut d = daemon().await;
+    d.stop();
+    let mut ghost = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .expect("sleep");
+    let pid = ghost.id();
+    let dirs: Vec<_> = common::cgroup_mounts()
+        .into_iter()
+        .map(|m| m.join(d.cgroup_root()).join("vms/ghost"))
+        .collect();
+    for dir in &dirs {
+        std::fs::create_dir_all(dir).expect("ghost cgroup");
+        std::fs::write(dir.join("cgroup.procs"), pid.to_string()).expect("move the ghost");
+    }
+    d.restart().await;
+    let gone = eventually(30, || {
+        matches!(ghost.try_wait(), Ok(Some(_))) && dirs.iter().all(|p| !p.exists())
+    })
+    .await;
+    assert!(
+        gone,
+        "the leftover was not stopped and removed:\n{}",
+        d.log()
+    );
+    assert!(list(&d).await.is_empty());
+}
