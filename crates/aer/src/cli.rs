@@ -44,6 +44,9 @@ pub enum Command {
     /// Check an authorization policy file
     #[command(subcommand)]
     Policy(cmd::policy::PolicyCommand),
+    /// Run, list, stop, start and remove virtual machines, follow their console
+    #[command(subcommand)]
+    Vm(cmd::vm::VmCommand),
     /// Print a shell completion script
     Completions(cmd::completions::CompletionsArgs),
 }
@@ -95,5 +98,36 @@ mod tests {
             Cli::try_parse_from(["aer", "status", "--config", "/c", "-o", "json"]).expect("parses");
         assert_eq!(cli.config, Some(PathBuf::from("/c")));
         assert_eq!(cli.output, OutputFormat::Json);
+    }
+
+    #[test]
+    fn vm_run_takes_a_name_an_image_and_sizes() {
+        let cli = Cli::try_parse_from([
+            "aer",
+            "vm",
+            "run",
+            "web",
+            "http://h/d.qcow2",
+            "--memory",
+            "256",
+            "--vcpus",
+            "2",
+        ])
+        .expect("parses");
+        let Command::Vm(cmd::vm::VmCommand::Run {
+            name,
+            image,
+            memory,
+            vcpus,
+        }) = cli.command
+        else {
+            panic!("not vm run")
+        };
+        assert_eq!((name.as_str(), image.as_str()), ("web", "http://h/d.qcow2"));
+        assert_eq!((memory, vcpus), (Some(256), Some(2)));
+        assert!(
+            Cli::try_parse_from(["aer", "vm", "rm"]).is_err(),
+            "rm needs a name"
+        );
     }
 }

@@ -4,7 +4,10 @@
 use aurae_proto::cells::RunningCell;
 use aurae_proto::meta::{AuraeMeta, ProcessMeta, Status};
 use aurae_proto::observe::LogItem;
-use aurae_proto::runtime::{CellStatus, ContainerStatus, Executable, ExecutableStatus};
+use aurae_proto::runtime::{
+    CellStatus, ContainerStatus, Executable, ExecutableStatus, VirtualMachineStatus,
+};
+use aurae_proto::vms::VmInfo;
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -72,6 +75,20 @@ pub fn running_cell(c: &RunningCell) -> Value {
         "meta": meta(c.meta.as_ref()),
         "containers": c.containers.iter().map(container_status).collect::<Vec<_>>(),
         "ip": c.ip,
+    })
+}
+
+pub fn vm_status(v: &VirtualMachineStatus) -> Value {
+    json!({ "meta": meta(v.meta.as_ref()), "status": status_name(v.status), "proc": proc(v.proc.as_ref()) })
+}
+
+pub fn vm_info(v: &VmInfo) -> Value {
+    json!({
+        "meta": meta(v.meta.as_ref()),
+        "image": v.image,
+        "digest": v.digest,
+        "status": status_name(v.status),
+        "proc": proc(v.proc.as_ref()),
     })
 }
 

@@ -106,6 +106,14 @@ pub struct DaemonConfig {
     /// Client identity created by --bootstrap.
     #[arg(long, env = "AURAED_BOOTSTRAP_CLIENT", default_value = "admin")]
     pub bootstrap_client: String,
+    /// QEMU accelerator for VMs: auto (KVM only when the CPU shows vmx/svm,
+    /// no paravirtual KVM module is loaded and /dev/kvm opens), kvm or tcg.
+    #[arg(long, env = "AURAED_VM_ACCEL", default_value = "auto")]
+    pub vm_accel: crate::vms::AccelChoice,
+    /// Seconds a guest may take to power off after the ACPI power button
+    /// (vms.Vms/Stop) before QEMU is told to quit.
+    #[arg(long, env = "AURAED_VM_STOP_TIMEOUT", default_value_t = 30.0)]
+    pub vm_stop_timeout: f64,
 }
 
 impl DaemonConfig {

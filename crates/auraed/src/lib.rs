@@ -24,6 +24,7 @@ pub mod schedule;
 pub mod server;
 pub mod state;
 pub mod validation;
+pub mod vms;
 pub mod workload;
 
 #[cfg(test)]

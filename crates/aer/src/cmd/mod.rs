@@ -9,6 +9,7 @@ pub mod policy;
 pub mod run;
 pub mod schedule;
 pub mod status;
+pub mod vm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Cell(cmd) => cell::run(&ctx, cmd).await,
         Command::Image(cmd) => image::run(&ctx, cmd).await,
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Vm(cmd) => vm::run(&ctx, cmd).await,
         Command::Completions(args) => completions::run(args),
     }
 }

@@ -12,6 +12,7 @@ use crate::observe::ObserveError;
 use crate::process::ProcessError;
 use crate::schedule::ScheduleError;
 use crate::validation::NameError;
+use crate::vms::VmError;
 
 impl From<NameError> for Status {
     fn from(e: NameError) -> Self {
@@ -74,6 +75,29 @@ impl From<ScheduleError> for Status {
             ScheduleError::Store(_) | ScheduleError::Task(_) | ScheduleError::Cgroup(_) => {
                 Status::internal(msg)
             }
+        }
+    }
+}
+
+impl From<VmError> for Status {
+    fn from(e: VmError) -> Self {
+        let msg = crate::error_chain::chain(&e);
+        match e {
+            VmError::Name(_) | VmError::BadSize { .. } | VmError::BadImage { .. } => {
+                Status::invalid_argument(msg)
+            }
+            VmError::NotADisk { .. } | VmError::TooLarge { .. } => Status::invalid_argument(msg),
+            VmError::AlreadyExists { .. } => Status::already_exists(msg),
+            VmError::NotFound { .. } | VmError::HttpNotFound { .. } => Status::not_found(msg),
+            VmError::WrongState { .. } | VmError::DigestMismatch { .. } => {
+                Status::failed_precondition(msg)
+            }
+            VmError::Unreachable { .. } | VmError::HttpStatus { .. } | VmError::ShuttingDown => {
+                Status::unavailable(msg)
+            }
+            VmError::Image(e) => Status::new(image_code(&e), msg),
+            VmError::Boot { .. } | VmError::Process { .. } => Status::failed_precondition(msg),
+            VmError::State(_) | VmError::Io { .. } => Status::internal(msg),
         }
     }
 }

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use self::inflight::InFlight;
 use crate::api::{
     CellsService, CoreService, ImagesService, ObserveService, ScheduleExecutableService,
-    ScheduleService,
+    ScheduleService, VmsService,
 };
 use crate::cells::Cells;
 use crate::cgroups::{self, CgroupDriver, CgroupError, CgroupPath};
@@ -37,6 +37,7 @@ use crate::process::Processes;
 use crate::schedule::{Schedule, ScheduleError};
 use crate::server::{self, HandshakeLimits, Listeners, LivePolicy, ServerError};
 use crate::state::StateDb;
+use crate::vms::{VmError, Vms, VmsConfig};
 
 /// What a graceful stop may take beyond the grace period: teardown of what
 /// was killed, the last answers, the removal of the cgroups.
@@ -74,6 +75,10 @@ pub enum DaemonError {
     State(#[from] crate::state::StateError),
     #[error("bootstrap")]
     Bootstrap(#[from] crate::bootstrap::BootstrapError),
+    #[error("vms")]
+    Vms(#[from] VmError),
+    #[error("--vm-stop-timeout must be a number of seconds from 0 to 3600, not {0}")]
+    BadVmStopTimeout(f64),
 }
 
 /// More handshakes at once than any host has descriptors for would only
@@ -94,6 +99,9 @@ pub async fn run(
     }
     if !(0.1..=300.0).contains(&config.handshake_timeout) {
         return Err(DaemonError::BadHandshakeTimeout(config.handshake_timeout));
+    }
+    if !(0.0..=3600.0).contains(&config.vm_stop_timeout) {
+        return Err(DaemonError::BadVmStopTimeout(config.vm_stop_timeout));
     }
     if !(1..=MAX_HANDSHAKES).contains(&config.max_handshakes) {
         return Err(DaemonError::BadMaxHandshakes(config.max_handshakes));
@@ -172,10 +180,28 @@ pub async fn run(
         state.clone(),
     )));
     cells.clean_leftovers();
-    let schedule = Schedule::open(state, processes.clone(), root.join("schedule")?, true)?;
+    let schedule = Schedule::open(
+        state.clone(),
+        processes.clone(),
+        root.join("schedule")?,
+        true,
+    )?;
+    let vms = Vms::open(
+        state,
+        processes.clone(),
+        images.clone(),
+        VmsConfig {
+            state_dir: config.state_dir.join("vms"),
+            runtime_dir: config.runtime_dir.join("vms"),
+            cgroup_parent: root.join("vms")?,
+            accel: config.vm_accel,
+            stop_timeout: Duration::from_secs_f64(config.vm_stop_timeout),
+        },
+    )?;
     // Before serving, so that a restarted daemon answers with its units running
     // (adopted from the previous daemon, or started).
     schedule.start().await;
+    vms.start().await;
 
     let name = config.name.clone().unwrap_or_else(|| {
         nix::unistd::gethostname()
@@ -186,12 +212,14 @@ pub async fn run(
     let observe = ObserveService::new(name.clone(), Observer::new(logs.clone()), processes.clone())
         .with_shutdown(shutdown.clone())
         .with_counts(schedule.clone())
-        .with_counts(Arc::new(cells.clone()));
+        .with_counts(Arc::new(cells.clone()))
+        .with_counts(vms.clone());
     let inflight = InFlight::default();
     let routes = routes::build(
         routes::Services {
             observe,
-            core: CoreService::new(executables.clone(), cells.clone()),
+            core: CoreService::new(executables.clone(), cells.clone(), vms.clone()),
+            vms: VmsService::new(vms.clone()),
             cells: CellsService::new(cells.clone()),
             schedule: ScheduleService::new(schedule.clone()),
             schedule_executable: ScheduleExecutableService::new(schedule.clone()),
@@ -214,13 +242,13 @@ pub async fn run(
     let result = tokio::select! {
         r = &mut served => {
             // The server failed: the workloads bound to the daemon go with it.
-            stop_workloads(&schedule, &cells, &processes, config.stop_workloads_at_exit).await;
+            stop_workloads(&schedule, &cells, &vms, &processes, config.stop_workloads_at_exit).await;
             r
         }
         _ = shutdown.cancelled() => {
             let deadline = tokio::time::Instant::now() + processes.grace() + STOP_SLACK;
             tracing::info!(stop_scheduled = config.stop_workloads_at_exit, grace_ms = processes.grace().as_millis() as u64, "shutting down: stopping workloads");
-            let stopped = stop_workloads(&schedule, &cells, &processes, config.stop_workloads_at_exit);
+            let stopped = stop_workloads(&schedule, &cells, &vms, &processes, config.stop_workloads_at_exit);
             if tokio::time::timeout_at(deadline, stopped).await.is_err() {
                 tracing::warn!("workloads did not all stop within the grace period: exiting anyway");
             }
@@ -243,18 +271,23 @@ pub async fn run(
     Ok(())
 }
 
-/// Every kind of workload at once: scheduled executables are left running
-/// for the next daemon unless `stop_scheduled`; cells and RunExecutable
-/// calls are bound to the daemon and stopped.
+/// Every kind of workload at once: scheduled executables and VMs are left
+/// running for the next daemon unless `stop_scheduled`; cells and
+/// RunExecutable calls are bound to the daemon and stopped.
 async fn stop_workloads(
     schedule: &Schedule,
     cells: &Cells,
+    vms: &Vms,
     processes: &Processes,
     stop_scheduled: bool,
 ) {
     // Supervisors first, so none restarts what the process layer stops.
     processes.shutdown();
-    tokio::join!(schedule.shutdown(stop_scheduled), cells.shutdown());
+    tokio::join!(
+        schedule.shutdown(stop_scheduled),
+        cells.shutdown(),
+        vms.shutdown(stop_scheduled)
+    );
 }
 
 /// Leaves no empty cgroup directories behind at a graceful exit: waits

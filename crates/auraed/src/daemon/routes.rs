@@ -7,13 +7,14 @@ use aurae_proto::observe::observe_server::ObserveServer;
 use aurae_proto::runtime::core_server::CoreServer;
 use aurae_proto::schedule::schedule_executable_server::ScheduleExecutableServer;
 use aurae_proto::schedule::schedule_server::ScheduleServer;
+use aurae_proto::vms::vms_server::VmsServer;
 use tonic::service::Routes;
 
 use super::inflight::InFlight;
 use super::DaemonError;
 use crate::api::{
     CellsService, CoreService, ImagesService, ObserveService, ScheduleExecutableService,
-    ScheduleService,
+    ScheduleService, VmsService,
 };
 
 pub struct Services {
@@ -23,6 +24,7 @@ pub struct Services {
     pub schedule_executable: ScheduleExecutableService,
     pub images: ImagesService,
     pub cells: CellsService,
+    pub vms: VmsService,
 }
 
 /// Every service, each call counted by `inflight` until it is answered.
@@ -38,6 +40,7 @@ pub async fn build(s: Services, inflight: &InFlight) -> Result<Routes, DaemonErr
         .await;
     health.set_serving::<ImagesServer<ImagesService>>().await;
     health.set_serving::<CellsServer<CellsService>>().await;
+    health.set_serving::<VmsServer<VmsService>>().await;
     let mut builder = Routes::builder();
     builder
         .add_service(health_service)
@@ -46,7 +49,8 @@ pub async fn build(s: Services, inflight: &InFlight) -> Result<Routes, DaemonErr
         .add_service(ScheduleServer::new(s.schedule))
         .add_service(ScheduleExecutableServer::new(s.schedule_executable))
         .add_service(ImagesServer::new(s.images))
-        .add_service(CellsServer::new(s.cells));
+        .add_service(CellsServer::new(s.cells))
+        .add_service(VmsServer::new(s.vms));
     // Both versions: grpcurl and older tools still ask v1alpha.
     let reflection = || {
         tonic_reflection::server::Builder::configure()

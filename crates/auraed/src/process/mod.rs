@@ -15,6 +15,7 @@ mod detached;
 mod error;
 mod exit;
 mod launch;
+mod leftovers;
 pub mod monitor;
 mod output;
 mod pidfd;
