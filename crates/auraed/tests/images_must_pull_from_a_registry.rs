@@ -85,12 +85,23 @@ fn push_client() -> Client {
 
 /// Pushes an image with one gzip layer per raw tar; returns its manifest digest.
 async fn push_image(reference: &str, raw_layers: &[Vec<u8>], arch: &str) -> String {
-    let client = push_client();
-    let r: Reference = reference.parse().unwrap();
     let layers: Vec<ImageLayer> = raw_layers
         .iter()
         .map(|raw| ImageLayer::new(gzip(raw), IMAGE_LAYER_GZIP_MEDIA_TYPE.to_string(), None))
         .collect();
+    push_layers(reference, layers, raw_layers, arch).await
+}
+
+/// Pushes an image of `layers` (compressed as they are) whose uncompressed
+/// tars are `raw_layers`; returns its manifest digest.
+async fn push_layers(
+    reference: &str,
+    layers: Vec<ImageLayer>,
+    raw_layers: &[Vec<u8>],
+    arch: &str,
+) -> String {
+    let client = push_client();
+    let r: Reference = reference.parse().unwrap();
     let diff_ids: Vec<String> = raw_layers.iter().map(|raw| sha256(raw)).collect();
     let config = serde_json::json!({
         "architecture": arch,
@@ -501,5 +512,46 @@ async fn an_index_resolves_to_the_host_platform_or_names_what_it_has() {
     assert_eq!(
         std::fs::read_to_string(image.layers[0].join("arch")).unwrap(),
         "amd64"
+    );
+}
+
+#[tokio::test]
+async fn zstd_layers_pull_and_unpack_like_gzip_ones() {
+    if !fixture() {
+        return;
+    }
+    let reference = unique("zstd");
+    let bottom = tar_of(&[("etc/motd", "from a gzip layer\n"), ("etc/keep", "k\n")]);
+    let top = tar_of(&[("etc/motd", "from a zstd layer\n"), ("usr/zstd", "z\n")]);
+    let layers = vec![
+        ImageLayer::new(gzip(&bottom), IMAGE_LAYER_GZIP_MEDIA_TYPE.to_string(), None),
+        ImageLayer::new(
+            zstd::stream::encode_all(top.as_slice(), 19).unwrap(),
+            "application/vnd.oci.image.layer.v1.tar+zstd".to_string(),
+            None,
+        ),
+    ];
+    let pushed = push_layers(&reference, layers, &[bottom, top], "amd64").await;
+
+    let state = tempfile::tempdir().unwrap();
+    let store = open_store(state.path());
+    let image = store.pull(&reference, None).await.unwrap();
+    assert_eq!(image.manifest_digest, pushed);
+    assert_eq!(image.layers.len(), 2);
+    assert_eq!(image.stats.layers_unpacked, 2);
+    assert_eq!(
+        std::fs::read_to_string(image.layers[1].join("usr/zstd")).unwrap(),
+        "z\n"
+    );
+    let merged = state.path().join("merged");
+    std::fs::create_dir(&merged).unwrap();
+    copy_layers(&image.layers, &merged).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(merged.join("etc/motd")).unwrap(),
+        "from a zstd layer\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(merged.join("etc/keep")).unwrap(),
+        "k\n"
     );
 }

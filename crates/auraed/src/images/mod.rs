@@ -21,6 +21,8 @@ pub mod unpack;
 mod xattr;
 
 #[cfg(test)]
+mod unpack_props;
+#[cfg(test)]
 mod unpack_tests;
 
 pub use error::ImageError;
