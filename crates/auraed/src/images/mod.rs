@@ -11,7 +11,9 @@
 
 pub mod digest;
 pub mod error;
+pub mod gc;
 pub mod image_config;
+pub mod records;
 pub mod reference;
 pub mod registry;
 pub mod registry_config;
@@ -26,6 +28,7 @@ mod unpack_props;
 mod unpack_tests;
 
 pub use error::ImageError;
+pub use gc::{ImageInfo, PruneReport};
 pub use image_config::ImageRunConfig;
 pub use reference::ImageReference;
 pub use registry_config::{RegistryConfig, DEFAULT_REGISTRIES_FILE};
