@@ -5,7 +5,9 @@
 use std::error::Error as StdError;
 use std::time::Duration;
 
-use oci_client::client::{ClientConfig, ClientProtocol, SizedStream};
+use oci_client::client::{
+    Certificate, CertificateEncoding, ClientConfig, ClientProtocol, SizedStream,
+};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::{
     ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest, IMAGE_CONFIG_MEDIA_TYPE,
@@ -90,6 +92,8 @@ pub enum FetchedManifest {
 pub struct Registry {
     https: Client,
     http: Client,
+    /// HTTPS clients that also trust a registry's own CA, by registry.
+    with_ca: std::collections::HashMap<String, Client>,
     config: RegistryConfig,
     platform: TargetPlatform,
 }
@@ -99,18 +103,36 @@ impl Registry {
         // reqwest is built without a default rustls provider: use ring, as the
         // rest of the daemon does. Fails harmlessly when one is installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = |protocol| {
+        let client = |protocol, ca: Option<&[u8]>| {
             Client::new(ClientConfig {
                 protocol,
                 platform_resolver: None,
                 connect_timeout: Some(Duration::from_secs(10)),
                 read_timeout: Some(Duration::from_secs(120)),
+                extra_root_certificates: ca
+                    .map(|pem| Certificate {
+                        encoding: CertificateEncoding::Pem,
+                        data: pem.to_vec(),
+                    })
+                    .into_iter()
+                    .collect(),
                 ..Default::default()
             })
         };
+        let with_ca = config
+            .ca_certs
+            .iter()
+            .map(|(registry, pem)| {
+                (
+                    registry.clone(),
+                    client(ClientProtocol::Https, Some(pem.as_slice())),
+                )
+            })
+            .collect();
         Self {
-            https: client(ClientProtocol::Https),
-            http: client(ClientProtocol::Http),
+            https: client(ClientProtocol::Https, None),
+            http: client(ClientProtocol::Http, None),
+            with_ca,
             config,
             platform: TargetPlatform::host(),
         }
@@ -121,6 +143,11 @@ impl Registry {
     }
 
     fn client(&self, r: &ImageReference) -> &Client {
+        if self.config.ca_for(r.registry()).is_some() {
+            if let Some(c) = self.with_ca.get(&r.registry().to_ascii_lowercase()) {
+                return c;
+            }
+        }
         if self.config.is_insecure(r.registry()) {
             &self.http
         } else {
@@ -217,8 +244,13 @@ impl Registry {
             OciDistributionError::RequestError(re) => {
                 let cause = root_cause(&re);
                 if re.is_connect() || re.is_timeout() {
-                    let hint = if chain_has_tls_error(&re) {
-                        " (TLS failed: if this registry serves plain HTTP, list it under `insecure` in /etc/aurae/registries.toml)"
+                    // rustls errors reach us as text when another rustls
+                    // build or an io::Error wrapper sits in between.
+                    let tls_text = ["certificate", "tls", "handshake"]
+                        .iter()
+                        .any(|w| cause.to_ascii_lowercase().contains(w));
+                    let hint = if chain_has_tls_error(&re) || tls_text {
+                        " (TLS failed: if this registry serves plain HTTP, list it under `insecure` in /etc/aurae/registries.toml; if a private CA signed its certificate, name the CA under `ca_files` there)"
                     } else {
                         ""
                     };
@@ -453,6 +485,17 @@ fn chain_has_tls_error(e: &(dyn StdError + 'static)) -> bool {
     while let Some(err) = cur {
         if err.downcast_ref::<rustls::Error>().is_some() {
             return true;
+        }
+        // io::Error's source() skips the error it wraps: look at it too.
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if inner.downcast_ref::<rustls::Error>().is_some() {
+                return true;
+            }
+            cur = inner.source();
+            continue;
         }
         cur = err.source();
     }
