@@ -15,11 +15,10 @@ use std::time::{Duration, Instant};
 
 use auraed::images::{ImageError, ImageStore, RegistryConfig};
 use oci_client::client::{
-    Certificate, CertificateEncoding, ClientConfig, ClientProtocol, Config, ImageLayer,
+    Certificate, CertificateEncoding, ClientConfig, ClientProtocol, ImageLayer,
 };
-use oci_client::manifest::{OciImageManifest, IMAGE_CONFIG_MEDIA_TYPE};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::Client;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
 #[path = "common/push.rs"]
@@ -130,33 +129,13 @@ async fn push_with_auth(reg: &TlsRegistry, reference: &str, raw: Vec<u8>) {
         ..Default::default()
     })
     .unwrap();
-    let r: Reference = reference.parse().unwrap();
     let layers = vec![ImageLayer::new(
         push::gzip(&raw),
         oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE.to_string(),
         None,
     )];
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["/bin/true"]},
-        "rootfs": {"type": "layers", "diff_ids": [push::sha256(&raw)]},
-    });
-    let config = Config::new(
-        serde_json::to_vec(&config).unwrap(),
-        IMAGE_CONFIG_MEDIA_TYPE.to_string(),
-        None,
-    );
-    let manifest = OciImageManifest::build(&layers, &config, None);
-    client
-        .push(
-            &r,
-            &layers,
-            config,
-            &RegistryAuth::Basic(USER.into(), PASSWORD.into()),
-            Some(manifest),
-        )
-        .await
-        .unwrap();
+    let auth = RegistryAuth::Basic(USER.into(), PASSWORD.into());
+    push::push_with(&client, &auth, reference, layers, &[raw], "amd64").await;
 }
 
 /// Writes registries.toml (CA) and, when given, auth.json; loads them the

@@ -65,7 +65,19 @@ pub async fn push_layers(
     raw_layers: &[Vec<u8>],
     arch: &str,
 ) -> String {
-    let client = push_client();
+    let auth = RegistryAuth::Anonymous;
+    push_with(&push_client(), &auth, reference, layers, raw_layers, arch).await
+}
+
+/// [`push_layers`] with a client and credentials of the caller's choosing.
+pub async fn push_with(
+    client: &Client,
+    auth: &RegistryAuth,
+    reference: &str,
+    layers: Vec<ImageLayer>,
+    raw_layers: &[Vec<u8>],
+    arch: &str,
+) -> String {
     let r: Reference = reference.parse().unwrap();
     let diff_ids: Vec<String> = raw_layers.iter().map(|raw| sha256(raw)).collect();
     let config = serde_json::json!({
@@ -81,19 +93,10 @@ pub async fn push_layers(
     );
     let manifest = OciImageManifest::build(&layers, &config, None);
     client
-        .push(
-            &r,
-            &layers,
-            config,
-            &RegistryAuth::Anonymous,
-            Some(manifest),
-        )
+        .push(&r, &layers, config, auth, Some(manifest))
         .await
         .unwrap();
-    client
-        .fetch_manifest_digest(&r, &RegistryAuth::Anonymous)
-        .await
-        .unwrap()
+    client.fetch_manifest_digest(&r, auth).await.unwrap()
 }
 
 pub fn unique(name: &str) -> String {
