@@ -460,4 +460,21 @@ async fn zstd_layers_pull_and_unpack_like_gzip_ones() {
         std::fs::read_to_string(merged.join("etc/keep")).unwrap(),
         "k\n"
     );
+
+    // The fixture image hack/build-test-images.sh makes with zstd(1).
+    let image = store
+        .pull(&format!("{REGISTRY}/aurae/busybox-zstd:latest"), None)
+        .await
+        .unwrap();
+    assert_eq!(image.layers.len(), 1);
+    assert_eq!(image.config.cmd, vec!["sh"]);
+    let busybox = image.layers[0].join("bin/busybox");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&busybox).unwrap().permissions(),
+    );
+    assert!(mode & 0o111 != 0, "busybox is executable: {mode:o}");
+    assert_eq!(
+        std::fs::read(&busybox).unwrap(),
+        std::fs::read("/bin/busybox").unwrap()
+    );
 }
