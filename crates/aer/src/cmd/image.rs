@@ -95,7 +95,8 @@ async fn remove(ctx: &Ctx, images: Vec<String>) -> Result<ExitCode> {
             Ok(r) => reports.push(r),
             Err(e) => {
                 // Like `docker rmi`: every image is tried, failures are named.
-                eprintln!("aer: could not remove {image}: {e}");
+                let err = anyhow::Error::from(e).context(format!("could not remove {image}"));
+                eprintln!("aer: {}", crate::errors::render(&err));
                 failed = true;
             }
         }
