@@ -94,7 +94,7 @@ impl ImageStore {
     pub async fn list(&self) -> Result<Vec<ImageInfo>, ImageError> {
         let dirs = self.dirs();
         blocking(move || {
-            let leases = holding_leases(&dirs)?;
+            let leases = holding_leases(&dirs, false)?;
             let mut images: Vec<ImageInfo> = read_images(&dirs)?
                 .into_iter()
                 .map(|(_, record)| ImageInfo {
@@ -127,7 +127,7 @@ impl ImageStore {
             if record.is_none() {
                 return Err(ImageError::NotStored { reference: r });
             }
-            let users: Vec<String> = holding_leases(&dirs)?
+            let users: Vec<String> = holding_leases(&dirs, true)?
                 .into_iter()
                 .filter(|l| l.reference == r)
                 .map(|l| l.holder.display().to_string())
@@ -158,7 +158,7 @@ impl ImageStore {
             let _leases = leases.lock().unwrap_or_else(|p| p.into_inner());
             let mut removed = Vec::new();
             if all {
-                let used: HashSet<String> = holding_leases(&dirs)?
+                let used: HashSet<String> = holding_leases(&dirs, true)?
                     .into_iter()
                     .map(|l| l.reference)
                     .collect();
@@ -245,9 +245,10 @@ fn read_images(dirs: &Dirs) -> Result<Vec<(PathBuf, ImageRecord)>, ImageError> {
     records::read_all(&dir).map_err(|e| ImageError::store(&dir, "listing the images", e))
 }
 
-/// The leases whose containers still have a root filesystem; the others
-/// are removed.
-fn holding_leases(dirs: &Dirs) -> Result<Vec<LeaseRecord>, ImageError> {
+/// The leases whose containers still have a root filesystem. With
+/// `drop_stale` (only under the lease lock: a new root filesystem in the
+/// same directory rewrites the same file) the others are removed.
+fn holding_leases(dirs: &Dirs, drop_stale: bool) -> Result<Vec<LeaseRecord>, ImageError> {
     let dir = dirs.leases();
     let all: Vec<(PathBuf, LeaseRecord)> =
         records::read_all(&dir).map_err(|e| ImageError::store(&dir, "listing the leases", e))?;
@@ -255,7 +256,7 @@ fn holding_leases(dirs: &Dirs) -> Result<Vec<LeaseRecord>, ImageError> {
     for (path, lease) in all {
         if lease.holds() {
             holding.push(lease);
-        } else {
+        } else if drop_stale {
             tracing::debug!(holder = %lease.holder.display(), "dropping the lease of a removed root filesystem");
             let _ = records::remove(&path);
         }
@@ -296,7 +297,7 @@ fn collect(dirs: &Dirs) -> Result<PruneReport, ImageError> {
         live_blobs.extend(record.blobs.iter().map(|d| hex_of(d).to_string()));
         live_layers.extend(record.layers.iter().map(|d| hex_of(d).to_string()));
     }
-    for lease in holding_leases(dirs)? {
+    for lease in holding_leases(dirs, true)? {
         live_layers.extend(lease.layers.iter().map(|d| hex_of(d).to_string()));
     }
     let unpacked = dirs.unpacked();
