@@ -7,6 +7,8 @@
 //! blobs and unpacked layers and makes concurrent pulls share downloads,
 //! [`unpack`] turns one layer tarball into one directory, refusing anything
 //! that would leave it, and [`rootfs`] stacks the layers for a container.
+//! [`gc`] lists, removes and prunes what the store keeps, with the image
+//! records and container leases of [`records`].
 //! Documentation for operators: docs/images.md.
 
 pub mod digest;
