@@ -10,9 +10,13 @@
 #       3. /data/gone-later deleted and /data/layer3 added through
 #          `umoci unpack`/`repack`, which emits a .wh. file for the deletion
 #          (the script checks that it does)
+#   127.0.0.1:5000/aurae/busybox-zstd:latest   the busybox rootfs as one
+#       application/vnd.oci.image.layer.v1.tar+zstd layer (umoci and skopeo
+#       only write gzip: compressed with zstd(1) and pushed with curl through
+#       the registry API)
 #
 # Installs nothing: needs umoci, skopeo, busybox-static (/bin/busybox), tar,
-# gzip and curl; must run as root (umoci unpack keeps ownership).
+# gzip, zstd, sha256sum and curl; must run as root (umoci unpack keeps ownership).
 # Idempotent: every run rebuilds both images and pushes them again.
 #
 #   hack/build-test-images.sh [REGISTRY]     REGISTRY defaults to 127.0.0.1:5000
@@ -23,7 +27,7 @@ BUSYBOX=/bin/busybox
 PATH_ENV=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 APPLETS="sh echo cat hostname ls wget nc sleep true false env id ip ifconfig ps mkdir rm touch grep test printf pwd uname"
 
-for tool in umoci skopeo tar curl; do
+for tool in umoci skopeo tar curl zstd sha256sum; do
 	command -v "$tool" >/dev/null || { echo "build-test-images: $tool is missing" >&2; exit 1; }
 done
 [ -x "$BUSYBOX" ] || { echo "build-test-images: $BUSYBOX is missing: apt-get install busybox-static" >&2; exit 1; }
@@ -112,3 +116,40 @@ if ! tar -tzf "$LAYOUT/blobs/sha256/$last_layer" | grep -q 'data/\.wh\.gone-late
 	exit 1
 fi
 push layered layered
+
+# --- aurae/busybox-zstd ---------------------------------------------------------
+# Pushes one blob (file $2) to repository $1 through a monolithic upload.
+push_blob() {
+	digest=sha256:$(sha256sum "$2" | cut -d' ' -f1)
+	location=$(curl -sfSi -X POST "http://$REGISTRY/v2/$1/blobs/uploads/" |
+		tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+	case $location in
+	http*) ;;
+	*) location=http://$REGISTRY$location ;;
+	esac
+	case $location in
+	*\?*) sep='&' ;;
+	*) sep='?' ;;
+	esac
+	curl -sfS -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' \
+		--data-binary "@$2" "$location${sep}digest=$digest"
+	echo "$digest"
+}
+
+mkdir zstd-rootfs
+busybox_rootfs zstd-rootfs
+tar --numeric-owner --owner=0 --group=0 --sort=name --mtime=@1700000000 \
+	-C zstd-rootfs -cf zstd-layer.tar .
+zstd -q -19 zstd-layer.tar -o zstd-layer.tar.zst
+diff_id=sha256:$(sha256sum zstd-layer.tar | cut -d' ' -f1)
+printf '{"architecture":"amd64","os":"linux","config":{"Env":["%s"],"Cmd":["sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["%s"]}}' \
+	"$PATH_ENV" "$diff_id" >zstd-config.json
+repo=aurae/busybox-zstd
+layer_digest=$(push_blob "$repo" zstd-layer.tar.zst)
+config_digest=$(push_blob "$repo" zstd-config.json)
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":"%s","size":%s}]}' \
+	"$config_digest" "$(stat -c %s zstd-config.json)" \
+	"$layer_digest" "$(stat -c %s zstd-layer.tar.zst)" >zstd-manifest.json
+curl -sfS -o /dev/null -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+	--data-binary @zstd-manifest.json "http://$REGISTRY/v2/$repo/manifests/latest"
+echo "build-test-images: pushed $REGISTRY/$repo:latest"

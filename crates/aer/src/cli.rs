@@ -38,7 +38,7 @@ pub enum Command {
     /// Run, list and stop cells of containers
     #[command(subcommand)]
     Cell(cmd::cell::CellCommand),
-    /// Pull OCI images into the node's store
+    /// Pull, list, remove and prune OCI images in the node's store
     #[command(subcommand)]
     Image(cmd::image::ImageCommand),
     /// Check an authorization policy file

@@ -332,3 +332,69 @@ methods = ["schedule.Schedul", "cells.Cells/Stop", "nothing.Like/This"]
             .all(|l| l.starts_with("p.toml: rule 1: ")));
     }
 }
+
+/// Property tests (proptest): any text loads or fails with an error, never a
+/// panic; a loaded policy grants exactly what a plain model of its rules
+/// grants (so `runtime.Core` never grants `runtime.CoreX/...`).
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pattern() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("*".to_string()),
+            "(runtime|cells|images)\\.(Core|CoreX|Cells|Images)",
+            "(runtime|cells|images)\\.(Core|CoreX|Cells|Images)/(Run|RunX|Pull|List)",
+        ]
+    }
+
+    fn path() -> impl Strategy<Value = String> {
+        "/?(runtime|cells|images|grpc\\.health\\.v1)\\.(Core|CoreX|Cells|Images|Health)(/(Run|RunX|Pull|List|Check))?(/x)?"
+    }
+
+    fn model(rules: &[(Vec<String>, Vec<String>)], names: &[String], path: &str) -> bool {
+        let method = path.trim_start_matches('/');
+        let service = method.split('/').next().unwrap_or_default();
+        ALWAYS_ALLOWED.contains(&service)
+            || rules.iter().any(|(ids, methods)| {
+                ids.iter().any(|i| i == "*" || names.contains(i))
+                    && methods
+                        .iter()
+                        .any(|m| m == "*" || m == service || m == method)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in any::<String>()) {
+            let _ = Policy::parse(&text, "fuzz.toml");
+        }
+
+        #[test]
+        fn toml_shaped_text_never_panics(text in "(\\[\\[allow\\]\\]\n|identities = \\[\"[a-z*]{0,4}\"\\]\n|methods = \\[\"[a-zA-Z./*]{0,12}\"\\]\n|[a-z\"=\\[\\]\n ]{0,8}){0,8}") {
+            let _ = Policy::parse(&text, "fuzz.toml");
+        }
+
+        #[test]
+        fn policies_grant_what_their_rules_say(
+            rules in proptest::collection::vec(
+                (proptest::collection::vec("(\\*|admin|ci|viewer)", 1..3),
+                 proptest::collection::vec(pattern(), 1..3)),
+                0..4),
+            names in proptest::collection::vec("(admin|ci|viewer|other)", 0..3),
+            path in path(),
+        ) {
+            let mut text = String::new();
+            for (ids, methods) in &rules {
+                text.push_str(&format!(
+                    "[[allow]]\nidentities = {ids:?}\nmethods = {methods:?}\n"
+                ));
+            }
+            let policy = Policy::parse(&text, "generated.toml");
+            prop_assert!(policy.is_ok(), "{:?}", policy.err());
+            let policy = policy.unwrap_or(Policy::AllowAll);
+            prop_assert_eq!(policy.allows(&names, &path), model(&rules, &names, &path));
+        }
+    }
+}

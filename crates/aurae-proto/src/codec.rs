@@ -6,10 +6,15 @@
 //! idle log subscribers pays that per stream; 1 KiB that grows on demand
 //! and a frame every 8 KiB keep an idle stream small while a busy one still
 //! sends full frames (a large unary reply grows the buffer as it needs).
+//!
+//! A message that does not decode is `INVALID_ARGUMENT` (tonic says
+//! `INTERNAL`, which blames the server for a client's bytes; found by
+//! crates/auraed/tests/rpcs_must_survive_random_messages.rs).
 
 use std::marker::PhantomData;
 
-use tonic::codec::{BufferSettings, Codec as TonicCodec};
+use tonic::codec::{BufferSettings, Codec as TonicCodec, DecodeBuf, Decoder as TonicDecoder};
+use tonic::Status;
 use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 /// Initial encode buffer of a call.
@@ -35,13 +40,36 @@ where
     type Encode = T;
     type Decode = U;
     type Encoder = ProstEncoder<T>;
-    type Decoder = ProstDecoder<U>;
+    type Decoder = Decoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
         ProstCodec::<T, U>::raw_encoder(BufferSettings::new(ENCODE_BUFFER, YIELD_THRESHOLD))
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstCodec::<T, U>::raw_decoder(BufferSettings::default())
+        Decoder(ProstCodec::<T, U>::raw_decoder(BufferSettings::default()))
+    }
+}
+
+/// prost's decoder, with malformed messages reported as `INVALID_ARGUMENT`.
+#[derive(Debug)]
+pub struct Decoder<U>(ProstDecoder<U>);
+
+impl<U: prost::Message + Default> TonicDecoder for Decoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        self.0.decode(buf).map_err(|s| {
+            let detail = s.message();
+            let detail = detail
+                .strip_prefix("failed to decode Protobuf message: ")
+                .unwrap_or(detail);
+            Status::invalid_argument(format!("malformed protobuf message: {detail}"))
+        })
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        self.0.buffer_settings()
     }
 }

@@ -114,3 +114,39 @@ mod tests {
         );
     }
 }
+
+/// Property tests (proptest): a name is accepted exactly when it matches the
+/// documented pattern, and an accepted name is always one plain path component.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn model(name: &str) -> bool {
+        let len = name.chars().count();
+        (1..=MAX_NAME_LEN).contains(&len)
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_strings_follow_the_model(name in any::<String>()) {
+            let ok = validate_name("name", &name).is_ok();
+            prop_assert_eq!(ok, model(&name));
+        }
+
+        #[test]
+        fn near_miss_names_follow_the_model(name in "[A-Za-z0-9._/\\\\ \0-]{0,70}") {
+            let ok = validate_name("name", &name).is_ok();
+            prop_assert_eq!(ok, model(&name));
+            if ok {
+                let comps: Vec<_> = std::path::Path::new(&name).components().collect();
+                prop_assert_eq!(comps.len(), 1);
+                prop_assert!(matches!(comps[0], std::path::Component::Normal(n) if n == name.as_str()));
+            }
+        }
+    }
+}

@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -14,18 +13,19 @@ use auraed::images::{
     mount_rootfs, remove_rootfs, ImageStore, PullProgress, RegistryConfig, RootfsKind,
 };
 use auraed::mountinfo::mounted_under;
-use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
-use oci_client::manifest::{
-    OciImageManifest, IMAGE_CONFIG_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE,
-};
+use oci_client::client::ImageLayer;
+use oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE;
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
-use sha2::{Digest, Sha256};
+use oci_client::Reference;
 
 use registry::REGISTRY;
 
 #[path = "common/registry.rs"]
 mod registry;
+
+#[path = "common/push.rs"]
+mod push;
+use push::{gzip, push_client, push_image, push_layers, tar_of, unique};
 
 /// Root and the registry fixture; skipped with a reason, or a failure on CI.
 fn fixture() -> bool {
@@ -46,78 +46,6 @@ impl PullProgress for Recorder {
             .unwrap()
             .push((digest.to_string(), total, done));
     }
-}
-
-// --- building and pushing small images with oci-client ----------------------
-
-fn tar_of(files: &[(&str, &str)]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, content) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_path(path).unwrap();
-        h.set_size(content.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(1_700_000_000);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        b.append(&h, content.as_bytes()).unwrap();
-    }
-    b.into_inner().unwrap()
-}
-
-fn gzip(raw: &[u8]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(raw).unwrap();
-    gz.finish().unwrap()
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-fn push_client() -> Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Client::new(ClientConfig {
-        protocol: ClientProtocol::Http,
-        ..Default::default()
-    })
-}
-
-/// Pushes an image with one gzip layer per raw tar; returns its manifest digest.
-async fn push_image(reference: &str, raw_layers: &[Vec<u8>], arch: &str) -> String {
-    let client = push_client();
-    let r: Reference = reference.parse().unwrap();
-    let layers: Vec<ImageLayer> = raw_layers
-        .iter()
-        .map(|raw| ImageLayer::new(gzip(raw), IMAGE_LAYER_GZIP_MEDIA_TYPE.to_string(), None))
-        .collect();
-    let diff_ids: Vec<String> = raw_layers.iter().map(|raw| sha256(raw)).collect();
-    let config = serde_json::json!({
-        "architecture": arch,
-        "os": "linux",
-        "config": {"Cmd": ["/bin/true"], "Env": ["PATH=/bin", "PUSHED=by-test"]},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    });
-    let config = Config::new(
-        serde_json::to_vec(&config).unwrap(),
-        IMAGE_CONFIG_MEDIA_TYPE.to_string(),
-        None,
-    );
-    let manifest = OciImageManifest::build(&layers, &config, None);
-    client
-        .push(
-            &r,
-            &layers,
-            config,
-            &RegistryAuth::Anonymous,
-            Some(manifest),
-        )
-        .await
-        .unwrap();
-    client
-        .fetch_manifest_digest(&r, &RegistryAuth::Anonymous)
-        .await
-        .unwrap()
 }
 
 /// Pushes an OCI image index listing `entries` (manifest digest, arch).
@@ -155,17 +83,6 @@ async fn push_index(reference: &str, repo_ref: &str, entries: &[(&str, &str)]) {
         )
         .await
         .unwrap();
-}
-
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{REGISTRY}/aurae/test-{name}-{}-{nanos}",
-        std::process::id()
-    )
 }
 
 // --- tests -------------------------------------------------------------------
@@ -501,5 +418,63 @@ async fn an_index_resolves_to_the_host_platform_or_names_what_it_has() {
     assert_eq!(
         std::fs::read_to_string(image.layers[0].join("arch")).unwrap(),
         "amd64"
+    );
+}
+
+#[tokio::test]
+async fn zstd_layers_pull_and_unpack_like_gzip_ones() {
+    if !fixture() {
+        return;
+    }
+    let reference = unique("zstd");
+    let bottom = tar_of(&[("etc/motd", "from a gzip layer\n"), ("etc/keep", "k\n")]);
+    let top = tar_of(&[("etc/motd", "from a zstd layer\n"), ("usr/zstd", "z\n")]);
+    let layers = vec![
+        ImageLayer::new(gzip(&bottom), IMAGE_LAYER_GZIP_MEDIA_TYPE.to_string(), None),
+        ImageLayer::new(
+            zstd::stream::encode_all(top.as_slice(), 19).unwrap(),
+            "application/vnd.oci.image.layer.v1.tar+zstd".to_string(),
+            None,
+        ),
+    ];
+    let pushed = push_layers(&reference, layers, &[bottom, top], "amd64").await;
+
+    let state = tempfile::tempdir().unwrap();
+    let store = open_store(state.path());
+    let image = store.pull(&reference, None).await.unwrap();
+    assert_eq!(image.manifest_digest, pushed);
+    assert_eq!(image.layers.len(), 2);
+    assert_eq!(image.stats.layers_unpacked, 2);
+    assert_eq!(
+        std::fs::read_to_string(image.layers[1].join("usr/zstd")).unwrap(),
+        "z\n"
+    );
+    let merged = state.path().join("merged");
+    std::fs::create_dir(&merged).unwrap();
+    copy_layers(&image.layers, &merged).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(merged.join("etc/motd")).unwrap(),
+        "from a zstd layer\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(merged.join("etc/keep")).unwrap(),
+        "k\n"
+    );
+
+    // The fixture image hack/build-test-images.sh makes with zstd(1).
+    let image = store
+        .pull(&format!("{REGISTRY}/aurae/busybox-zstd:latest"), None)
+        .await
+        .unwrap();
+    assert_eq!(image.layers.len(), 1);
+    assert_eq!(image.config.cmd, vec!["sh"]);
+    let busybox = image.layers[0].join("bin/busybox");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&busybox).unwrap().permissions(),
+    );
+    assert!(mode & 0o111 != 0, "busybox is executable: {mode:o}");
+    assert_eq!(
+        std::fs::read(&busybox).unwrap(),
+        std::fs::read("/bin/busybox").unwrap()
     );
 }

@@ -66,3 +66,46 @@ async fn pull_of_an_unknown_image_must_be_not_found() {
         "{errors:?}"
     );
 }
+
+#[tokio::test]
+async fn list_remove_and_prune_must_manage_the_store_over_grpc() {
+    if !require_registry("list_remove_and_prune_must_manage_the_store_over_grpc") {
+        return;
+    }
+    let d = TestDaemon::start().await;
+    let c = d.client().await;
+    let busybox = format!("{REGISTRY}/aurae/busybox:latest");
+    let mut events = c.pull_image(busybox.clone()).await.expect("pull");
+    while let Some(e) = events.next().await {
+        e.expect("event");
+    }
+    let images = c.list_images().await.expect("list");
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert_eq!(images[0].reference, busybox);
+    assert!(images[0].size > 1_000_000, "{images:?}");
+    assert!(images[0].containers.is_empty());
+
+    let nothing = c.prune_images(false).await.expect("prune");
+    assert_eq!((nothing.blobs_removed, nothing.layers_removed), (0, 0));
+    let missing = c
+        .remove_image(format!("{REGISTRY}/aurae/not-pulled:latest"))
+        .await
+        .expect_err("not stored");
+    assert_eq!(
+        missing.status().map(|s| s.code()),
+        Some(tonic::Code::NotFound),
+        "{missing}"
+    );
+    let bad = c.remove_image("Not A Reference").await.expect_err("bad");
+    assert_eq!(
+        bad.status().map(|s| s.code()),
+        Some(tonic::Code::InvalidArgument),
+        "{bad}"
+    );
+
+    let removed = c.remove_image(busybox.clone()).await.expect("remove");
+    assert_eq!(removed.images_removed, vec![busybox]);
+    assert_eq!(removed.layers_removed, 1);
+    assert!(removed.bytes_freed > 1_000_000, "{removed:?}");
+    assert!(c.list_images().await.expect("list").is_empty());
+}

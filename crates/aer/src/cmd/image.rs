@@ -1,11 +1,12 @@
-//! `aer image pull IMAGE`: a progress bar per layer on a terminal, none when piped.
+//! `aer image pull IMAGE` (a progress bar per layer on a terminal, none when
+//! piped), `aer image ls`, `aer image rm IMAGE...` and `aer image prune [--all]`.
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use aurae_proto::images::pull_event::Event;
-use aurae_proto::images::Pulled;
+use aurae_proto::images::{PruneImagesResponse, Pulled};
 use clap::Subcommand;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -18,10 +19,147 @@ use crate::output::print_json;
 pub enum ImageCommand {
     /// Resolve IMAGE at its registry and store what is missing, e.g. 127.0.0.1:5000/aurae/busybox:latest
     Pull { image: String },
+    /// List the images the node's store keeps
+    #[command(alias = "list")]
+    Ls,
+    /// Forget images and free the blobs and layers nothing else uses
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Free every blob and layer no kept image and no running container uses
+    Prune {
+        /// Also forget every image no running container uses
+        #[arg(long, short)]
+        all: bool,
+    },
 }
 
 pub async fn run(ctx: &Ctx, cmd: ImageCommand) -> Result<ExitCode> {
-    let ImageCommand::Pull { image } = cmd;
+    match cmd {
+        ImageCommand::Pull { image } => pull(ctx, image).await,
+        ImageCommand::Ls => list(ctx).await,
+        ImageCommand::Rm { images } => remove(ctx, images).await,
+        ImageCommand::Prune { all } => prune(ctx, all).await,
+    }
+}
+
+async fn list(ctx: &Ctx) -> Result<ExitCode> {
+    let images = ctx
+        .client()
+        .await?
+        .list_images()
+        .await
+        .context("could not list images")?;
+    if ctx.json() {
+        let list: Vec<_> = images
+            .iter()
+            .map(|i| {
+                json!({
+                    "reference": i.reference,
+                    "manifest_digest": i.manifest_digest,
+                    "layers": i.layers,
+                    "size": i.size,
+                    "pulled_at": i.pulled_at,
+                    "containers": i.containers,
+                })
+            })
+            .collect();
+        print_json(&json!(list));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<50} {:<12} {:>6} {:>10} {:>10}",
+        "REFERENCE", "DIGEST", "LAYERS", "SIZE", "CONTAINERS"
+    );
+    for i in &images {
+        println!(
+            "{:<50} {:<12} {:>6} {:>10} {:>10}",
+            i.reference,
+            short(&i.manifest_digest),
+            i.layers.len(),
+            human_bytes(i.size),
+            i.containers.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn remove(ctx: &Ctx, images: Vec<String>) -> Result<ExitCode> {
+    let client = ctx.client().await?;
+    let mut reports = Vec::new();
+    let mut failed = false;
+    for image in images {
+        match client.remove_image(image.clone()).await {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                // Like `docker rmi`: every image is tried, failures are named.
+                let err = anyhow::Error::from(e).context(format!("could not remove {image}"));
+                eprintln!("aer: {}", crate::errors::render(&err));
+                failed = true;
+            }
+        }
+    }
+    for r in &reports {
+        print_prune(ctx, r);
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn prune(ctx: &Ctx, all: bool) -> Result<ExitCode> {
+    let r = ctx
+        .client()
+        .await?
+        .prune_images(all)
+        .await
+        .context("could not prune the image store")?;
+    print_prune(ctx, &r);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_prune(ctx: &Ctx, r: &PruneImagesResponse) {
+    if ctx.json() {
+        print_json(&json!({
+            "images_removed": r.images_removed,
+            "blobs_removed": r.blobs_removed,
+            "layers_removed": r.layers_removed,
+            "bytes_freed": r.bytes_freed,
+        }));
+        return;
+    }
+    for image in &r.images_removed {
+        println!("removed {image}");
+    }
+    println!(
+        "freed {} ({} blobs, {} layers)",
+        human_bytes(r.bytes_freed),
+        r.blobs_removed,
+        r.layers_removed
+    );
+}
+
+/// `1536` -> `1.5 KiB`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+async fn pull(ctx: &Ctx, image: String) -> Result<ExitCode> {
     let client = ctx.client().await?;
     let mut events = client
         .pull_image(image.clone())
@@ -122,6 +260,13 @@ mod tests {
     fn digests_are_shortened_like_docker() {
         assert_eq!(short("sha256:0123456789abcdef0123"), "0123456789ab");
         assert_eq!(short("abc"), "abc");
+    }
+
+    #[test]
+    fn sizes_are_shown_in_binary_units() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! `images.Images` (additive: see proto/images.proto)
-use aurae_proto::images::{PullEvent, PullRequest};
+use aurae_proto::images::{
+    Image, ListImagesRequest, PruneImagesRequest, PruneImagesResponse, PullEvent, PullRequest,
+    RemoveImageRequest,
+};
 use tonic::Streaming;
 
 use crate::{Client, ClientError};
@@ -16,6 +19,40 @@ impl Client {
             .pull(PullRequest {
                 reference: reference.into(),
             })
+            .await?
+            .into_inner())
+    }
+
+    /// The images the node's store keeps.
+    pub async fn list_images(&self) -> Result<Vec<Image>, ClientError> {
+        Ok(self
+            .images()
+            .list(ListImagesRequest {})
+            .await?
+            .into_inner()
+            .images)
+    }
+
+    /// Forgets `reference` and frees what nothing else needs.
+    pub async fn remove_image(
+        &self,
+        reference: impl Into<String>,
+    ) -> Result<PruneImagesResponse, ClientError> {
+        Ok(self
+            .images()
+            .remove(RemoveImageRequest {
+                reference: reference.into(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Frees unused blobs and layers; with `all`, also forgets every image
+    /// no running container uses.
+    pub async fn prune_images(&self, all: bool) -> Result<PruneImagesResponse, ClientError> {
+        Ok(self
+            .images()
+            .prune(PruneImagesRequest { all })
             .await?
             .into_inner())
     }

@@ -1,18 +1,21 @@
 //! `images.Images` (additive): pull ahead of a RunCell, streaming per-layer
-//! progress: the store's [`PullProgress`] callbacks and [`PulledImage`]
-//! become `PullEvent`s.
+//! progress (the store's [`PullProgress`] callbacks and [`PulledImage`]
+//! become `PullEvent`s); list, remove and prune the store.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use aurae_proto::images::images_server::Images;
 use aurae_proto::images::pull_event::Event;
-use aurae_proto::images::{LayerProgress, PullEvent, PullRequest, Pulled};
+use aurae_proto::images::{
+    Image, LayerProgress, ListImagesRequest, ListImagesResponse, PruneImagesRequest,
+    PruneImagesResponse, PullEvent, PullRequest, Pulled, RemoveImageRequest,
+};
 use futures::Stream;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use crate::images::{ImageStore, PullProgress, PulledImage};
+use crate::images::{ImageInfo, ImageStore, PruneReport, PullProgress, PulledImage};
 
 type PullStream = Pin<Box<dyn Stream<Item = Result<PullEvent, Status>> + Send>>;
 
@@ -52,8 +55,60 @@ fn pulled_event(image: PulledImage) -> PullEvent {
     }
 }
 
+fn image_message(info: ImageInfo) -> Image {
+    let r = info.record;
+    Image {
+        reference: r.reference,
+        manifest_digest: r.manifest_digest,
+        layers: r.layers,
+        size: r.size,
+        pulled_at: r.pulled_at,
+        containers: info
+            .containers
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect(),
+    }
+}
+
+fn prune_message(report: PruneReport) -> PruneImagesResponse {
+    PruneImagesResponse {
+        images_removed: report.images_removed,
+        blobs_removed: report.blobs_removed,
+        layers_removed: report.layers_removed,
+        bytes_freed: report.bytes_freed,
+    }
+}
+
 #[tonic::async_trait]
 impl Images for ImagesService {
+    async fn list(
+        &self,
+        _req: Request<ListImagesRequest>,
+    ) -> Result<Response<ListImagesResponse>, Status> {
+        let images = self.store.list().await?;
+        Ok(Response::new(ListImagesResponse {
+            images: images.into_iter().map(image_message).collect(),
+        }))
+    }
+
+    async fn remove(
+        &self,
+        req: Request<RemoveImageRequest>,
+    ) -> Result<Response<PruneImagesResponse>, Status> {
+        let reference = req.into_inner().reference;
+        let report = self.store.remove(&reference).await?;
+        Ok(Response::new(prune_message(report)))
+    }
+
+    async fn prune(
+        &self,
+        req: Request<PruneImagesRequest>,
+    ) -> Result<Response<PruneImagesResponse>, Status> {
+        let report = self.store.prune(req.into_inner().all).await?;
+        Ok(Response::new(prune_message(report)))
+    }
+
     type PullStream = PullStream;
 
     async fn pull(&self, req: Request<PullRequest>) -> Result<Response<Self::PullStream>, Status> {

@@ -145,7 +145,10 @@ pub fn image_code(e: &ImageError) -> Code {
         ImageError::Layer { error, .. } if error.is_refusal() => Code::InvalidArgument,
         ImageError::Layer { .. } => Code::Internal,
         ImageError::Unreachable { .. } | ImageError::Registry { .. } => Code::Unavailable,
-        ImageError::NotFound { .. } | ImageError::NoPlatform { .. } => Code::NotFound,
+        ImageError::NotFound { .. }
+        | ImageError::NoPlatform { .. }
+        | ImageError::NotStored { .. } => Code::NotFound,
+        ImageError::InUse { .. } => Code::FailedPrecondition,
         ImageError::Denied { .. } => Code::PermissionDenied,
         ImageError::DigestMismatch { .. } => Code::FailedPrecondition,
         ImageError::Config { .. } => Code::FailedPrecondition,

@@ -80,7 +80,12 @@ impl ImageSource for crate::images::ImageStore {
         image: &PulledImage,
         container_dir: &Path,
     ) -> Result<Box<dyn MountedRootfs>, ImageError> {
-        let rootfs = crate::images::mount_rootfs(&image.layers, container_dir)?;
+        let rootfs = crate::images::ImageStore::mount_rootfs(
+            self,
+            &image.reference,
+            &image.layers,
+            container_dir,
+        )?;
         Ok(Box::new(StoreRootfs {
             path: rootfs.path.clone(),
             rootfs: Some(rootfs),

@@ -230,3 +230,41 @@ mod tests {
         assert_eq!(split_command("echo a\0b"), Err(SplitError::Nul));
     }
 }
+
+/// Property tests (proptest): arbitrary input never panics, and any list of
+/// words quoted the documented way splits back into the same words.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn os(words: Vec<String>) -> Vec<std::ffi::OsString> {
+        words.into_iter().map(Into::into).collect()
+    }
+
+    fn quote(word: &str) -> String {
+        format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+
+    proptest! {
+        #[test]
+        fn any_input_splits_or_fails_cleanly(s in any::<String>()) {
+            if let Ok(words) = split_command(&s) {
+                prop_assert!(words.iter().all(|w| !w.as_encoded_bytes().contains(&0)));
+                prop_assert!(words.len() <= s.len());
+            }
+        }
+
+        #[test]
+        fn quoted_words_round_trip(words in proptest::collection::vec("[^\0]{0,12}", 0..8)) {
+            let line = words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ");
+            prop_assert_eq!(split_command(&line), Ok(os(words)));
+        }
+
+        #[test]
+        fn plain_words_split_on_whitespace(words in proptest::collection::vec("[a-zA-Z0-9_./=:-]{1,10}", 0..8), sep in "[ \t\n]{1,3}") {
+            let line = words.join(&sep);
+            prop_assert_eq!(split_command(&line), Ok(os(words)));
+        }
+    }
+}

@@ -63,6 +63,13 @@ pub enum ImageError {
         what: &'static str,
         detail: String,
     },
+    #[error("image {reference} is not in the store (aer image ls lists what is)")]
+    NotStored { reference: String },
+    #[error("image {reference} is used by running containers ({containers}): stop them first")]
+    InUse {
+        reference: String,
+        containers: String,
+    },
     #[error("an image store task failed: {0}")]
     Task(String),
 }

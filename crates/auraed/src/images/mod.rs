@@ -7,11 +7,15 @@
 //! blobs and unpacked layers and makes concurrent pulls share downloads,
 //! [`unpack`] turns one layer tarball into one directory, refusing anything
 //! that would leave it, and [`rootfs`] stacks the layers for a container.
+//! [`gc`] lists, removes and prunes what the store keeps, with the image
+//! records and container leases of [`records`].
 //! Documentation for operators: docs/images.md.
 
 pub mod digest;
 pub mod error;
+pub mod gc;
 pub mod image_config;
+pub mod records;
 pub mod reference;
 pub mod registry;
 pub mod registry_config;
@@ -21,9 +25,12 @@ pub mod unpack;
 mod xattr;
 
 #[cfg(test)]
+mod unpack_props;
+#[cfg(test)]
 mod unpack_tests;
 
 pub use error::ImageError;
+pub use gc::{ImageInfo, PruneReport};
 pub use image_config::ImageRunConfig;
 pub use reference::ImageReference;
 pub use registry_config::{RegistryConfig, DEFAULT_REGISTRIES_FILE};

@@ -187,3 +187,49 @@ mod tests {
         assert!(!is_loopback_registry("docker.io"));
     }
 }
+
+/// Property tests (proptest): any string parses or fails with an error, never
+/// a panic; a parsed reference prints as a reference that parses back to
+/// itself, and its repository never climbs out with `.` or `..`.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check(s: &str) -> Result<(), TestCaseError> {
+        if let Ok(r) = ImageReference::parse(s) {
+            prop_assert!(!r.repository().split('/').any(|c| c == "." || c == ".."));
+            prop_assert!(!r.registry().contains('/'));
+            let again = ImageReference::parse(&r.to_string());
+            prop_assert!(again.is_ok(), "{} does not parse back", r);
+            prop_assert_eq!(again.unwrap(), r);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_strings(s in any::<String>()) {
+            check(&s)?;
+        }
+
+        #[test]
+        fn reference_shaped_strings(s in "([a-z0-9.:\\[\\]-]{1,12}/)?([a-z0-9._/-]{1,16})(:[A-Za-z0-9._-]{0,10})?(@sha256:[0-9a-f]{0,64})?") {
+            check(&s)?;
+        }
+
+        #[test]
+        fn well_formed_references_keep_their_parts(
+            host in "(localhost|127\\.0\\.0\\.1|registry\\.example\\.com)(:[1-9][0-9]{0,3})?",
+            repo in "[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}",
+            tag in "[A-Za-z0-9_][A-Za-z0-9._-]{0,20}",
+        ) {
+            let r = ImageReference::parse(&format!("{host}/{repo}:{tag}")).unwrap();
+            prop_assert_eq!(r.registry(), host.as_str());
+            prop_assert_eq!(r.repository(), repo.as_str());
+            prop_assert_eq!(r.tag(), Some(tag.as_str()));
+            check(&r.to_string())?;
+        }
+    }
+}

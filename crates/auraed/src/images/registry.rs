@@ -5,7 +5,9 @@
 use std::error::Error as StdError;
 use std::time::Duration;
 
-use oci_client::client::{ClientConfig, ClientProtocol, SizedStream};
+use oci_client::client::{
+    Certificate, CertificateEncoding, ClientConfig, ClientProtocol, SizedStream,
+};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::{
     ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest, IMAGE_CONFIG_MEDIA_TYPE,
@@ -32,14 +34,19 @@ pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
     IMAGE_MANIFEST_LIST_MEDIA_TYPE,
 ];
 
+/// An OCI layer compressed with zstd (oci-client has no constant for it).
+pub const IMAGE_LAYER_ZSTD_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+
 /// Layer media types accepted (compression is detected from the content).
 pub const LAYER_MEDIA_TYPES: &[&str] = &[
     IMAGE_LAYER_GZIP_MEDIA_TYPE,
+    IMAGE_LAYER_ZSTD_MEDIA_TYPE,
     IMAGE_LAYER_MEDIA_TYPE,
     IMAGE_DOCKER_LAYER_GZIP_MEDIA_TYPE,
     IMAGE_DOCKER_LAYER_TAR_MEDIA_TYPE,
     IMAGE_LAYER_NONDISTRIBUTABLE_GZIP_MEDIA_TYPE,
     IMAGE_LAYER_NONDISTRIBUTABLE_MEDIA_TYPE,
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
 ];
 
 /// Largest manifest or configuration blob accepted (they are read into memory).
@@ -85,6 +92,8 @@ pub enum FetchedManifest {
 pub struct Registry {
     https: Client,
     http: Client,
+    /// HTTPS clients that also trust a registry's own CA, by registry.
+    with_ca: std::collections::HashMap<String, Client>,
     config: RegistryConfig,
     platform: TargetPlatform,
 }
@@ -94,18 +103,36 @@ impl Registry {
         // reqwest is built without a default rustls provider: use ring, as the
         // rest of the daemon does. Fails harmlessly when one is installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = |protocol| {
+        let client = |protocol, ca: Option<&[u8]>| {
             Client::new(ClientConfig {
                 protocol,
                 platform_resolver: None,
                 connect_timeout: Some(Duration::from_secs(10)),
                 read_timeout: Some(Duration::from_secs(120)),
+                extra_root_certificates: ca
+                    .map(|pem| Certificate {
+                        encoding: CertificateEncoding::Pem,
+                        data: pem.to_vec(),
+                    })
+                    .into_iter()
+                    .collect(),
                 ..Default::default()
             })
         };
+        let with_ca = config
+            .ca_certs
+            .iter()
+            .map(|(registry, pem)| {
+                (
+                    registry.clone(),
+                    client(ClientProtocol::Https, Some(pem.as_slice())),
+                )
+            })
+            .collect();
         Self {
-            https: client(ClientProtocol::Https),
-            http: client(ClientProtocol::Http),
+            https: client(ClientProtocol::Https, None),
+            http: client(ClientProtocol::Http, None),
+            with_ca,
             config,
             platform: TargetPlatform::host(),
         }
@@ -116,6 +143,11 @@ impl Registry {
     }
 
     fn client(&self, r: &ImageReference) -> &Client {
+        if self.config.ca_for(r.registry()).is_some() {
+            if let Some(c) = self.with_ca.get(&r.registry().to_ascii_lowercase()) {
+                return c;
+            }
+        }
         if self.config.is_insecure(r.registry()) {
             &self.http
         } else {
@@ -212,8 +244,13 @@ impl Registry {
             OciDistributionError::RequestError(re) => {
                 let cause = root_cause(&re);
                 if re.is_connect() || re.is_timeout() {
-                    let hint = if chain_has_tls_error(&re) {
-                        " (TLS failed: if this registry serves plain HTTP, list it under `insecure` in /etc/aurae/registries.toml)"
+                    // rustls errors reach us as text when another rustls
+                    // build or an io::Error wrapper sits in between.
+                    let tls_text = ["certificate", "tls", "handshake"]
+                        .iter()
+                        .any(|w| cause.to_ascii_lowercase().contains(w));
+                    let hint = if chain_has_tls_error(&re) || tls_text {
+                        " (TLS failed: if this registry serves plain HTTP, list it under `insecure` in /etc/aurae/registries.toml; if a private CA signed its certificate, name the CA under `ca_files` there)"
                     } else {
                         ""
                     };
@@ -366,13 +403,8 @@ pub fn parse_manifest(r: &ImageReference, body: &[u8]) -> Result<FetchedManifest
     for layer in &manifest.layers {
         let mt = layer.media_type.as_str();
         if !LAYER_MEDIA_TYPES.contains(&mt) {
-            let why = if mt.ends_with("+zstd") || mt.ends_with(".zstd") {
-                "zstd compression is not supported (gzip or uncompressed only)".to_string()
-            } else {
-                "the media type is not a container image layer".to_string()
-            };
             return Err(unsupported(format!(
-                "layer {} has media type {mt}: {why}",
+                "layer {} has media type {mt}: the media type is not a container image layer (gzip, zstd or uncompressed tar)",
                 layer.digest
             )));
         }
@@ -454,6 +486,17 @@ fn chain_has_tls_error(e: &(dyn StdError + 'static)) -> bool {
         if err.downcast_ref::<rustls::Error>().is_some() {
             return true;
         }
+        // io::Error's source() skips the error it wraps: look at it too.
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if inner.downcast_ref::<rustls::Error>().is_some() {
+                return true;
+            }
+            cur = inner.source();
+            continue;
+        }
         cur = err.source();
     }
     false
@@ -520,8 +563,15 @@ mod tests {
         let zstd = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
           "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:aa","size":1},
           "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":"sha256:bb","size":1}]}"#;
-        let e = parse_manifest(&r(), zstd).err().unwrap();
-        assert!(e.to_string().contains("zstd"), "{e}");
+        assert!(matches!(
+            parse_manifest(&r(), zstd),
+            Ok(FetchedManifest::Image(_))
+        ));
+        let lz4 = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+          "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:aa","size":1},
+          "layers":[{"mediaType":"application/vnd.example.layer+lz4","digest":"sha256:bb","size":1}]}"#;
+        let e = parse_manifest(&r(), lz4).err().unwrap();
+        assert!(e.to_string().contains("lz4"), "{e}");
         assert!(matches!(e, ImageError::Unsupported { .. }), "{e}");
 
         let artifact = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",

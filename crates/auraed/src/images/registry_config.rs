@@ -3,8 +3,11 @@
 //!
 //! ```toml
 //! # /etc/aurae/registries.toml (optional; absent means the defaults)
-//! insecure = ["registry.lan:5000"]        # plain HTTP; loopback registries always are
+//! insecure = ["registry.lan:5000"]        # plain HTTP; loopback registries are unless in ca_files
 //! auth_file = "/etc/aurae/auth.json"      # default: auth.json next to this file
+//!
+//! [ca_files]                              # HTTPS, also trusting this CA (PEM)
+//! "registry.lan:5443" = "certs/registry-ca.pem"   # relative to this file
 //! ```
 //!
 //! ```json
@@ -36,6 +39,10 @@ pub struct RegistryConfig {
     pub credentials: HashMap<String, Credentials>,
     /// The auth file the credentials came from, if any.
     pub auth_file: Option<PathBuf>,
+    /// Extra CA certificates (PEM) by registry (`host[:port]`): such a
+    /// registry is spoken to over HTTPS trusting them besides the system
+    /// roots, also when it is on loopback.
+    pub ca_certs: HashMap<String, Vec<u8>>,
 }
 
 /// A user name and password for HTTP basic auth or a bearer token exchange.
@@ -62,6 +69,11 @@ impl fmt::Debug for RegistryConfig {
             .field("insecure", &self.insecure)
             .field("credentials_for", &registries)
             .field("auth_file", &self.auth_file)
+            .field("ca_for", &{
+                let mut v: Vec<&String> = self.ca_certs.keys().collect();
+                v.sort();
+                v
+            })
             .finish()
     }
 }
@@ -72,6 +84,8 @@ struct RegistriesFile {
     #[serde(default)]
     insecure: Vec<String>,
     auth_file: Option<PathBuf>,
+    #[serde(default)]
+    ca_files: HashMap<String, PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +116,7 @@ impl RegistryConfig {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => RegistriesFile {
                 insecure: Vec::new(),
                 auth_file: None,
+                ca_files: HashMap::new(),
             },
             Err(e) => return Err(config_err(format!("cannot read it: {e}"))),
         };
@@ -121,8 +136,32 @@ impl RegistryConfig {
                 .unwrap_or(Path::new("/"))
                 .join(DEFAULT_AUTH_FILE_NAME),
         };
+        let base = path.parent().unwrap_or(Path::new("/"));
+        let mut ca_certs = HashMap::new();
+        for (registry, ca) in file.ca_files {
+            if registry.is_empty()
+                || registry.contains('/')
+                || registry.contains(char::is_whitespace)
+            {
+                return Err(config_err(format!(
+                    "ca_files entry {registry:?} is not a host or host:port"
+                )));
+            }
+            let ca = base.join(ca);
+            let pem = std::fs::read(&ca).map_err(|e| {
+                config_err(format!(
+                    "cannot read the CA file {} of {registry}: {e}",
+                    ca.display()
+                ))
+            })?;
+            check_pem_certificates(&pem).map_err(|why| {
+                config_err(format!("the CA file {} of {registry} {why}", ca.display()))
+            })?;
+            ca_certs.insert(normalise_registry_key(&registry), pem);
+        }
         let mut config = RegistryConfig {
             insecure: file.insecure,
+            ca_certs,
             ..Default::default()
         };
         match std::fs::read_to_string(&auth_path) {
@@ -149,6 +188,12 @@ impl RegistryConfig {
     /// Whether `registry` (`host[:port]` as in the reference) is spoken to
     /// over plain HTTP.
     pub fn is_insecure(&self, registry: &str) -> bool {
+        if self
+            .ca_certs
+            .contains_key(&normalise_registry_key(registry))
+        {
+            return false;
+        }
         is_loopback_registry(registry)
             || self
                 .insecure
@@ -160,6 +205,34 @@ impl RegistryConfig {
     pub fn credentials_for(&self, registry: &str) -> Option<&Credentials> {
         self.credentials.get(&normalise_registry_key(registry))
     }
+}
+
+impl RegistryConfig {
+    /// The extra CA certificates (PEM) for `registry`, if configured.
+    pub fn ca_for(&self, registry: &str) -> Option<&[u8]> {
+        self.ca_certs
+            .get(&normalise_registry_key(registry))
+            .map(Vec::as_slice)
+    }
+}
+
+/// At least one PEM certificate, each of which parses.
+fn check_pem_certificates(pem: &[u8]) -> Result<(), String> {
+    let mut n = 0;
+    for block in x509_parser::pem::Pem::iter_from_buffer(pem) {
+        let block = block.map_err(|e| format!("is not PEM: {e}"))?;
+        if block.label != "CERTIFICATE" {
+            continue;
+        }
+        block
+            .parse_x509()
+            .map_err(|e| format!("has a certificate that does not parse: {e}"))?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err("has no PEM certificate".into());
+    }
+    Ok(())
 }
 
 /// Parses a docker-style `auth.json` into credentials by registry.
@@ -262,6 +335,31 @@ mod tests {
         assert!(c.credentials_for("empty.example").is_none());
         assert!(!format!("{c:?}").contains("secret"));
         assert_eq!(c.auth_file, Some(dir.path().join("auth.json")));
+    }
+
+    #[test]
+    fn ca_files_make_a_registry_https_even_on_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.cert.pem()).unwrap();
+        let path = dir.path().join("registries.toml");
+        std::fs::write(&path, "[ca_files]\n\"127.0.0.1:5443\" = \"ca.pem\"\n").unwrap();
+        let c = RegistryConfig::load(&path).unwrap();
+        assert!(!c.is_insecure("127.0.0.1:5443"));
+        assert!(c.is_insecure("127.0.0.1:5000"));
+        assert_eq!(
+            c.ca_for("127.0.0.1:5443").unwrap(),
+            ca.cert.pem().as_bytes()
+        );
+        assert!(c.ca_for("127.0.0.1:5000").is_none());
+
+        std::fs::write(dir.path().join("bad.pem"), "not a certificate").unwrap();
+        std::fs::write(&path, "[ca_files]\n\"r.lan\" = \"bad.pem\"\n").unwrap();
+        let e = RegistryConfig::load(&path).unwrap_err();
+        assert!(e.to_string().contains("no PEM certificate"), "{e}");
+        std::fs::write(&path, "[ca_files]\n\"r.lan\" = \"missing.pem\"\n").unwrap();
+        let e = RegistryConfig::load(&path).unwrap_err();
+        assert!(e.to_string().contains("missing.pem"), "{e}");
     }
 
     #[test]

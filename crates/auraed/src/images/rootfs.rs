@@ -40,6 +40,8 @@ pub struct Rootfs {
     container_dir: PathBuf,
     created_container_dir: bool,
     done: bool,
+    /// The store's lease on the layers, removed with the root filesystem.
+    lease: Option<PathBuf>,
 }
 
 /// Makes the root filesystem for one container from `layers` (lowest first)
@@ -71,6 +73,7 @@ pub fn mount_rootfs(layers: &[PathBuf], container_dir: &Path) -> Result<Rootfs, 
         container_dir: container_dir.to_path_buf(),
         created_container_dir,
         done: false,
+        lease: None,
     };
     if layers.is_empty() {
         rootfs.kind = RootfsKind::Copy;
@@ -177,11 +180,21 @@ impl Rootfs {
         &self.container_dir
     }
 
+    pub(super) fn set_lease(&mut self, lease: PathBuf) {
+        self.lease = Some(lease);
+    }
+
     fn teardown(&mut self) -> Result<(), ImageError> {
         if self.done {
             return Ok(());
         }
         remove_rootfs(&self.container_dir)?;
+        if let Some(lease) = self.lease.take() {
+            if let Err(e) = super::records::remove(&lease) {
+                // Harmless: a lease without its rootfs no longer holds.
+                tracing::debug!(lease = %lease.display(), error = %e, "could not remove a layer lease");
+            }
+        }
         if self.created_container_dir {
             let _ = fs::remove_dir(&self.container_dir);
         }

@@ -27,6 +27,7 @@ use tokio::io::AsyncWriteExt;
 use super::digest::{Digest, Verifier};
 use super::error::ImageError;
 use super::image_config::{parse_image_config, ImageRunConfig};
+use super::records::ImageRecord;
 use super::reference::ImageReference;
 use super::registry::{FetchedManifest, Registry, TargetPlatform, MAX_METADATA_BYTES};
 use super::registry_config::RegistryConfig;
@@ -91,6 +92,10 @@ pub struct ImageStore {
     blobs_fetched: AtomicU64,
     bytes_fetched: AtomicU64,
     layers_unpacked: AtomicU64,
+    /// Shared by pulls, exclusive for Prune and Remove (see gc.rs).
+    gc: tokio::sync::RwLock<()>,
+    /// Held while a lease is written and while Prune decides and deletes.
+    leases: Arc<Mutex<()>>,
 }
 
 /// Removes a temporary file unless kept.
@@ -117,6 +122,8 @@ impl ImageStore {
             root.join("blobs/sha256"),
             root.join("unpacked/sha256"),
             root.join("tmp"),
+            root.join("index"),
+            root.join("leases"),
         ] {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| ImageError::store(&dir, "creating the directory", e))?;
@@ -149,12 +156,22 @@ impl ImageStore {
             blobs_fetched: AtomicU64::new(0),
             bytes_fetched: AtomicU64::new(0),
             layers_unpacked: AtomicU64::new(0),
+            gc: tokio::sync::RwLock::new(()),
+            leases: Arc::new(Mutex::new(())),
         }))
     }
 
     /// `<state_dir>/images`.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    pub(super) fn gc_lock(&self) -> &tokio::sync::RwLock<()> {
+        &self.gc
+    }
+
+    pub(super) fn lease_lock(&self) -> Arc<Mutex<()>> {
+        self.leases.clone()
     }
 
     /// The platform image indexes are resolved to (linux and the host's architecture).
@@ -209,7 +226,8 @@ impl ImageStore {
     ) -> Result<PulledImage, ImageError> {
         let r = ImageReference::parse(reference)?;
         self.pulls.fetch_add(1, Ordering::Relaxed);
-        let (manifest, manifest_digest) = self.resolve(&r).await?;
+        let _gc = self.gc.read().await;
+        let (manifest, manifest_digest, index_digest) = self.resolve(&r).await?;
         let mut stats = PullStats::default();
 
         let config_digest = descriptor_digest(&r, &manifest.config, "configuration")?;
@@ -264,6 +282,24 @@ impl ImageStore {
             stats += unpacked;
             dirs.push(dir);
         }
+        let mut blobs: Vec<String> = index_digest.iter().map(|d| d.to_string()).collect();
+        blobs.push(manifest_digest.to_string());
+        blobs.push(config_digest.to_string());
+        blobs.extend(digests.iter().map(|d| d.to_string()));
+        let size = std::iter::once(&manifest.config)
+            .chain(&manifest.layers)
+            .map(|d| d.size.max(0) as u64)
+            .sum();
+        self.record_image(&ImageRecord {
+            reference: r.to_string(),
+            manifest_digest: manifest_digest.to_string(),
+            blobs,
+            layers: digests.iter().map(|d| d.to_string()).collect(),
+            size,
+            pulled_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        })?;
         tracing::info!(
             reference = %r,
             manifest = %manifest_digest,
@@ -283,8 +319,12 @@ impl ImageStore {
         })
     }
 
-    /// Reference -> platform image manifest and its digest.
-    async fn resolve(&self, r: &ImageReference) -> Result<(OciImageManifest, Digest), ImageError> {
+    /// Reference -> platform image manifest, its digest, and the digest of
+    /// the index it was chosen from (if the reference named one).
+    async fn resolve(
+        &self,
+        r: &ImageReference,
+    ) -> Result<(OciImageManifest, Digest, Option<Digest>), ImageError> {
         let (fetched, digest) = match r.digest() {
             Some(d) => {
                 let digest = Digest::parse(d).map_err(|e| ImageError::InvalidReference {
@@ -300,11 +340,11 @@ impl ImageStore {
             }
         };
         match fetched {
-            FetchedManifest::Image(m) => Ok((*m, digest)),
+            FetchedManifest::Image(m) => Ok((*m, digest, None)),
             FetchedManifest::Index(index) => {
                 let platform_digest = self.registry.select_platform(r, &index)?;
                 match self.manifest_at(r, &platform_digest).await? {
-                    (FetchedManifest::Image(m), d) => Ok((*m, d)),
+                    (FetchedManifest::Image(m), d) => Ok((*m, d, Some(digest))),
                     (FetchedManifest::Index(_), _) => Err(ImageError::Unsupported {
                         reference: r.to_string(),
                         detail: format!("its index entry {platform_digest} is another index"),

@@ -1,4 +1,4 @@
-//! Safe layer unpack: one layer tarball (gzip or plain) becomes one directory
+//! Safe layer unpack: one layer tarball (gzip, zstd or plain) becomes one directory
 //! whose whiteouts are in overlayfs form, so that layer directories stack as
 //! overlay lower dirs.
 //!
@@ -87,7 +87,7 @@ pub enum UnpackError {
     Unsupported { entry: String, detail: String },
     #[error("the layer unpacks to more than {limit} bytes")]
     TooBig { limit: u64 },
-    #[error("the layer is compressed with {0}, which auraed does not support (gzip or uncompressed tar only)")]
+    #[error("the layer is compressed with {0}, which auraed does not support (gzip, zstd or uncompressed tar only)")]
     Compression(&'static str),
     #[error(
         "the uncompressed layer has digest {actual} but the image configuration says {expected}"
@@ -156,7 +156,7 @@ pub struct UnpackStats {
     pub diff_id: Digest,
 }
 
-/// Unpacks a layer (gzip or uncompressed tar, detected by its first bytes)
+/// Unpacks a layer (gzip, zstd or uncompressed tar, detected by its first bytes)
 /// into `staging`, which must not exist, then renames `staging` to `dest`.
 /// When `dest` already exists (unpacked meanwhile by someone else) the new
 /// copy is dropped. On any error `staging` is removed and `dest` untouched.
@@ -194,7 +194,7 @@ pub fn unpack_layer(
     }
 }
 
-/// Unpacks a layer (gzip or uncompressed tar) into the existing, empty
+/// Unpacks a layer (gzip, zstd or uncompressed tar) into the existing, empty
 /// directory `root`. Leaves partial content behind on error: callers use
 /// [`unpack_layer`], which removes it.
 pub fn unpack_into(
@@ -206,7 +206,11 @@ pub fn unpack_into(
     let magic = reader.fill_buf().map_err(UnpackError::Corrupt)?;
     let tar: Box<dyn Read> = match magic {
         [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => return Err(UnpackError::Compression("zstd")),
+        // Streaming: the decoder holds one window (at most 128 MiB, the
+        // format's limit for a frame without `--long`), never the layer.
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(
+            zstd::stream::read::Decoder::with_buffer(reader).map_err(UnpackError::Corrupt)?,
+        ),
         [b'B', b'Z', b'h', ..] => return Err(UnpackError::Compression("bzip2")),
         [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => return Err(UnpackError::Compression("xz")),
         _ => Box::new(reader),

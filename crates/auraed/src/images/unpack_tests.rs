@@ -97,6 +97,10 @@ impl Tarball {
         gz.write_all(&self.bytes()).unwrap();
         gz.finish().unwrap()
     }
+
+    fn zstd(self) -> Vec<u8> {
+        zstd::stream::encode_all(self.bytes().as_slice(), 3).unwrap()
+    }
 }
 
 /// A store-like sandbox: `store/` holds staging and layer dirs; `outside/`
@@ -355,12 +359,53 @@ fn device_nodes_are_refused() {
 }
 
 #[test]
+fn zstd_layers_unpack_through_the_same_checks() {
+    let sb = Sandbox::new();
+    let tar = Tarball::new()
+        .dir("etc")
+        .file("etc/motd", "zstd layer\n")
+        .symlink("etc/link", "motd");
+    let raw = tar.bytes();
+    let zst = zstd::stream::encode_all(raw.as_slice(), 3).unwrap();
+    let opts = UnpackOptions {
+        diff_id: Some(Digest::of(&raw)),
+        ..UnpackOptions::default()
+    };
+    let dest = sb.store().join("zstd");
+    let stats = unpack_layer(zst.as_slice(), &sb.store().join("s"), &dest, &opts).unwrap();
+    assert_eq!(stats.diff_id, Digest::of(&raw));
+    assert_eq!(
+        std::fs::read_to_string(dest.join("etc/motd")).unwrap(),
+        "zstd layer\n"
+    );
+    assert_eq!(
+        std::fs::read_link(dest.join("etc/link")).unwrap(),
+        Path::new("motd")
+    );
+
+    let sb = Sandbox::new();
+    let hostile = Tarball::new().file("a/../../outside/x", "escape").zstd();
+    assert!(matches!(
+        sb.refuse("hostile", &hostile),
+        UnpackError::ParentComponent { .. }
+    ));
+    assert_eq!(std::fs::read_dir(sb.outside()).unwrap().count(), 0);
+
+    let mut truncated = Tarball::new().file("a", &"b".repeat(4096)).zstd();
+    truncated.truncate(truncated.len() / 2);
+    assert!(matches!(
+        sb.refuse("truncated", &truncated),
+        UnpackError::Corrupt(_)
+    ));
+}
+
+#[test]
 fn unsupported_compression_and_garbage_are_refused() {
     let sb = Sandbox::new();
-    let zstd = [0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0];
+    let xz = [0xfd, b'7', b'z', b'X', b'Z', 0, 0, 0];
     assert!(matches!(
-        sb.refuse("layer", &zstd),
-        UnpackError::Compression("zstd")
+        sb.refuse("layer", &xz),
+        UnpackError::Compression("xz")
     ));
     let mut bad_gzip = Tarball::new().file("a", "b").gzip();
     let n = bad_gzip.len();

@@ -142,13 +142,24 @@ impl Ctx {
         }
     }
 
-    /// Resolves `image` (always at its source) to a cached, checked base disk.
-    pub(super) async fn resolve(&self, image: &str) -> Result<(String, PathBuf, String), VmError> {
-        let (digest, path) = if image.starts_with("http://") || image.starts_with("https://") {
+    /// Resolves `image` (always at its source) to a cached, checked base
+    /// disk: its digest, path and format, and for a containerDisk the image
+    /// store's layers it lives in (to be leased while a VM uses it).
+    pub(super) async fn resolve(&self, image: &str) -> Result<Resolved, VmError> {
+        let (digest, path, layers) = if image.starts_with("http://")
+            || image.starts_with("https://")
+        {
             let f = self.cache.fetch(image).await?;
             tracing::info!(kind = "vm", image, digest = %f.digest, downloaded = f.downloaded, "disk image resolved");
             match disk::inspect(image, &f.path).await {
-                Ok(format) => return Ok((f.digest, f.path, format)),
+                Ok(format) => {
+                    return Ok(Resolved {
+                        digest: f.digest,
+                        base: f.path,
+                        format,
+                        layers: None,
+                    })
+                }
                 Err(e) => {
                     // No VM can ever use it: do not keep it.
                     self.cache.forget(&f.digest);
@@ -168,11 +179,41 @@ impl Ctx {
                     "a containerDisk holds exactly one disk file under /disk/; this image has none"
                         .into(),
             })?;
-            (pulled.manifest_digest, path)
+            (pulled.manifest_digest, path, Some(pulled.layers))
         };
         let format = disk::inspect(image, &path).await?;
-        Ok((digest, path, format))
+        Ok(Resolved {
+            digest,
+            base: path,
+            format,
+            layers,
+        })
     }
+
+    /// Keeps a containerDisk's layers from image pruning while `overlay`
+    /// (the VM's disk over it) exists.
+    pub(super) async fn lease(
+        &self,
+        image: &str,
+        layers: Vec<PathBuf>,
+        overlay: &Path,
+    ) -> Result<(), VmError> {
+        let images = self.images.clone();
+        let (image, overlay) = (image.to_string(), overlay.to_path_buf());
+        tokio::task::spawn_blocking(move || images.lease_while(&image, &layers, &overlay))
+            .await
+            .map_err(|e| VmError::io("leasing the disk's layers", std::io::Error::other(e)))?
+            .map_err(VmError::from)
+    }
+}
+
+/// A base disk ready for overlays.
+pub(super) struct Resolved {
+    pub digest: String,
+    pub base: PathBuf,
+    pub format: String,
+    /// The image store's layers, for a containerDisk.
+    pub layers: Option<Vec<PathBuf>>,
 }
 
 /// Waits until QMP says `running`; an error when the hypervisor exits first.

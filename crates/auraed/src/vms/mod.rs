@@ -271,7 +271,12 @@ impl Vms {
         }
         let _reserved = self.reserve(&name)?;
         let ctx = &self.ctx;
-        let (digest, base, format) = ctx.resolve(&spec.image).await?;
+        let ctx::Resolved {
+            digest,
+            base,
+            format,
+            layers,
+        } = ctx.resolve(&spec.image).await?;
         let overlay = ctx.overlay_path(&name);
         let dir = overlay.parent().map(Path::to_path_buf).unwrap_or_default();
         let _ = std::fs::remove_dir_all(&dir);
@@ -284,6 +289,12 @@ impl Vms {
         if let Err(e) = disk::create_overlay(&base, &format, &overlay).await {
             undo(ctx);
             return Err(e);
+        }
+        if let Some(layers) = layers {
+            if let Err(e) = ctx.lease(&spec.image, layers, &overlay).await {
+                undo(ctx);
+                return Err(e);
+            }
         }
         let record = VmRecord {
             image: spec.image.clone(),
