@@ -341,16 +341,21 @@ mod props {
     use super::*;
     use proptest::prelude::*;
 
+    /// Only served names: a policy naming anything else does not load.
     fn pattern() -> impl Strategy<Value = String> {
         prop_oneof![
             Just("*".to_string()),
-            "(runtime|cells|images)\\.(Core|CoreX|Cells|Images)",
-            "(runtime|cells|images)\\.(Core|CoreX|Cells|Images)/(Run|RunX|Pull|List)",
+            "(runtime\\.Core|cells\\.Cells|images\\.Images)",
+            "runtime\\.Core/(RunExecutable|RunCell)",
+            "cells\\.Cells/(List|Stop)",
+            "images\\.Images/Pull",
         ]
     }
 
+    /// Any request path, served or not (`runtime.CoreX/...` must never be
+    /// granted by `runtime.Core`).
     fn path() -> impl Strategy<Value = String> {
-        "/?(runtime|cells|images|grpc\\.health\\.v1)\\.(Core|CoreX|Cells|Images|Health)(/(Run|RunX|Pull|List|Check))?(/x)?"
+        "/?(runtime|cells|images|grpc\\.health\\.v1)\\.(Core|CoreX|Cells|Images|Health)(/(RunExecutable|RunExecutableX|RunCell|Pull|List|Stop|Check))?(/x)?"
     }
 
     fn model(rules: &[(Vec<String>, Vec<String>)], names: &[String], path: &str) -> bool {
