@@ -32,7 +32,7 @@ pub fn meta(meta: Option<&AuraeMeta>) -> Value {
     json!({ "name": m.name, "message": m.message })
 }
 
-fn proc(proc: Option<&ProcessMeta>) -> Value {
+pub fn proc(proc: Option<&ProcessMeta>) -> Value {
     match proc {
         Some(p) => json!({ "pid": p.pid }),
         None => Value::Null,
@@ -55,7 +55,7 @@ pub fn executable(e: &Executable) -> Value {
 }
 
 pub fn container_status(c: &ContainerStatus) -> Value {
-    json!({ "meta": meta(c.meta.as_ref()), "proc": proc(c.proc.as_ref()), "status": status_name(c.status) })
+    json!({ "meta": meta(c.meta.as_ref()), "proc": proc(c.proc.as_ref()), "status": status_name(c.status), "exit_code": c.exit_code })
 }
 
 pub fn cell_status(c: &CellStatus) -> Value {
@@ -151,6 +151,7 @@ mod tests {
                 meta: am("nginx", ""),
                 proc: Some(ProcessMeta { pid: 7 }),
                 status: Status::Active as i32,
+                exit_code: None,
             }],
         };
         let v = cell_status(&c);
