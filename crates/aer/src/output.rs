@@ -89,6 +89,17 @@ pub fn meta_text(meta: Option<&AuraeMeta>) -> String {
     }
 }
 
+/// A command's captured output, as the command would have written it.
+pub fn print_captured(stdout: &str, stderr: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    print!("{stdout}");
+    eprint!("{stderr}");
+    std::io::stdout()
+        .flush()
+        .context("could not write to stdout")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

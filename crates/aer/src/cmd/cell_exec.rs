@@ -1,7 +1,6 @@
 //! `aer cell exec CELL CONTAINER -- CMD...`: cells.Cells/Exec, then behave
 //! like the command: its stdout on stdout, its stderr on stderr, its exit
 //! code as ours.
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -11,7 +10,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::Ctx;
-use crate::output::{print_json, proc};
+use crate::output::{print_captured, print_json, proc};
 use crate::quote::join_command;
 
 #[derive(Debug, Args)]
@@ -53,11 +52,7 @@ pub async fn exec(ctx: &Ctx, client: &Client, args: ExecArgs) -> Result<ExitCode
             "timed_out": r.timed_out,
         }));
     } else {
-        print!("{}", r.stdout);
-        eprint!("{}", r.stderr);
-        std::io::stdout()
-            .flush()
-            .context("could not write to stdout")?;
+        print_captured(&r.stdout, &r.stderr)?;
     }
     if r.timed_out {
         eprintln!("aer: {command} was killed after {}s", args.timeout);
