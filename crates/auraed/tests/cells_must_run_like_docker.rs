@@ -173,8 +173,13 @@ async fn exec_must_run_inside_the_container_and_be_refused_when_it_is_not_runnin
     }
     let sleeper = push_derived(
         "exec-sleeper",
-        "v1",
-        &ImageSpec::sh("echo ready; exec sleep 1000"),
+        "v2",
+        &ImageSpec {
+            user: Some("65534"),
+            working_dir: Some("/etc"),
+            env: vec!["GREETING=hello"],
+            ..ImageSpec::sh("echo ready; exec sleep 1000")
+        },
     )
     .await;
     let quick = push_derived("exec-quick", "v1", &ImageSpec::sh("echo done")).await;
@@ -194,6 +199,30 @@ async fn exec_must_run_inside_the_container_and_be_refused_when_it_is_not_runnin
         .await
         .expect("exec");
     assert_eq!((r.exit_code, r.stdout.as_str()), (0, "box\n"), "{r:?}");
+    // The whole output is in the log store, under the helper's pid.
+    let pid = r.proc.expect("pid").pid;
+    let mut stream = c
+        .sub_process_stream(
+            i64::from(pid),
+            aurae_proto::observe::LogChannelType::ChannelStdout,
+        )
+        .await
+        .expect("stream");
+    let line = tokio_stream::StreamExt::next(&mut stream)
+        .await
+        .expect("a line")
+        .expect("ok");
+    assert_eq!(line.line, "box");
+    // As the container's user, in its working directory, with its environment.
+    let r = c
+        .exec_in_cell(exec_req(
+            "box",
+            "main",
+            "sh -c 'id -u; pwd; echo $GREETING'",
+        ))
+        .await
+        .expect("exec");
+    assert_eq!(r.stdout, "65534\n/etc\nhello\n", "{r:?}");
     let r = c
         .exec_in_cell(exec_req("box", "main", "sh -c 'echo oops >&2; exit 7'"))
         .await

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libcontainer::oci_spec::runtime::Spec;
+use tokio_util::sync::CancellationToken;
 
 use super::core::{Entry, Inner};
 use super::error::CellError;
@@ -141,32 +142,13 @@ pub(crate) async fn exec(inner: &Arc<Inner>, req: ExecRequest) -> Result<ExecRes
         .map_err(|e| CellError::Exec(format!("watching the exec helper: {e}")))?;
     let output = OutputLog::start(&logs, pid, writer, launched.stdout, launched.stderr)
         .map_err(|e| CellError::io("reading the output of the exec helper into", &dir, e))?;
-    let began = Instant::now();
     tracing::info!(kind = "cell-exec", cell = %req.cell, container = %req.container, pid, command = %req.command, caller = %req.caller, "workload started");
-    let timeout = async {
-        match req.timeout {
-            Some(t) => tokio::time::sleep(t).await,
-            None => std::future::pending().await,
-        }
-    };
-    let (exit, timed_out) = tokio::select! {
-        exit = child.wait() => (exit, false),
-        _ = timeout => {
-            let _ = child.signal(libc::SIGKILL);
-            (child.wait().await, true)
-        }
-    };
-    let exit = exit.map_err(|e| CellError::Exec(format!("waiting for the exec helper: {e}")))?;
-    let message = if timed_out {
-        format!(
-            "killed after the timeout of {:?}",
-            req.timeout.unwrap_or_default()
-        )
-    } else {
-        exit.describe()
-    };
-    tracing::info!(kind = "cell-exec", cell = %req.cell, container = %req.container, pid, caller = %req.caller, exit = %message, duration_ms = began.elapsed().as_millis() as u64, "workload ended");
-    output.close(Some(exit), message).await;
+    // In a task of its own, so that a dropped call (cancel, deadline) still
+    // kills the helper, reaps it and completes its log.
+    let dropped = CancellationToken::new();
+    let _kill_on_drop = dropped.clone().drop_guard();
+    let task = tokio::spawn(wait_and_close(child, output, req, dropped));
+    let (exit, timed_out) = task.await.map_err(|e| CellError::Task(e.to_string()))??;
     let text = tokio::task::spawn_blocking(move || read_output(&dir, RESPONSE_OUTPUT_LIMIT))
         .await
         .map_err(|e| CellError::Task(e.to_string()))?
@@ -176,9 +158,44 @@ pub(crate) async fn exec(inner: &Arc<Inner>, req: ExecRequest) -> Result<ExecRes
         });
     Ok(ExecResult {
         pid,
-        exit_code: ExitKind::code(exit),
+        exit_code: exit.code(),
         stdout: text.stdout,
         stderr: text.stderr,
         timed_out,
     })
+}
+
+/// Waits for the helper (killing it at the timeout or when the call is
+/// dropped), logs the end and closes its log. Returns how it ended and
+/// whether the timeout killed it.
+async fn wait_and_close(
+    child: ChildExit,
+    output: OutputLog,
+    req: ExecRequest,
+    dropped: CancellationToken,
+) -> Result<(ExitKind, bool), CellError> {
+    let began = Instant::now();
+    let pid = child.pid();
+    let timeout = async {
+        match req.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let (exit, why) = tokio::select! {
+        exit = child.wait() => (exit, None),
+        _ = timeout => (kill(&child).await, Some(format!("killed after the timeout of {:?}", req.timeout.unwrap_or_default()))),
+        _ = dropped.cancelled() => (kill(&child).await, Some("killed: the call was cancelled".to_string())),
+    };
+    let exit = exit.map_err(|e| CellError::Exec(format!("waiting for the exec helper: {e}")))?;
+    let timed_out = why.is_some();
+    let message = why.unwrap_or_else(|| exit.describe());
+    tracing::info!(kind = "cell-exec", cell = %req.cell, container = %req.container, pid, caller = %req.caller, exit = %message, duration_ms = began.elapsed().as_millis() as u64, "workload ended");
+    output.close(Some(exit), message).await;
+    Ok((exit, timed_out))
+}
+
+async fn kill(child: &ChildExit) -> std::io::Result<ExitKind> {
+    let _ = child.signal(libc::SIGKILL);
+    child.wait().await
 }
