@@ -45,10 +45,7 @@ enum Command {
     Container(auraed::cells::helper::HelperArgs),
     /// Internal: the helper that runs one command in a running container (started by the daemon).
     #[command(hide = true)]
-    ContainerExec {
-        /// What to run and where, as JSON.
-        spec: String,
-    },
+    ContainerExec,
     /// Certificates: `auraed pki init` creates a CA, server and client certificates and the client config.
     Pki {
         #[command(subcommand)]
@@ -123,8 +120,8 @@ fn main() -> ExitCode {
         Some(Command::Container(args)) => {
             return ExitCode::from(auraed::cells::helper::run(&args) as u8)
         }
-        Some(Command::ContainerExec { spec }) => {
-            return ExitCode::from(auraed::cells::exec_helper::run(&spec) as u8)
+        Some(Command::ContainerExec) => {
+            return ExitCode::from(auraed::cells::exec_helper::run() as u8)
         }
         Some(Command::Pki {
             command: PkiCommand::Init(args),

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libcontainer::oci_spec::runtime::Spec;
+use nix::fcntl::OFlag;
 use tokio_util::sync::CancellationToken;
 
 use super::core::{Entry, Inner};
@@ -22,7 +23,7 @@ use super::exec_helper::ExecSpec;
 use crate::error_chain::chain;
 use crate::executables::{split_command, MAX_COMMAND_LEN, RESPONSE_OUTPUT_LIMIT};
 use crate::logs::{read_output, Kind};
-use crate::process::{blocking_io, launch, open_log, ChildExit, ExitKind, OutputLog};
+use crate::process::{blocking_io, launch_with, open_log, ChildExit, ExitKind, OutputLog};
 use crate::validation::validate_name;
 use crate::workload::Status as MetaStatus;
 
@@ -125,8 +126,15 @@ pub(crate) async fn exec(inner: &Arc<Inner>, req: ExecRequest) -> Result<ExecRes
     let name = format!("{}.{}", req.cell, req.container);
     let (dir, writer) = open_log(&logs, Kind::Exec, &name)
         .map_err(|e| CellError::Exec(format!("creating the exec log: {e}")))?;
-    let argv = vec![exe.clone().into(), "container-exec".into(), json.into()];
-    let launched = match blocking_io(|| launch(&argv, &procs)) {
+    // The spec on a pipe, not on the command line: the container's
+    // environment may hold secrets, and any host user can read a cmdline.
+    let argv = vec![exe.clone().into(), "container-exec".into()];
+    let pipe = || {
+        nix::unistd::pipe2(OFlag::O_CLOEXEC)
+            .map_err(|e| CellError::Exec(format!("creating a pipe: {e}")))
+    };
+    let ((spec_r, spec_w), (out_r, out_w), (err_r, err_w)) = (pipe()?, pipe()?, pipe()?);
+    let (pid, pidfd) = match blocking_io(|| launch_with(&argv, &procs, [spec_r, out_w, err_w])) {
         Ok(l) => l,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&dir);
@@ -136,12 +144,19 @@ pub(crate) async fn exec(inner: &Arc<Inner>, req: ExecRequest) -> Result<ExecRes
             )));
         }
     };
-    let pid = launched.pid;
     // Owns the helper from here: dropping it (a cancelled call) kills it.
-    let child = ChildExit::from_pidfd(pid, launched.pidfd)
+    let child = ChildExit::from_pidfd(pid, pidfd)
         .map_err(|e| CellError::Exec(format!("watching the exec helper: {e}")))?;
-    let output = OutputLog::start(&logs, pid, writer, launched.stdout, launched.stderr)
+    let output = OutputLog::start(&logs, pid, writer, out_r, err_r)
         .map_err(|e| CellError::io("reading the output of the exec helper into", &dir, e))?;
+    // The helper reads it all before anything else; a helper that died
+    // early closes the pipe, and its exit says the rest.
+    let written = tokio::task::spawn_blocking(move || {
+        std::io::Write::write_all(&mut std::fs::File::from(spec_w), json.as_bytes())
+    });
+    if let Ok(Err(e)) = written.await {
+        tracing::debug!(pid, error = %e, "writing the exec spec");
+    }
     tracing::info!(kind = "cell-exec", cell = %req.cell, container = %req.container, pid, command = %req.command, caller = %req.caller, "workload started");
     // In a task of its own, so that a dropped call (cancel, deadline) still
     // kills the helper, reaps it and completes its log.

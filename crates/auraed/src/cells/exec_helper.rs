@@ -1,4 +1,4 @@
-//! `auraed container-exec SPEC`: the helper process that runs one command
+//! `auraed container-exec` (its spec as JSON on stdin): the helper process that runs one command
 //! in a running container (cells.Cells/Exec), the way `runc exec` does.
 //!
 //! setns into a mount namespace is refused to a multi-threaded process, so
@@ -31,7 +31,7 @@ use crate::process::{resolve, wait_child};
 pub(crate) const CANNOT_RUN: i32 = 126;
 pub(crate) const NOT_FOUND: i32 = 127;
 
-/// What the daemon tells the helper (as JSON on its command line).
+/// What the daemon tells the helper (as JSON on its stdin).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub(crate) struct ExecSpec {
     /// The container's init process, whose namespaces are joined.
@@ -61,8 +61,20 @@ const NAMESPACES: [(&str, CloneFlags); 7] = [
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 
-/// Runs the helper; ends the process as the command ended.
-pub fn run(spec_json: &str) -> i32 {
+/// Runs the helper with its spec on stdin; ends the process as the command ended.
+pub fn run() -> i32 {
+    let json = match std::io::read_to_string(std::io::stdin()) {
+        Ok(j) => j,
+        Err(e) => return fail(CANNOT_RUN, &format!("reading the exec spec: {e}")),
+    };
+    // The command's stdin is /dev/null, as RunExecutable's.
+    if let Err(e) = super::helper::null_onto(&[0]) {
+        return fail(CANNOT_RUN, &format!("opening /dev/null: {e}"));
+    }
+    run_spec(&json)
+}
+
+fn run_spec(spec_json: &str) -> i32 {
     let spec: ExecSpec = match serde_json::from_str(spec_json) {
         Ok(s) => s,
         Err(e) => return fail(CANNOT_RUN, &format!("reading the exec spec: {e}")),
@@ -243,7 +255,7 @@ mod tests {
         let json = serde_json::to_string(&spec).expect("json");
         let back: ExecSpec = serde_json::from_str(&json).expect("parse");
         assert_eq!(back, spec);
-        assert_eq!(run("not json"), CANNOT_RUN);
+        assert_eq!(run_spec("not json"), CANNOT_RUN);
     }
 
     #[test]

@@ -173,7 +173,7 @@ fn hide_stdio(control: OwnedFd) -> std::io::Result<OwnedFd> {
     Ok(moved)
 }
 
-fn null_onto(fds: &[i32]) -> std::io::Result<()> {
+pub(crate) fn null_onto(fds: &[i32]) -> std::io::Result<()> {
     let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -25,7 +25,6 @@ mod vfork;
 pub use detached::{Adopted, DetachedRecord};
 pub use error::ProcessError;
 pub use exit::ExitKind;
-pub(crate) use launch::launch;
 pub(crate) use launch::launch_with;
 pub(crate) use monitor::{ignore_stop_signals, wait_child};
 pub(crate) use output::{blocking_io, open_log, OutputLog};
