@@ -23,7 +23,9 @@ use super::exec_helper::ExecSpec;
 use crate::error_chain::chain;
 use crate::executables::{split_command, MAX_COMMAND_LEN, RESPONSE_OUTPUT_LIMIT};
 use crate::logs::{read_output, Kind};
-use crate::process::{blocking_io, launch_with, open_log, ChildExit, ExitKind, OutputLog};
+use crate::process::{
+    blocking_io, launch_with, open_log, start_time, ChildExit, ExitKind, OutputLog,
+};
 use crate::validation::validate_name;
 use crate::workload::Status as MetaStatus;
 
@@ -75,13 +77,19 @@ fn running_init(entry: &Entry, container: &str) -> Result<i32, CellError> {
 }
 
 /// What the helper needs from the container's runtime spec.
-fn exec_spec(config: &Path, init_pid: i32, argv: Vec<Vec<u8>>) -> Result<ExecSpec, CellError> {
+fn exec_spec(
+    config: &Path,
+    init_pid: i32,
+    init_start: u64,
+    argv: Vec<Vec<u8>>,
+) -> Result<ExecSpec, CellError> {
     let spec = Spec::load(config)
         .map_err(|e| CellError::io("reading", config, std::io::Error::other(e.to_string())))?;
     let process = spec.process().clone().unwrap_or_default();
     let user = process.user();
     Ok(ExecSpec {
         init_pid,
+        init_start,
         argv,
         env: process.env().clone().unwrap_or_default(),
         cwd: process.cwd().to_string_lossy().into_owned(),
@@ -118,7 +126,14 @@ pub(crate) async fn exec(inner: &Arc<Inner>, req: ExecRequest) -> Result<ExecRes
         .join("containers")
         .join(&req.container);
     let config = bundle.join("config.json");
-    let spec = blocking_io(|| exec_spec(&config, init, argv))?;
+    // Taken now, while List says the container runs: the helper joins
+    // this very process or none.
+    let start = start_time(init).ok_or_else(|| CellError::NotRunning {
+        cell: req.cell.clone(),
+        container: req.container.clone(),
+        state: "its init process has ended".into(),
+    })?;
+    let spec = blocking_io(|| exec_spec(&config, init, start, argv))?;
     let json = serde_json::to_string(&spec).map_err(|e| CellError::Task(e.to_string()))?;
     let procs = inner.cgroups.procs_files(&req.cell, &req.container)?;
     let exe = inner.processes.exe().to_path_buf();

@@ -20,11 +20,13 @@ use std::os::unix::fs::MetadataExt;
 
 use libcontainer::oci_spec::runtime::LinuxCapabilities;
 use libcontainer::syscall::syscall::create_syscall;
+use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
 use nix::unistd::ForkResult;
 use serde::{Deserialize, Serialize};
 
-use crate::process::{resolve, wait_child};
+use crate::process::{resolve, start_time_in, wait_child};
 
 /// The helper's exit code when the command could not be started, as
 /// `docker exec` uses 126 (and 127 for a command that does not exist).
@@ -34,8 +36,10 @@ pub(crate) const NOT_FOUND: i32 = 127;
 /// What the daemon tells the helper (as JSON on its stdin).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub(crate) struct ExecSpec {
-    /// The container's init process, whose namespaces are joined.
+    /// The container's init process, whose namespaces are joined, and its
+    /// start time (/proc/PID/stat): a pid reused meanwhile is refused.
     pub init_pid: i32,
+    pub init_start: u64,
     /// The command's words, as bytes (a word need not be UTF-8).
     pub argv: Vec<Vec<u8>>,
     /// `KEY=value`, the container's.
@@ -79,7 +83,7 @@ fn run_spec(spec_json: &str) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(CANNOT_RUN, &format!("reading the exec spec: {e}")),
     };
-    if let Err(e) = join_namespaces(spec.init_pid) {
+    if let Err(e) = join_namespaces(spec.init_pid, spec.init_start) {
         return fail(CANNOT_RUN, &e);
     }
     // SAFETY: the helper is single-threaded (nothing in it starts a thread),
@@ -104,24 +108,44 @@ fn fail(code: i32, why: &str) -> i32 {
     code
 }
 
-/// Joins every namespace of `pid` that is not already ours.
-fn join_namespaces(pid: i32) -> Result<(), String> {
+/// Joins every namespace of `pid` that is not already ours, if `pid` is
+/// still the process that started at `start`.
+fn join_namespaces(pid: i32, start: u64) -> Result<(), String> {
+    let gone = || format!("the container's init process {pid} has ended");
+    // Everything is opened through this directory: once the process is
+    // gone, it answers nothing, even if the pid is taken by another.
+    let dir = std::fs::File::open(format!("/proc/{pid}")).map_err(|_| gone())?;
+    let open_in = |rel: &str| {
+        nix::fcntl::openat(&dir, rel, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+    };
+    let same = || {
+        open_in("stat")
+            .ok()
+            .and_then(|fd| std::io::read_to_string(std::fs::File::from(fd)).ok())
+            .is_some_and(|stat| start_time_in(&stat) == Some(start))
+    };
+    if !same() {
+        return Err(gone());
+    }
     let mut targets: Vec<(&str, CloneFlags, OwnedFd)> = Vec::new();
     // Open them all first: after the mount namespace, /proc is another.
     for (name, flag) in NAMESPACES {
-        let theirs = format!("/proc/{pid}/ns/{name}");
-        let Ok(their_meta) = std::fs::metadata(&theirs) else {
-            // A kernel without this namespace type: nothing to join.
+        // Missing: a kernel without this type, or the process has ended (checked below).
+        let Ok(fd) = open_in(format!("ns/{name}").as_str()) else {
             continue;
         };
+        let theirs =
+            nix::sys::stat::fstat(&fd).map_err(|e| format!("reading its {name} namespace: {e}"))?;
         let ours = std::fs::metadata(format!("/proc/self/ns/{name}"))
             .map_err(|e| format!("reading our {name} namespace: {e}"))?;
-        if (ours.dev(), ours.ino()) == (their_meta.dev(), their_meta.ino()) {
+        if (ours.dev(), ours.ino()) == (theirs.st_dev, theirs.st_ino) {
             continue;
         }
-        let fd = std::fs::File::open(&theirs)
-            .map_err(|e| format!("opening {theirs} (has the container ended?): {e}"))?;
-        targets.push((name, flag, fd.into()));
+        targets.push((name, flag, fd));
+    }
+    // Still alive with every file open: a namespace skipped above does not exist.
+    if !same() {
+        return Err(gone());
     }
     for (name, flag, fd) in targets {
         nix::sched::setns(&fd, flag)
@@ -243,6 +267,7 @@ mod tests {
     fn the_spec_round_trips_as_json_with_any_bytes_in_words() {
         let spec = ExecSpec {
             init_pid: 42,
+            init_start: 7,
             argv: vec![b"cat".to_vec(), vec![0xff, b'x']],
             env: vec!["PATH=/bin".into()],
             cwd: "/".into(),
@@ -256,6 +281,17 @@ mod tests {
         let back: ExecSpec = serde_json::from_str(&json).expect("parse");
         assert_eq!(back, spec);
         assert_eq!(run_spec("not json"), CANNOT_RUN);
+    }
+
+    #[test]
+    fn only_the_process_that_started_at_the_given_time_is_joined() {
+        let me = std::process::id() as i32;
+        let start = crate::process::start_time(me).expect("own start time");
+        // Our own namespaces: nothing to join, nothing changes.
+        join_namespaces(me, start).expect("the same process");
+        let err = join_namespaces(me, start + 1).expect_err("another start time");
+        assert!(err.contains("has ended"), "{err}");
+        assert!(join_namespaces(i32::MAX, start).is_err());
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod spawn;
 mod supervise;
 mod vfork;
 
+pub(crate) use detached::{start_time, start_time_in};
 pub use detached::{Adopted, DetachedRecord};
 pub use error::ProcessError;
 pub use exit::ExitKind;
