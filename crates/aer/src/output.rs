@@ -35,7 +35,7 @@ pub fn meta(meta: Option<&AuraeMeta>) -> Value {
     json!({ "name": m.name, "message": m.message })
 }
 
-fn proc(proc: Option<&ProcessMeta>) -> Value {
+pub fn proc(proc: Option<&ProcessMeta>) -> Value {
     match proc {
         Some(p) => json!({ "pid": p.pid }),
         None => Value::Null,
@@ -58,7 +58,7 @@ pub fn executable(e: &Executable) -> Value {
 }
 
 pub fn container_status(c: &ContainerStatus) -> Value {
-    json!({ "meta": meta(c.meta.as_ref()), "proc": proc(c.proc.as_ref()), "status": status_name(c.status) })
+    json!({ "meta": meta(c.meta.as_ref()), "proc": proc(c.proc.as_ref()), "status": status_name(c.status), "exit_code": c.exit_code })
 }
 
 pub fn cell_status(c: &CellStatus) -> Value {
@@ -104,6 +104,17 @@ pub fn meta_text(meta: Option<&AuraeMeta>) -> String {
         (false, true) => m.name,
         (true, _) => m.message,
     }
+}
+
+/// A command's captured output, as the command would have written it.
+pub fn print_captured(stdout: &str, stderr: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    print!("{stdout}");
+    eprint!("{stderr}");
+    std::io::stdout()
+        .flush()
+        .context("could not write to stdout")
 }
 
 #[cfg(test)]
@@ -168,6 +179,7 @@ mod tests {
                 meta: am("nginx", ""),
                 proc: Some(ProcessMeta { pid: 7 }),
                 status: Status::Active as i32,
+                exit_code: None,
             }],
         };
         let v = cell_status(&c);

@@ -296,6 +296,17 @@ methods = ["observe.Observe", "runtime.Core/RunExecutable"]
     }
 
     #[test]
+    fn cells_exec_is_a_served_method() {
+        let p = Policy::parse(
+            "[[allow]]\nidentities = [\"ci\"]\nmethods = [\"cells.Cells/Exec\"]\n",
+            "p.toml",
+        )
+        .expect("cells.Cells/Exec is served");
+        assert!(p.allows(&names(&["ci"]), "/cells.Cells/Exec"));
+        assert!(!p.allows(&names(&["ci"]), "/cells.Cells/Stop"));
+    }
+
+    #[test]
     fn typos_are_named_with_the_closest_served_name() {
         let e = problems(
             r#"

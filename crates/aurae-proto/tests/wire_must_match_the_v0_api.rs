@@ -119,6 +119,7 @@ const ADDITIVE_FIELDS: &[(&str, i32)] = &[
     ("runtime.PortMapping.container_port", 2),
     ("runtime.PortMapping.protocol", 3),
     ("runtime.CellStatus.ip", 4),
+    ("runtime.ContainerStatus.exit_code", 4),
 ];
 
 const SEED_PACKAGES: &[&str] = &["meta", "observe", "runtime", "schedule"];

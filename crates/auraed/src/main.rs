@@ -43,6 +43,9 @@ enum Command {
     /// Internal: the helper that runs one container with libcontainer (started by the daemon).
     #[command(hide = true)]
     Container(auraed::cells::helper::HelperArgs),
+    /// Internal: the helper that runs one command in a running container (started by the daemon).
+    #[command(hide = true)]
+    ContainerExec,
     /// Certificates: `auraed pki init` creates a CA, server and client certificates and the client config.
     Pki {
         #[command(subcommand)]
@@ -116,6 +119,9 @@ fn main() -> ExitCode {
         }) => return policy_check(&file),
         Some(Command::Container(args)) => {
             return ExitCode::from(auraed::cells::helper::run(&args) as u8)
+        }
+        Some(Command::ContainerExec) => {
+            return ExitCode::from(auraed::cells::exec_helper::run() as u8)
         }
         Some(Command::Pki {
             command: PkiCommand::Init(args),

@@ -1,16 +1,17 @@
-//! `aer cell run|list|stop`: cells of containers.
+//! `aer cell run|list|ps|logs|exec|stop`: cells of containers.
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
-use aurae_client::Client;
+use anyhow::{Context, Result};
 use aurae_proto::cells::RunningCell;
-use aurae_proto::meta::{AuraeMeta, Status};
+use aurae_proto::meta::AuraeMeta;
 use aurae_proto::runtime::{Cell, CellStatus, Container, ContainerStatus, PortMapping};
 use clap::Subcommand;
 use serde_json::json;
 
+use super::cell_output::Followers;
+use super::cell_run::run_cell;
 use super::Ctx;
-use crate::output::{cell_status, meta, meta_text, print_json, running_cell, status_name};
+use crate::output::{meta, meta_text, print_json, running_cell, status_name};
 
 #[derive(Debug, Subcommand)]
 pub enum CellCommand {
@@ -31,8 +32,23 @@ pub enum CellCommand {
         #[arg(short = 'p', long = "publish", value_name = "HOST:CONTAINER[/udp]", value_parser = parse_publish)]
         publish: Vec<PortMapping>,
     },
-    /// List running cells and their containers
+    /// List running cells with their containers' pids and status
+    #[command(visible_alias = "ps")]
     List,
+    /// Show a running cell's container output (stdout to stdout, stderr to
+    /// stderr; prefixed with the container's name when there are several)
+    Logs {
+        /// Cell name
+        cell: String,
+        /// Only this container
+        container: Option<String>,
+        /// Keep printing new output until the containers end or Ctrl-C
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Run a command in a running container and exit with its code:
+    /// aer cell exec CELL CONTAINER -- CMD [ARGS...]
+    Exec(super::cell_exec::ExecArgs),
     /// Stop a running cell
     Stop { name: String },
 }
@@ -67,6 +83,12 @@ pub async fn run(ctx: &Ctx, cmd: CellCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        CellCommand::Logs {
+            cell,
+            container,
+            follow,
+        } => logs(&client, &cell, container.as_deref(), follow).await,
+        CellCommand::Exec(args) => super::cell_exec::exec(ctx, &client, args).await,
         CellCommand::Stop { name } => {
             let r = client
                 .stop_cell(name.clone())
@@ -88,42 +110,6 @@ pub async fn run(ctx: &Ctx, cmd: CellCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-async fn run_cell(ctx: &Ctx, client: &Client, cell: Cell) -> Result<ExitCode> {
-    let name = cell.meta.clone().unwrap_or_default().name;
-    let run = client.run_cell(cell);
-    tokio::pin!(run);
-    let status = tokio::select! {
-        status = &mut run => status,
-        _ = tokio::signal::ctrl_c() => {
-            // Dropping the call would leave the cell running on the node:
-            // stop it and wait for RunCell to report how it ended.
-            eprintln!("aer: stopping cell {name} (Ctrl-C again to leave it running)");
-            client.stop_cell(name.clone()).await.with_context(|| format!("could not stop cell {name}"))?;
-            tokio::select! {
-                status = &mut run => status,
-                _ = tokio::signal::ctrl_c() => bail!("interrupted while cell {name} was stopping"),
-            }
-        }
-    }
-    .with_context(|| format!("could not run cell {name}"))?;
-
-    if ctx.json() {
-        print_json(&cell_status(&status));
-    } else {
-        print_cell_status(&status);
-    }
-    if status.status == Status::Error as i32 {
-        let message = status
-            .meta
-            .as_ref()
-            .map(|m| m.message.as_str())
-            .unwrap_or_default();
-        eprintln!("aer: cell {name} failed: {message}");
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `8080:80`, `5353:53/udp` (also `/tcp`).
@@ -148,6 +134,62 @@ fn parse_publish(s: &str) -> Result<PortMapping, String> {
         container_port: port(container)?,
         protocol: protocol.to_string(),
     })
+}
+
+/// `aer cell logs`: the containers' output from the log store, by their pids.
+async fn logs(
+    client: &aurae_client::Client,
+    cell: &str,
+    container: Option<&str>,
+    follow: bool,
+) -> Result<ExitCode> {
+    let running = running_cell_named(client, cell).await?;
+    let containers: Vec<(String, Option<i32>)> = running
+        .containers
+        .iter()
+        .map(|c| {
+            (
+                c.meta.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
+                c.proc.map(|p| p.pid),
+            )
+        })
+        .filter(|(name, _)| container.is_none_or(|wanted| wanted == name))
+        .collect();
+    if let Some(wanted) = container.filter(|_| containers.is_empty()) {
+        anyhow::bail!("cell {cell} has no container {wanted}; see its containers with aer cell ps");
+    }
+    let names: Vec<String> = containers.iter().map(|(n, _)| n.clone()).collect();
+    let mut followers = Followers::new(client.clone(), &names, follow);
+    for (name, pid) in &containers {
+        match pid {
+            Some(pid) => followers.attach(name, *pid),
+            None => eprintln!("aer: container {name} has not started yet: no output"),
+        }
+    }
+    tokio::select! {
+        _ = followers.wait() => {}
+        // Ctrl-C is how one stops following: not an error.
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The running cell `name`, or an error that says how to see the others.
+pub(super) async fn running_cell_named(
+    client: &aurae_client::Client,
+    name: &str,
+) -> Result<RunningCell> {
+    let cells = client
+        .list_cells()
+        .await
+        .context("could not list cells")?
+        .cells;
+    cells
+        .into_iter()
+        .find(|c| c.meta.as_ref().is_some_and(|m| m.name == name))
+        .with_context(|| {
+            format!("cell {name} is not running; see the running cells with aer cell list")
+        })
 }
 
 fn am(name: &str) -> AuraeMeta {
@@ -218,14 +260,17 @@ fn ip_suffix(ip: &str) -> String {
     }
 }
 
-fn print_cell_status(status: &CellStatus) {
-    println!(
+/// On stderr: stdout carries the containers' own output, as `docker run`'s does.
+pub(super) fn print_cell_status(status: &CellStatus) {
+    eprintln!(
         "cell {}: {}{}",
         meta_text(status.meta.as_ref()),
         status_name(status.status),
         ip_suffix(&status.ip)
     );
-    print_containers(&status.container_statuses, "  ");
+    for line in container_lines(&status.container_statuses, "  ") {
+        eprintln!("{line}");
+    }
 }
 
 fn print_cells(cells: &[RunningCell]) {
@@ -234,19 +279,30 @@ fn print_cells(cells: &[RunningCell]) {
     }
     for cell in cells {
         println!("{}{}", meta_text(cell.meta.as_ref()), ip_suffix(&cell.ip));
-        print_containers(&cell.containers, "  ");
+        for line in container_lines(&cell.containers, "  ") {
+            println!("{line}");
+        }
     }
 }
 
-fn print_containers(containers: &[ContainerStatus], indent: &str) {
-    for c in containers {
-        let name = c.meta.as_ref().map(|m| m.name.as_str()).unwrap_or_default();
-        let pid = c
-            .proc
-            .map(|p| p.pid.to_string())
-            .unwrap_or_else(|| "-".into());
-        println!("{indent}{name}  pid {pid}  {}", status_name(c.status));
-    }
+/// `  web  pid 812  STATUS_ACTIVE  running`, one per container.
+fn container_lines(containers: &[ContainerStatus], indent: &str) -> Vec<String> {
+    containers
+        .iter()
+        .map(|c| {
+            let m = c.meta.clone().unwrap_or_default();
+            let pid = c
+                .proc
+                .map(|p| p.pid.to_string())
+                .unwrap_or_else(|| "-".into());
+            format!(
+                "{indent}{}  pid {pid}  {}  {}",
+                m.name,
+                status_name(c.status),
+                m.message
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

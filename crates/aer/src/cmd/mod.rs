@@ -2,6 +2,9 @@
 //! `aurae_client::Client` and prints the answer as text or JSON.
 
 pub mod cell;
+pub mod cell_exec;
+pub mod cell_output;
+pub mod cell_run;
 pub mod completions;
 pub mod image;
 pub mod logs;

@@ -1,6 +1,5 @@
 //! `aer run -- CMD [ARGS...]`: RunExecutable, then behave like the command:
 //! its stdout on stdout, its stderr on stderr, its exit code as ours.
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -9,7 +8,7 @@ use aurae_proto::runtime::{Executable, ExecutableStatus};
 use clap::Args;
 
 use super::Ctx;
-use crate::output::{executable_status, print_json};
+use crate::output::{executable_status, print_captured, print_json};
 use crate::quote::join_command;
 
 /// Our exit code when the daemon could not start the command, as a shell
@@ -52,11 +51,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode> {
         print_json(&executable_status(&status));
     } else {
         // As returned: the daemon already captured them as text.
-        print!("{}", status.stdout);
-        eprint!("{}", status.stderr);
-        std::io::stdout()
-            .flush()
-            .context("could not write to stdout")?;
+        print_captured(&status.stdout, &status.stderr)?;
     }
     let (code, note) = exit_code(&status);
     if let Some(note) = note {

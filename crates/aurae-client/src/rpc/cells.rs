@@ -1,5 +1,8 @@
 //! `cells.Cells` (additive: see proto/cells.proto)
-use aurae_proto::cells::{ListCellsRequest, ListCellsResponse, StopCellRequest, StopCellResponse};
+use aurae_proto::cells::{
+    ExecRequest, ExecResponse, ListCellsRequest, ListCellsResponse, StopCellRequest,
+    StopCellResponse,
+};
 
 use crate::{Client, ClientError};
 
@@ -19,5 +22,10 @@ impl Client {
             .stop(StopCellRequest { name: name.into() })
             .await?
             .into_inner())
+    }
+
+    /// Runs a command in a running container and returns its output and exit code.
+    pub async fn exec_in_cell(&self, request: ExecRequest) -> Result<ExecResponse, ClientError> {
+        Ok(self.cells().exec(request).await?.into_inner())
     }
 }

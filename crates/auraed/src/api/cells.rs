@@ -4,16 +4,17 @@
 
 use aurae_proto::cells::cells_server::Cells as CellsApi;
 use aurae_proto::cells::{
-    ListCellsRequest, ListCellsResponse, RunningCell as WireRunningCell, StopCellRequest,
-    StopCellResponse,
+    ExecRequest as WireExecRequest, ExecResponse, ListCellsRequest, ListCellsResponse,
+    RunningCell as WireRunningCell, StopCellRequest, StopCellResponse,
 };
 use aurae_proto::meta::{AuraeMeta, ProcessMeta};
 use aurae_proto::runtime::{Cell, CellStatus, ContainerStatus};
 use tonic::{Request, Response, Status};
 
-use super::{meta, name_in, status};
+use super::{caller, meta, name_in, status};
 use crate::cells::{
-    CellError, CellResult, CellSpec, Cells, ContainerResult, ContainerSpec, PortSpec, RunningCell,
+    CellError, CellResult, CellSpec, Cells, ContainerResult, ContainerSpec, ExecRequest, PortSpec,
+    RunningCell,
 };
 use crate::validation::validate_name;
 
@@ -52,6 +53,7 @@ pub fn container_status(c: ContainerResult) -> ContainerStatus {
         meta: meta(c.name, c.message),
         proc: c.pid.map(|pid| ProcessMeta { pid }),
         status: status(c.status),
+        exit_code: c.exit_code,
     }
 }
 
@@ -94,6 +96,18 @@ pub async fn stop_cell(cells: &Cells, name: &str) -> Result<AuraeMeta, Status> {
     })
 }
 
+/// An Exec request as the cells subsystem takes it.
+pub fn exec_request(r: WireExecRequest, caller: String) -> ExecRequest {
+    ExecRequest {
+        cell: r.cell,
+        container: r.container,
+        command: r.command,
+        timeout: (r.timeout_seconds > 0)
+            .then(|| std::time::Duration::from_secs(u64::from(r.timeout_seconds))),
+        caller,
+    }
+}
+
 pub struct CellsService {
     cells: Cells,
 }
@@ -123,5 +137,20 @@ impl CellsApi for CellsService {
         validate_name("name", &name).map_err(CellError::CellName)?;
         let meta = stop_cell(&self.cells, &name).await?;
         Ok(Response::new(StopCellResponse { meta: Some(meta) }))
+    }
+
+    async fn exec(&self, req: Request<WireExecRequest>) -> Result<Response<ExecResponse>, Status> {
+        let caller = caller(&req);
+        let r = self
+            .cells
+            .exec(exec_request(req.into_inner(), caller))
+            .await?;
+        Ok(Response::new(ExecResponse {
+            exit_code: r.exit_code,
+            stdout: r.stdout,
+            stderr: r.stderr,
+            proc: Some(ProcessMeta { pid: r.pid }),
+            timed_out: r.timed_out,
+        }))
     }
 }

@@ -120,7 +120,13 @@ impl From<CellError> for Status {
             | CellError::BadNetwork { .. }
             | CellError::TooManyPorts { .. }
             | CellError::BadPort { .. }
-            | CellError::PortsWithoutNetwork { .. } => Status::invalid_argument(msg),
+            | CellError::PortsWithoutNetwork { .. }
+            | CellError::ExecContainerName(_)
+            | CellError::CommandTooLong { .. }
+            | CellError::Command(_)
+            | CellError::EmptyCommand => Status::invalid_argument(msg),
+            CellError::NoSuchContainer { .. } => Status::not_found(msg),
+            CellError::NotRunning { .. } => Status::failed_precondition(msg),
             CellError::NoNetworking { .. } => Status::failed_precondition(msg),
             CellError::Network { source, .. } => Status::new(cni_code(&source), msg),
             CellError::AlreadyRunning { .. } => Status::already_exists(msg),
@@ -129,9 +135,10 @@ impl From<CellError> for Status {
             CellError::ShuttingDown => Status::unavailable(msg),
             // Keep the image layer's code (NOT_FOUND, UNAVAILABLE, ...), add which container.
             CellError::Image { error, .. } => Status::new(image_code(&error), msg),
-            CellError::Io { .. } | CellError::Cgroup { .. } | CellError::Task(_) => {
-                Status::internal(msg)
-            }
+            CellError::Io { .. }
+            | CellError::Cgroup { .. }
+            | CellError::Task(_)
+            | CellError::Exec(_) => Status::internal(msg),
         }
     }
 }

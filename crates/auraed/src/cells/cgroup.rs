@@ -59,6 +59,22 @@ impl CellCgroups {
         cell.join(container).map_err(cgroup_error(&cell))
     }
 
+    /// The `cgroup.procs` files of container `container`: under cgroup v1
+    /// in every hierarchy libcontainer put it in, not only the driver's.
+    pub fn procs_files(&self, cell: &str, container: &str) -> Result<Vec<PathBuf>, CellError> {
+        let path = self.container(cell, container)?;
+        let mut files = self.driver.procs_files(&path);
+        if self.version() == CgroupVersion::V1 {
+            for hierarchy in self.v1_hierarchies() {
+                let procs = hierarchy.join(path.as_str()).join("cgroup.procs");
+                if procs.exists() && !files.contains(&procs) {
+                    files.push(procs);
+                }
+            }
+        }
+        Ok(files)
+    }
+
     /// `linux.cgroupsPath` of a cgroup: absolute from the mount root.
     pub fn spec_path(path: &CgroupPath) -> String {
         format!("/{path}")

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cgroup::CellCgroups;
 use super::error::CellError;
+use super::exec::{ExecRequest, ExecResult};
 use super::image::{ImageSource, PulledImage};
 use super::lifecycle;
 use super::request::{self, CellRequest, CellSpec};
@@ -70,6 +71,7 @@ pub(crate) struct ContainerView {
     pub pid: Option<i32>,
     pub status: MetaStatus,
     pub message: String,
+    pub exit_code: Option<i32>,
 }
 
 impl ContainerView {
@@ -79,6 +81,7 @@ impl ContainerView {
             message: self.message.clone(),
             pid: self.pid,
             status: self.status,
+            exit_code: self.exit_code,
         }
     }
 }
@@ -91,6 +94,8 @@ pub struct ContainerResult {
     /// Its init process, once it has one.
     pub pid: Option<i32>,
     pub status: MetaStatus,
+    /// Once it has exited: its code, or 128 + the signal that ended it.
+    pub exit_code: Option<i32>,
 }
 
 /// The answer of a RunCell: the cell's status and summary, and each container's.
@@ -146,6 +151,15 @@ impl Entry {
         if let Some(view) = self.lock().1.get_mut(index) {
             f(view);
         }
+    }
+
+    /// Container `name`'s status, init pid and message, if the cell has it.
+    pub fn container_view(&self, name: &str) -> Option<(MetaStatus, Option<i32>, String)> {
+        self.lock()
+            .1
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| (v.status, v.pid, v.message.clone()))
     }
 
     fn snapshot(&self) -> RunningCell {
@@ -204,6 +218,7 @@ impl Inner {
                 pid: None,
                 status: MetaStatus::Standby,
                 message: format!("image {}", c.image),
+                exit_code: None,
             })
             .collect();
         let entry = Arc::new(Entry {
@@ -218,6 +233,11 @@ impl Inner {
             inner: self.clone(),
             entry,
         })
+    }
+
+    /// The running cell `name`.
+    pub fn entry(&self, name: &str) -> Option<Arc<Entry>> {
+        self.lock_running().get(name).cloned()
     }
 
     /// The directory of cell `name`.
@@ -322,6 +342,11 @@ impl Cells {
             Ok(result) => result,
             Err(e) => Err(CellError::Task(e.to_string())),
         }
+    }
+
+    /// Runs a command in a running container (see `exec`).
+    pub async fn exec(&self, req: ExecRequest) -> Result<ExecResult, CellError> {
+        super::exec::exec(&self.inner, req).await
     }
 
     /// The running cells with their containers, sorted by name.

@@ -8,6 +8,8 @@ use thiserror::Error;
 
 use crate::cgroups::CgroupError;
 use crate::cni::CniError;
+use crate::executables::split::SplitError;
+use crate::executables::MAX_COMMAND_LEN;
 use crate::images::ImageError;
 use crate::validation::NameError;
 
@@ -93,6 +95,26 @@ pub enum CellError {
     PortsWithoutNetwork { cell: String },
     #[error("cell {cell:?} asks for a network or ports, but this runtime has no CNI networking")]
     NoNetworking { cell: String },
+    #[error(transparent)]
+    ExecContainerName(NameError),
+    #[error(
+        "cell {cell:?} has no container named {container:?}: see its containers with aer cell ps"
+    )]
+    NoSuchContainer { cell: String, container: String },
+    #[error("container {container:?} of cell {cell:?} is not running ({state}): exec needs a running container")]
+    NotRunning {
+        cell: String,
+        container: String,
+        state: String,
+    },
+    #[error("command is {len} bytes long: at most {MAX_COMMAND_LEN} are allowed")]
+    CommandTooLong { len: usize },
+    #[error(transparent)]
+    Command(SplitError),
+    #[error("command is empty: give the program to run and its arguments")]
+    EmptyCommand,
+    #[error("exec: {0}")]
+    Exec(String),
     #[error("cell {cell:?}: network")]
     Network {
         cell: String,

@@ -173,7 +173,7 @@ fn hide_stdio(control: OwnedFd) -> std::io::Result<OwnedFd> {
     Ok(moved)
 }
 
-fn null_onto(fds: &[i32]) -> std::io::Result<()> {
+pub(crate) fn null_onto(fds: &[i32]) -> std::io::Result<()> {
     let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -299,7 +299,7 @@ fn kill_and_reap(pid: i32) {
 
 /// Ends this process the way the container ended: the same exit code, or
 /// death by the same signal (without a core dump).
-fn mirror(exit: Option<ExitKind>) -> ! {
+pub(crate) fn mirror(exit: Option<ExitKind>) -> ! {
     match exit {
         Some(ExitKind::Code(code)) => std::process::exit(code),
         Some(ExitKind::Signal(signal)) => {
@@ -345,7 +345,7 @@ impl Executor for CellExecutor {
 
 /// Default disposition for every signal and an empty mask. Runs in the
 /// container's single-threaded init process just before exec.
-fn reset_signals() {
+pub(crate) fn reset_signals() {
     for signal in 1..libc::SIGRTMIN() {
         if signal == libc::SIGKILL || signal == libc::SIGSTOP {
             continue;

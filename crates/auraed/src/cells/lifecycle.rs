@@ -82,6 +82,13 @@ impl ContainerRun {
     fn status(&self) -> (MetaStatus, String) {
         outcome_status(self.outcome.as_ref())
     }
+
+    fn exit_code(&self) -> Option<i32> {
+        match self.outcome {
+            Some(Outcome::Exited(exit)) => Some(exit.code()),
+            _ => None,
+        }
+    }
 }
 
 /// A container's status and `meta.message` from how it ended.
@@ -316,6 +323,7 @@ impl CellRun {
                     entry.update(i, |v| {
                         v.status = MetaStatus::Complete;
                         v.message = f.exit.describe();
+                        v.exit_code = Some(f.exit.code());
                     });
                 }
                 (i, finished)
@@ -366,6 +374,7 @@ impl CellRun {
                     message,
                     pid: c.pid,
                     status,
+                    exit_code: c.exit_code(),
                 }
             })
             .collect();

@@ -22,6 +22,8 @@
 mod cgroup;
 mod core;
 mod error;
+mod exec;
+pub mod exec_helper;
 pub mod helper;
 mod image;
 mod lifecycle;
@@ -35,6 +37,7 @@ mod user;
 
 pub use self::core::{CellResult, Cells, ContainerResult, RunningCell};
 pub use error::CellError;
+pub use exec::{ExecRequest, ExecResult};
 pub use image::{ImageSource, MountedRootfs, PulledImage, RunConfig};
 pub use network::{PortSpec, MAX_PORTS};
 pub use request::{CellSpec, ContainerSpec, MAX_CONTAINERS, MAX_IMAGE_LEN};

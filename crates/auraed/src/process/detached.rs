@@ -290,8 +290,12 @@ fn open_if_same(record: &DetachedRecord) -> Option<ChildExit> {
 
 /// Field 22 of /proc/PID/stat: the start time in clock ticks since boot,
 /// for a process that has not exited (a zombie has none here).
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
+    start_time_in(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The start time from the text of a /proc/PID/stat file (see `start_time`).
+pub(crate) fn start_time_in(stat: &str) -> Option<u64> {
     // The command name (field 2) may hold spaces and parentheses: skip past its last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();

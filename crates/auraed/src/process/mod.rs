@@ -23,12 +23,14 @@ mod spawn;
 mod supervise;
 mod vfork;
 
+pub(crate) use detached::{start_time, start_time_in};
 pub use detached::{Adopted, DetachedRecord};
 pub use error::ProcessError;
 pub use exit::ExitKind;
 pub(crate) use launch::launch_with;
 pub(crate) use monitor::{ignore_stop_signals, wait_child};
-pub(crate) use output::{open_log, OutputLog};
+pub(crate) use output::{blocking_io, open_log, OutputLog};
 pub(crate) use pidfd::{pidfd_open, ChildExit};
 pub use spawn::{ProcessSpec, Processes};
 pub use supervise::{Finished, ProcessHandle};
+pub(crate) use vfork::resolve;
