@@ -4,6 +4,7 @@
 use tonic::{Code, Status};
 
 use crate::cells::CellError;
+use crate::cgroups::CgroupError;
 use crate::executables::split::SplitError;
 use crate::executables::ExecutableError;
 use crate::images::ImageError;
@@ -27,8 +28,14 @@ impl From<SplitError> for Status {
 impl From<ProcessError> for Status {
     fn from(e: ProcessError) -> Self {
         match e {
-            ProcessError::EmptyCommand => Status::invalid_argument(e.to_string()),
-            ProcessError::Start { .. } => Status::failed_precondition(e.to_string()),
+            ProcessError::EmptyCommand | ProcessError::Identity(_) => {
+                Status::invalid_argument(e.to_string())
+            }
+            ProcessError::Start { .. }
+            | ProcessError::Cgroup {
+                source: CgroupError::NoController { .. },
+                ..
+            } => Status::failed_precondition(e.to_string()),
             _ => Status::internal(e.to_string()),
         }
     }
@@ -50,9 +57,9 @@ impl From<ExecutableError> for Status {
             ExecutableError::Name(e) => e.into(),
             ExecutableError::Split(e) => e.into(),
             ExecutableError::Process(e) => e.into(),
-            ExecutableError::CommandTooLong { .. } | ExecutableError::EmptyCommand => {
-                Status::invalid_argument(e.to_string())
-            }
+            ExecutableError::CommandTooLong { .. }
+            | ExecutableError::EmptyCommand
+            | ExecutableError::Limits(_) => Status::invalid_argument(e.to_string()),
             ExecutableError::Cgroup(_) => Status::internal(e.to_string()),
         }
     }
@@ -66,9 +73,13 @@ impl From<ScheduleError> for Status {
             | ScheduleError::EmptyCommand
             | ScheduleError::CommandTooLong { .. }
             | ScheduleError::CommentTooLong { .. }
+            | ScheduleError::Limits(_)
+            | ScheduleError::Identity(_)
             | ScheduleError::Split(_) => Status::invalid_argument(msg),
             ScheduleError::NotFound { .. } => Status::not_found(msg),
-            ScheduleError::AlreadyExists { .. } => Status::already_exists(msg),
+            ScheduleError::AlreadyExists { .. } | ScheduleError::SettingsDiffer { .. } => {
+                Status::already_exists(msg)
+            }
             ScheduleError::ShuttingDown => Status::unavailable(msg),
             ScheduleError::Store(_) | ScheduleError::Task(_) | ScheduleError::Cgroup(_) => {
                 Status::internal(msg)

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use nix::fcntl::OFlag;
 
+use super::identity::Identity;
 use super::vfork;
 
 /// A child that has exec'd, with the reading ends of its output pipes.
@@ -20,8 +21,13 @@ pub(crate) struct Launched {
     pub stderr: OwnedFd,
 }
 
-/// Clones `argv` into the cgroup whose `procs` files are given, before exec.
-pub(crate) fn launch(argv: &[String], procs: &[PathBuf]) -> io::Result<Launched> {
+/// Clones `argv` into the cgroup whose `procs` files are given, before
+/// exec, as `identity` when one is given.
+pub(crate) fn launch(
+    argv: &[String],
+    procs: &[PathBuf],
+    identity: Option<&Identity>,
+) -> io::Result<Launched> {
     let program = argv
         .first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
@@ -31,7 +37,7 @@ pub(crate) fn launch(argv: &[String], procs: &[PathBuf]) -> io::Result<Launched>
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let envp = vfork::environment();
+    let envp = environment(identity);
     let procs: Vec<CString> = procs
         .iter()
         .filter_map(|p| CString::new(p.as_os_str().as_bytes()).ok())
@@ -48,6 +54,11 @@ pub(crate) fn launch(argv: &[String], procs: &[PathBuf]) -> io::Result<Launched>
         &envp,
         &procs,
         [stdin.as_fd(), out_w.as_fd(), err_w.as_fd()],
+        identity.map(|id| vfork::Creds {
+            uid: id.uid,
+            gid: id.gid,
+            groups: &id.groups,
+        }),
     )?;
     // Only the child keeps the write ends: EOF comes when it (and its descendants) are done.
     drop((stdin, out_w, err_w));
@@ -57,4 +68,26 @@ pub(crate) fn launch(argv: &[String], procs: &[PathBuf]) -> io::Result<Launched>
         stdout: out_r,
         stderr: err_r,
     })
+}
+
+/// The daemon's environment; for another user with its `USER`, `LOGNAME`
+/// and `HOME`, as systemd sets them for a unit with `User=`.
+fn environment(identity: Option<&Identity>) -> Vec<CString> {
+    let mut env = vfork::environment();
+    let Some(id) = identity else { return env };
+    let mut set = |key: &str, value: &str| {
+        let prefix = format!("{key}=");
+        env.retain(|kv| !kv.as_bytes().starts_with(prefix.as_bytes()));
+        if let Ok(kv) = CString::new(format!("{prefix}{value}")) {
+            env.push(kv);
+        }
+    };
+    if let Some(name) = &id.user_name {
+        set("USER", name);
+        set("LOGNAME", name);
+    }
+    if let Some(home) = &id.home {
+        set("HOME", home);
+    }
+    env
 }

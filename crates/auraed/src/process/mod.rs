@@ -14,6 +14,7 @@
 mod detached;
 mod error;
 mod exit;
+mod identity;
 mod launch;
 pub mod monitor;
 mod output;
@@ -25,7 +26,8 @@ mod vfork;
 pub use detached::{Adopted, DetachedRecord};
 pub use error::ProcessError;
 pub use exit::ExitKind;
+pub use identity::{resolve as resolve_identity, Identity, IdentityError};
 pub(crate) use output::{open_log, OutputLog};
 pub(crate) use pidfd::ChildExit;
-pub use spawn::{ProcessSpec, Processes};
+pub use spawn::{ProcessSpec, Processes, WorkloadDefaults};
 pub use supervise::{Finished, ProcessHandle};

@@ -39,8 +39,19 @@ struct ChildArgs<'a> {
     procs: &'a [CString],
     /// Sources for fds 0, 1 and 2; all >= 3, so no dup2 clobbers another.
     stdio: [RawFd; 3],
+    /// Who to become before exec, if not the daemon's identity.
+    creds: Option<Creds<'a>>,
     /// The errno of the step that failed, 0 if the child exec'd.
     errno: AtomicI32,
+}
+
+/// The credentials the child takes after it placed itself in its cgroup
+/// (writing cgroup.procs needs the daemon's privileges).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Creds<'a> {
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub groups: &'a [libc::gid_t],
 }
 
 /// The kernel's `struct sigaction` (not glibc's): the handler comes first on
@@ -119,8 +130,9 @@ pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
 }
 
 /// Starts `path` with `argv` and `envp` in a new session, after writing
-/// itself into each of `procs` (cgroup.procs files), with `stdio` as its
-/// fds 0, 1 and 2 (each must be above 2; see [`above_stdio`]). Returns the
+/// itself into each of `procs` (cgroup.procs files) and taking `creds`,
+/// with `stdio` as its fds 0, 1 and 2 (each must be above 2; see
+/// [`above_stdio`]). Returns the
 /// pid and a pidfd once the child has exec'd; when a step before exec
 /// failed, the child has been reaped and its errno is returned.
 pub(crate) fn spawn_into(
@@ -129,6 +141,7 @@ pub(crate) fn spawn_into(
     envp: &[CString],
     procs: &[CString],
     stdio: [BorrowedFd<'_>; 3],
+    creds: Option<Creds<'_>>,
 ) -> io::Result<(i32, OwnedFd)> {
     let stdio = stdio.map(|fd| fd.as_raw_fd());
     if stdio.iter().any(|fd| *fd <= 2) {
@@ -153,6 +166,7 @@ pub(crate) fn spawn_into(
         envp: envp_ptrs.as_ptr(),
         procs,
         stdio,
+        creds,
         errno: AtomicI32::new(0),
     };
     let mut stack = vec![0u8; CHILD_STACK];
@@ -294,7 +308,38 @@ fn errno() -> i32 {
     }
 }
 
-/// Session, cgroup, stdio, signal mask, exec; returns the errno of the step
+/// Groups first, then gid, then uid (after setuid the rest is no longer
+/// allowed); returns the errno of the step that failed, 0 on success.
+///
+/// Raw syscalls, not glibc's setuid family: in a multi-threaded process
+/// those broadcast the change to every thread of the daemon (the shared
+/// memory makes this child look like one of them); the raw calls change
+/// this task only, which is this child.
+fn become_user(creds: &Creds) -> i32 {
+    // SAFETY: setgroups reads `groups.len()` gids from a valid slice.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_setgroups,
+            creds.groups.len(),
+            creds.groups.as_ptr(),
+        )
+    };
+    if rc != 0 {
+        return errno();
+    }
+    let (uid, gid) = (creds.uid, creds.gid);
+    // SAFETY: setresgid/setresuid take plain integers.
+    if unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) } != 0 {
+        return errno();
+    }
+    // SAFETY: as above.
+    if unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) } != 0 {
+        return errno();
+    }
+    0
+}
+
+/// Session, cgroup, credentials, stdio, signal mask, exec; returns the errno of the step
 /// that failed (it returns only on failure).
 fn enter_and_exec(args: &ChildArgs) -> i32 {
     // A session of its own: a terminal's Ctrl-C aimed at the daemon must not
@@ -317,6 +362,12 @@ fn enter_and_exec(args: &ChildArgs) -> i32 {
         unsafe { libc::close(fd) };
         if n < 0 {
             return write_errno;
+        }
+    }
+    if let Some(creds) = &args.creds {
+        let rc = become_user(creds);
+        if rc != 0 {
+            return rc;
         }
     }
     for (target, src) in (0..).zip(args.stdio) {
@@ -378,8 +429,15 @@ mod tests {
         let sh = resolve("sh", Some(OsStr::new("/bin:/usr/bin"))).expect("sh");
         let argv = cstrings(&["sh", "-c", "echo out-$X; exit 3"]);
         let envp = cstrings(&["X=1"]);
-        let (pid, pidfd) = spawn_into(&sh, &argv, &envp, &[], [null.as_fd(), w.as_fd(), w.as_fd()])
-            .expect("spawn");
+        let (pid, pidfd) = spawn_into(
+            &sh,
+            &argv,
+            &envp,
+            &[],
+            [null.as_fd(), w.as_fd(), w.as_fd()],
+            None,
+        )
+        .expect("spawn");
         drop(w);
         let mut out = String::new();
         std::fs::File::from(r)
@@ -403,6 +461,7 @@ mod tests {
             &envp,
             &[],
             [null.as_fd(), null.as_fd(), null.as_fd()],
+            None,
         )
         .expect_err("exec fails");
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
