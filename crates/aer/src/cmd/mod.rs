@@ -8,6 +8,7 @@ pub mod logs;
 pub mod run;
 pub mod schedule;
 pub mod status;
+pub mod workload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -8,6 +8,7 @@ use aurae_proto::meta::{AuraeMeta, Status};
 use aurae_proto::runtime::{Executable, ExecutableStatus};
 use clap::Args;
 
+use super::workload::WorkloadArgs;
 use super::Ctx;
 use crate::output::{executable_status, print_json};
 use crate::quote::join_command;
@@ -24,6 +25,8 @@ pub struct RunArgs {
     /// Free-form comment attached to the executable
     #[arg(long)]
     pub comment: Option<String>,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
     /// The command and its arguments (after `--`)
     #[arg(
         required = true,
@@ -36,7 +39,7 @@ pub struct RunArgs {
 
 pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode> {
     let command = join_command(&args.command);
-    let executable = Executable {
+    let mut executable = Executable {
         meta: Some(AuraeMeta {
             name: args.name.unwrap_or_default(),
             message: String::new(),
@@ -45,6 +48,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode> {
         comment: args.comment.unwrap_or_default(),
         ..Default::default()
     };
+    args.workload.apply(&mut executable);
     let status = ctx
         .client()
         .await?

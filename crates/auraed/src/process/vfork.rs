@@ -249,41 +249,24 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     }
 }
 
-/// Resets every caught signal to its default (handlers are daemon code that
-/// must not run here; the child has its own table, CLONE_SIGHAND is unset)
-/// and SIGPIPE too, which Rust programs ignore and std resets for children.
+/// Resets every signal to its default disposition, as systemd does for a
+/// service: caught ones (handlers are daemon code that must not run here;
+/// the child has its own table, CLONE_SIGHAND is unset) and ignored ones
+/// too. An ignored SIGTERM would otherwise pass from the monitor (which
+/// ignores it to outlive the daemon) to the workload, which then could
+/// only be stopped by SIGKILL after the grace period; and Rust programs
+/// ignore SIGPIPE, which std resets for its children as well.
 fn reset_signals() {
+    let dfl = KernelSigaction {
+        handler: libc::SIG_DFL,
+        rest: [0; 4],
+    };
     for sig in 1..NSIG {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        let mut old = KernelSigaction {
-            handler: 0,
-            rest: [0; 4],
-        };
-        // SAFETY: rt_sigaction reading the current action into `old`, which is
-        // at least as large as the kernel's struct sigaction.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                sig,
-                std::ptr::null::<KernelSigaction>(),
-                &mut old as *mut KernelSigaction,
-                KERNEL_SIGSET,
-            )
-        };
-        if rc != 0 {
-            continue;
-        }
-        let keep = old.handler == libc::SIG_DFL || old.handler == libc::SIG_IGN;
-        if keep && sig != libc::SIGPIPE {
-            continue;
-        }
-        let dfl = KernelSigaction {
-            handler: libc::SIG_DFL,
-            rest: [0; 4],
-        };
-        // SAFETY: rt_sigaction installing SIG_DFL with no flags and an empty mask.
+        // SAFETY: rt_sigaction installing SIG_DFL with no flags and an empty
+        // mask; invalid numbers (32, 33 under glibc) just fail with EINVAL.
         unsafe {
             libc::syscall(
                 libc::SYS_rt_sigaction,
@@ -408,6 +391,46 @@ mod tests {
         v.iter()
             .map(|s| CString::new(*s).expect("no NUL"))
             .collect()
+    }
+
+    #[test]
+    fn the_child_ignores_no_signal_the_daemon_ignores() {
+        // As the monitor ignores SIGTERM; SIGUSR2 is unused by the test harness.
+        // SAFETY: SIG_IGN installs no handler code.
+        unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGUSR2,
+                nix::sys::signal::SigHandler::SigIgn,
+            )
+        }
+        .expect("ignore SIGUSR2");
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        let null = above_stdio(std::fs::File::open("/dev/null").expect("null").into()).expect("fd");
+        let w = above_stdio(w).expect("fd");
+        let sh = resolve("sh", Some(OsStr::new("/bin:/usr/bin"))).expect("sh");
+        let argv = cstrings(&["sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status"]);
+        let (_pid, pidfd) = spawn_into(
+            &sh,
+            &argv,
+            &[],
+            &[],
+            [null.as_fd(), w.as_fd(), w.as_fd()],
+            None,
+        )
+        .expect("spawn");
+        drop(w);
+        let mut out = String::new();
+        std::fs::File::from(r)
+            .read_to_string(&mut out)
+            .expect("read");
+        let _ = nix::sys::wait::waitid(
+            nix::sys::wait::Id::PIDFd(pidfd.as_fd()),
+            nix::sys::wait::WaitPidFlag::WEXITED,
+        );
+        assert_eq!(
+            out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
+            "the daemon's ignored and blocked signals are not inherited"
+        );
     }
 
     #[test]
