@@ -84,16 +84,25 @@ impl BenchDaemon {
     /// `(VmRSS, RssAnon)` in KiB: all resident pages, and the daemon's own
     /// heap and stacks without the mapped binary and libraries.
     pub fn rss_kib(&self) -> anyhow::Result<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .with_context(|| format!("{name} not found"))
-        };
-        Ok((field("VmRSS:")?, field("RssAnon:")?))
+        rss_of(self.pid())
     }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// `(VmRSS, RssAnon)` of `pid` in KiB.
+pub fn rss_of(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("{name} not found"))
+    };
+    Ok((field("VmRSS:")?, field("RssAnon:")?))
 }
 
 impl Drop for BenchDaemon {

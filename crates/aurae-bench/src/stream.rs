@@ -58,16 +58,19 @@ pub async fn lines(d: &BenchDaemon, n: usize) -> anyhow::Result<Vec<Row>> {
     let base_lines = std::io::BufReader::new(out).lines().count();
     child.wait()?;
     let base = base_lines as f64 / t.elapsed().as_secs_f64();
-    let label = if lost_notes > 0 {
-        format!("GetSubProcessStream lines/s (vs reading a pipe; {got} of {n} lines, {lost_notes} lag notices)")
-    } else {
-        format!("GetSubProcessStream lines/s (vs reading a pipe; all {n} lines)")
-    };
+    let label = format!(
+        "GetSubProcessStream lines/s, one subscriber of seq (vs reading a pipe; {got} lines delivered / {n} produced{})",
+        if lost_notes > 0 {
+            format!(", {lost_notes} lag notices")
+        } else {
+            String::new()
+        }
+    );
     Ok(vec![Row::rate(&label, "lines/s", ours, base)])
 }
 
 /// The pid of the waiting shell: the only `sh` in the daemon's exec cgroups.
-async fn find_shell(d: &BenchDaemon) -> anyhow::Result<i32> {
+pub async fn find_shell(d: &BenchDaemon) -> anyhow::Result<i32> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let root = format!("aurae-bench-{}", std::process::id());
     loop {
