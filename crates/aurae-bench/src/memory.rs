@@ -12,8 +12,8 @@ use crate::daemon::BenchDaemon;
 use crate::exec::run_concurrently;
 use crate::report::Row;
 
-/// Peak VmRSS (sampled every 5 ms) while `seq`-free bytes flood stdout:
-/// `head -c BYTES /dev/zero`, with one subscriber that never reads.
+/// Peak VmRSS (sampled every 5 ms) while `head -c BYTES /dev/zero` floods
+/// stdout, with one subscriber that never reads.
 pub async fn flood(d: &BenchDaemon, bytes: u64) -> anyhow::Result<Vec<Row>> {
     let idle = d.rss_kib()?;
     let peak = Arc::new(AtomicU64::new(idle.0));
@@ -31,12 +31,8 @@ pub async fn flood(d: &BenchDaemon, bytes: u64) -> anyhow::Result<Vec<Row>> {
         })
     };
     let client = d.client().await?;
-    let trigger = d.dir.path().join("flood-go");
-    let _ = std::fs::remove_file(&trigger);
-    let command = format!(
-        "sh -c 'while [ ! -e {} ]; do sleep 0.01; done; exec head -c {bytes} /dev/zero'",
-        trigger.display()
-    );
+    let (trigger, command) =
+        crate::stream::gated(d, "flood-go", &format!("head -c {bytes} /dev/zero"));
     let mut core = client.core();
     let t = Instant::now();
     let run = tokio::spawn(async move {

@@ -12,13 +12,7 @@ use crate::report::Row;
 
 pub async fn lines(d: &BenchDaemon, n: usize) -> anyhow::Result<Vec<Row>> {
     let client = d.client().await?;
-    let trigger = d.dir.path().join("stream-go");
-    let _ = std::fs::remove_file(&trigger);
-    // The process waits for the trigger, so the subscriber is in place before the first line.
-    let command = format!(
-        "sh -c 'while [ ! -e {} ]; do sleep 0.01; done; exec seq 1 {n}'",
-        trigger.display()
-    );
+    let (trigger, command) = gated(d, "stream-go", &format!("seq 1 {n}"));
     let mut core = client.core();
     let run = tokio::spawn(async move {
         core.run_executable(Executable {
@@ -67,6 +61,18 @@ pub async fn lines(d: &BenchDaemon, n: usize) -> anyhow::Result<Vec<Row>> {
         }
     );
     Ok(vec![Row::rate(&label, "lines/s", ours, base)])
+}
+
+/// A command that runs `program` once the file `name` exists, so that a
+/// subscriber is in place before its first byte: (the file, the command).
+pub fn gated(d: &BenchDaemon, name: &str, program: &str) -> (std::path::PathBuf, String) {
+    let trigger = d.dir.path().join(name);
+    let _ = std::fs::remove_file(&trigger);
+    let command = format!(
+        "sh -c 'while [ ! -e {} ]; do sleep 0.01; done; exec {program}'",
+        trigger.display()
+    );
+    (trigger, command)
 }
 
 /// The pid of the waiting shell: the only `sh` in the daemon's exec cgroups.

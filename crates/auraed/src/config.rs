@@ -118,22 +118,12 @@ impl std::str::FromStr for ByteSize {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t = s.trim();
-        let t = t.strip_suffix(['B', 'b']).unwrap_or(t);
-        let t = t.strip_suffix(['i']).unwrap_or(t);
-        let (digits, shift) = match t.char_indices().last() {
-            Some((i, 'K' | 'k')) => (&t[..i], 10),
-            Some((i, 'M' | 'm')) => (&t[..i], 20),
-            Some((i, 'G' | 'g')) => (&t[..i], 30),
-            _ => (t, 0),
-        };
-        let n: u64 = digits.trim().parse().map_err(|_| {
-            format!("{s:?} is not a size: use bytes or a number with K, M or G (e.g. 10M)")
-        })?;
-        n.checked_mul(1u64 << shift)
-            .filter(|n| *n > 0)
-            .map(ByteSize)
-            .ok_or_else(|| format!("{s:?} is out of range: give a size from 1 byte to 16 EiB"))
+        match aurae_client::size::parse_size(s)? {
+            0 => Err(format!(
+                "{s:?} is out of range: give a size from 1 byte to 16 EiB"
+            )),
+            n => Ok(ByteSize(n)),
+        }
     }
 }
 

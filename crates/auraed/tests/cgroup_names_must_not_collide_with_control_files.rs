@@ -8,8 +8,7 @@ mod schedule_support;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use aurae_proto::meta::{AuraeMeta, Status};
-use aurae_proto::runtime::Executable;
+use aurae_proto::meta::Status;
 use common::{exec_cgroups, require_root, TestDaemon};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use schedule_support::{exe as unit, named, parse, schedule_pids};
@@ -128,17 +127,6 @@ fn control_file_names() -> BTreeSet<String> {
     names
 }
 
-fn run_named(name: &str) -> Executable {
-    Executable {
-        meta: Some(AuraeMeta {
-            name: name.into(),
-            message: String::new(),
-        }),
-        command: "true".into(),
-        ..Default::default()
-    }
-}
-
 /// Every directory below `<mount>/<root>/<sub>` in every hierarchy.
 fn cgroups_under(d: &TestDaemon, sub: &str) -> Vec<String> {
     d.cgroup_dirs()
@@ -161,7 +149,7 @@ async fn cgroup_names_must_not_collide_with_control_files() {
     let client = d.client().await;
     for name in &names {
         let r = client
-            .run_executable(run_named(name))
+            .run_executable(unit(name, "true"))
             .await
             .unwrap_or_else(|e| panic!("RunExecutable named {name:?}: {e:?}"));
         assert_eq!(r.status, Status::Complete as i32, "{name}: {r:?}");

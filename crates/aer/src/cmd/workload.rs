@@ -1,5 +1,6 @@
 //! The options every workload command shares (`aer run`, `aer schedule
 //! enable`): who it runs as and the limits of its cgroup.
+use aurae_client::size::parse_size;
 use aurae_proto::runtime::{Executable, Limits};
 use clap::Args;
 
@@ -15,7 +16,7 @@ pub struct WorkloadArgs {
     #[arg(long, value_name = "N")]
     pub pids: Option<u64>,
     /// Memory limit: bytes, or with a K, M or G suffix (default: the daemon's --default-memory-max)
-    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub memory: Option<u64>,
     /// CPU limit in millicores, 1000 = one core (default: unlimited)
     #[arg(long, value_name = "MILLIS")]
@@ -34,25 +35,6 @@ impl WorkloadArgs {
         };
         exe.limits = (limits != Limits::default()).then_some(limits);
     }
-}
-
-/// A size as the daemon's flags take it: bytes, or a number with K, M or G
-/// (powers of 1024; `Ki`, `MiB`, ... too).
-fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let t = t.strip_suffix(['B', 'b']).unwrap_or(t);
-    let t = t.strip_suffix('i').unwrap_or(t);
-    let (digits, shift) = match t.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&t[..i], 10),
-        Some((i, 'M' | 'm')) => (&t[..i], 20),
-        Some((i, 'G' | 'g')) => (&t[..i], 30),
-        _ => (t, 0),
-    };
-    let n: u64 = digits.trim().parse().map_err(|_| {
-        format!("{s:?} is not a size: use bytes or a number with K, M or G (e.g. 64M)")
-    })?;
-    n.checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// The user, group and limits of `e` as `key=value` words, only those set.
@@ -84,10 +66,6 @@ mod tests {
 
     #[test]
     fn sizes_and_settings() {
-        assert_eq!(parse_bytes("64M"), Ok(64 << 20));
-        assert_eq!(parse_bytes("4096"), Ok(4096));
-        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
-        assert!(parse_bytes("lots").is_err());
         let mut e = Executable::default();
         WorkloadArgs {
             user: Some("nobody".into()),

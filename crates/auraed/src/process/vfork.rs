@@ -393,6 +393,31 @@ mod tests {
             .collect()
     }
 
+    /// Runs `sh -c script` with `envp`, stdout and stderr into one pipe;
+    /// returns its pid, its pidfd (not yet waited for) and its output.
+    fn sh(script: &str, envp: &[&str]) -> (i32, OwnedFd, String) {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        let null = above_stdio(std::fs::File::open("/dev/null").expect("null").into()).expect("fd");
+        let w = above_stdio(w).expect("fd");
+        let path = resolve("sh", Some(OsStr::new("/bin:/usr/bin"))).expect("sh");
+        let argv = cstrings(&["sh", "-c", script]);
+        let (pid, pidfd) = spawn_into(
+            &path,
+            &argv,
+            &cstrings(envp),
+            &[],
+            [null.as_fd(), w.as_fd(), w.as_fd()],
+            None,
+        )
+        .expect("spawn");
+        drop(w);
+        let mut out = String::new();
+        std::fs::File::from(r)
+            .read_to_string(&mut out)
+            .expect("read");
+        (pid, pidfd, out)
+    }
+
     #[test]
     fn the_child_ignores_no_signal_the_daemon_ignores() {
         // As the monitor ignores SIGTERM; SIGUSR2 is unused by the test harness.
@@ -404,25 +429,7 @@ mod tests {
             )
         }
         .expect("ignore SIGUSR2");
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
-        let null = above_stdio(std::fs::File::open("/dev/null").expect("null").into()).expect("fd");
-        let w = above_stdio(w).expect("fd");
-        let sh = resolve("sh", Some(OsStr::new("/bin:/usr/bin"))).expect("sh");
-        let argv = cstrings(&["sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status"]);
-        let (_pid, pidfd) = spawn_into(
-            &sh,
-            &argv,
-            &[],
-            &[],
-            [null.as_fd(), w.as_fd(), w.as_fd()],
-            None,
-        )
-        .expect("spawn");
-        drop(w);
-        let mut out = String::new();
-        std::fs::File::from(r)
-            .read_to_string(&mut out)
-            .expect("read");
+        let (_pid, pidfd, out) = sh("grep -E '^Sig(Ign|Blk)' /proc/self/status", &[]);
         let _ = nix::sys::wait::waitid(
             nix::sys::wait::Id::PIDFd(pidfd.as_fd()),
             nix::sys::wait::WaitPidFlag::WEXITED,
@@ -446,26 +453,7 @@ mod tests {
 
     #[test]
     fn runs_a_program_with_its_stdio_and_reports_exec_errors() {
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
-        let null = above_stdio(std::fs::File::open("/dev/null").expect("null").into()).expect("fd");
-        let w = above_stdio(w).expect("fd");
-        let sh = resolve("sh", Some(OsStr::new("/bin:/usr/bin"))).expect("sh");
-        let argv = cstrings(&["sh", "-c", "echo out-$X; exit 3"]);
-        let envp = cstrings(&["X=1"]);
-        let (pid, pidfd) = spawn_into(
-            &sh,
-            &argv,
-            &envp,
-            &[],
-            [null.as_fd(), w.as_fd(), w.as_fd()],
-            None,
-        )
-        .expect("spawn");
-        drop(w);
-        let mut out = String::new();
-        std::fs::File::from(r)
-            .read_to_string(&mut out)
-            .expect("read");
+        let (pid, pidfd, out) = sh("echo out-$X; exit 3", &["X=1"]);
         assert_eq!(out, "out-1\n");
         let status = nix::sys::wait::waitid(
             nix::sys::wait::Id::PIDFd(std::os::fd::AsFd::as_fd(&pidfd)),
@@ -478,10 +466,11 @@ mod tests {
         );
 
         let missing = CString::new("/nonexistent/aurae").expect("path");
+        let null = above_stdio(std::fs::File::open("/dev/null").expect("null").into()).expect("fd");
         let err = spawn_into(
             &missing,
             &cstrings(&["/nonexistent/aurae"]),
-            &envp,
+            &[],
             &[],
             [null.as_fd(), null.as_fd(), null.as_fd()],
             None,
