@@ -149,6 +149,19 @@ async fn containment_must_apply_default_and_requested_limits_and_users() {
         exec_cgroups(&d)
     );
 
+    // Enable refuses them too, before anything is registered or started.
+    let mut bad_unit = unit("ghost", "sleep 8200002");
+    bad_unit.user = "no-such-user-aurae".into();
+    let err = client.enable(bad_unit).await.expect_err("refused");
+    let err = err.status().expect("a status").clone();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(client
+        .show_enabled()
+        .await
+        .expect("list")
+        .executables
+        .is_empty());
+
     // Scheduled executables: the same fields, persisted and shown.
     let mut web = unit("web", "sleep 8200001");
     web.user = "nobody".into();

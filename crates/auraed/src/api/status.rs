@@ -81,6 +81,9 @@ impl From<ScheduleError> for Status {
                 Status::already_exists(msg)
             }
             ScheduleError::ShuttingDown => Status::unavailable(msg),
+            ScheduleError::Cgroup(CgroupError::NoController { .. }) => {
+                Status::failed_precondition(msg)
+            }
             ScheduleError::Store(_) | ScheduleError::Task(_) | ScheduleError::Cgroup(_) => {
                 Status::internal(msg)
             }
@@ -170,6 +173,15 @@ mod tests {
         assert_eq!(code(exists), Code::AlreadyExists);
         assert_eq!(code(ScheduleError::ShuttingDown), Code::Unavailable);
         assert_eq!(code(ScheduleError::Task("x".into())), Code::Internal);
+        let missing = CgroupError::NoController {
+            what: "limits.memory_bytes",
+            controller: "memory",
+            path: "/sys/fs/cgroup".into(),
+        };
+        assert_eq!(
+            code(ScheduleError::Cgroup(missing)),
+            Code::FailedPrecondition
+        );
     }
 
     #[test]

@@ -259,6 +259,30 @@ pub trait CgroupDriver: Send + Sync + std::fmt::Debug + 'static {
     fn children(&self, path: &CgroupPath) -> Result<Vec<String>, CgroupError>;
 }
 
+/// Refuses `limits` that `driver` could not apply (a limit whose controller
+/// new cgroups do not get), before anything is created or persisted.
+pub fn check_controllers(driver: &dyn CgroupDriver, limits: &Limits) -> Result<(), CgroupError> {
+    let wanted = [
+        ("limits.pids", "pids", limits.pids.is_some()),
+        (
+            "limits.memory_bytes",
+            "memory",
+            limits.memory_bytes.is_some(),
+        ),
+        ("limits.cpu_millis", "cpu", limits.cpu_millis.is_some()),
+    ];
+    for (what, controller, set) in wanted {
+        if set && !driver.has_controller(controller) {
+            return Err(CgroupError::NoController {
+                what,
+                controller,
+                path: PathBuf::from(HOST_MOUNT_ROOT),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Detect the host's layout under `mount_root` (normally /sys/fs/cgroup): v2 if
 /// `<root>/cgroup.controllers` exists, else v1 using those of these controllers
 /// that are mounted as `<root>/<name>` directories: pids, cpu, cpuacct, memory,

@@ -88,6 +88,12 @@ impl Processes {
     pub(super) fn prepare(&self, spec: &ProcessSpec) -> Result<Option<Identity>, ProcessError> {
         let identity = identity::resolve(&spec.user, &spec.group, &self.defaults.user)?;
         let limits = spec.limits.or(self.defaults.limits);
+        crate::cgroups::check_controllers(self.cgroups.as_ref(), &limits).map_err(|source| {
+            ProcessError::Cgroup {
+                path: spec.cgroup.as_str().to_string(),
+                source,
+            }
+        })?;
         let made = self
             .cgroups
             .create(&spec.cgroup)

@@ -263,6 +263,7 @@ impl Schedule {
         let name = name_of(&exe.name)?;
         validate_command(&exe)?;
         exe.limits.validate()?;
+        crate::cgroups::check_controllers(self.processes.cgroups().as_ref(), &exe.limits)?;
         // Refused now rather than accepted and then failing at each start.
         resolve_identity(&exe.user, &exe.group, &self.processes.defaults().user)?;
         let cgroup = self.cgroup_parent.workload(&name)?;
