@@ -1,5 +1,7 @@
-//! The cell's cgroups: `<parent>/<cell>` for the cell and
-//! `<parent>/<cell>/<container>` per container, made through the daemon's
+//! The cell's cgroups: `<parent>/<cell>.scope` for the cell and
+//! `<parent>/<cell>.scope/<container>.scope` per container (named by
+//! `CgroupPath::workload`, so no name collides with a kernel file), made
+//! through the daemon's
 //! [`CgroupDriver`] (which enables the v2 controllers on the way down) and
 //! handed to libcontainer as `linux.cgroupsPath`.
 //!
