@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use aurae_proto::meta::Status;
-use common::{exec_cgroups, require_root, TestDaemon};
+use common::{cgroups_under, exec_cgroups, require_root, TestDaemon};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use schedule_support::{exe as unit, named, parse, schedule_pids};
 
@@ -127,20 +127,9 @@ fn control_file_names() -> BTreeSet<String> {
     names
 }
 
-/// Every directory below `<mount>/<root>/<sub>` in every hierarchy.
-fn cgroups_under(d: &TestDaemon, sub: &str) -> Vec<String> {
-    d.cgroup_dirs()
-        .iter()
-        .filter_map(|dir| std::fs::read_dir(dir.join(sub)).ok())
-        .flat_map(|rd| rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()))
-        .map(|p| p.display().to_string())
-        .collect()
-}
-
 #[tokio::test]
 async fn cgroup_names_must_not_collide_with_control_files() {
-    let test = "cgroup_names_must_not_collide_with_control_files";
-    if !require_root(test) {
+    if !require_root("cgroup_names_must_not_collide_with_control_files") {
         return;
     }
     let names = control_file_names();
@@ -183,10 +172,5 @@ async fn cgroup_names_must_not_collide_with_control_files() {
         cgroups_under(&d, "schedule")
     );
     assert!(schedule_pids(&d).is_empty());
-    assert!(client
-        .show_enabled()
-        .await
-        .expect("list")
-        .executables
-        .is_empty());
+    assert!(schedule_support::enabled(&d).await.is_empty());
 }

@@ -54,8 +54,7 @@ fn v2_host() -> bool {
 
 #[tokio::test]
 async fn containment_must_apply_default_and_requested_limits_and_users() {
-    let test = "containment_must_apply_default_and_requested_limits_and_users";
-    if !require_root(test) {
+    if !require_root("containment_must_apply_default_and_requested_limits_and_users") {
         return;
     }
     let d = TestDaemon::start().await;
@@ -155,12 +154,7 @@ async fn containment_must_apply_default_and_requested_limits_and_users() {
     let err = client.enable(bad_unit).await.expect_err("refused");
     let err = err.status().expect("a status").clone();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
-    assert!(client
-        .show_enabled()
-        .await
-        .expect("list")
-        .executables
-        .is_empty());
+    assert!(schedule_support::enabled(&d).await.is_empty());
 
     // Scheduled executables: the same fields, persisted and shown.
     let mut web = unit("web", "sleep 8200001");
@@ -217,8 +211,7 @@ fn inner(line: &str) -> String {
 
 #[tokio::test]
 async fn containment_must_stop_a_fork_loop_at_the_default_pids_max() {
-    let test = "containment_must_stop_a_fork_loop_at_the_default_pids_max";
-    if !require_root(test) {
+    if !require_root("containment_must_stop_a_fork_loop_at_the_default_pids_max") {
         return;
     }
     let d = TestDaemon::builder()
