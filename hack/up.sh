@@ -7,6 +7,9 @@
 #   aer run -- echo hi
 # With --install-unit it installs hack/systemd/auraed.service instead of
 # running in the foreground, and starts it with systemctl.
+# Cells are networked by CNI: the plugins come from Debian's
+# containernetworking-plugins, and --bootstrap writes the default network
+# (bridge aurae0, 10.91.0.0/16) to /etc/cni/net.d when none is configured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,8 +26,12 @@ if [ "$(id -u)" != 0 ]; then
   echo "hack/up.sh: run as root (auraed owns the node: cgroups, namespaces, /var/run/aurae)" >&2
   exit 1
 fi
-if ! dpkg -s libseccomp-dev >/dev/null 2>&1; then
-  apt-get update -qq && apt-get install -y -qq libseccomp-dev pkg-config >/dev/null
+missing=()
+for pkg in libseccomp-dev pkg-config containernetworking-plugins iptables; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 profile=${AURAE_PROFILE:-release}
 if [ "$profile" = release ]; then

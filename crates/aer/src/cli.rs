@@ -41,6 +41,12 @@ pub enum Command {
     /// Pull OCI images into the node's store
     #[command(subcommand)]
     Image(cmd::image::ImageCommand),
+    /// Check an authorization policy file
+    #[command(subcommand)]
+    Policy(cmd::policy::PolicyCommand),
+    /// Run, list, stop, start and remove virtual machines, follow their console
+    #[command(subcommand)]
+    Vm(cmd::vm::VmCommand),
     /// Print a shell completion script
     Completions(cmd::completions::CompletionsArgs),
 }
@@ -68,10 +74,60 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_option_before_the_command_is_a_usage_error() {
+        let err = Cli::try_parse_from(["aer", "run", "--nme", "x", "--", "true"])
+            .expect_err("--nme is not an option of aer run");
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+        // The command's own options still pass, with or without `--`.
+        for argv in [
+            &["aer", "run", "ls", "-la"][..],
+            &["aer", "run", "--", "ls", "-la"][..],
+            &["aer", "run", "--name", "n", "--", "ls", "-la"][..],
+        ] {
+            let cli = Cli::try_parse_from(argv).expect("parses");
+            let Command::Run(args) = cli.command else {
+                panic!("not run")
+            };
+            assert_eq!(args.command, ["ls", "-la"], "{argv:?}");
+        }
+    }
+
+    #[test]
     fn global_options_go_anywhere() {
         let cli =
             Cli::try_parse_from(["aer", "status", "--config", "/c", "-o", "json"]).expect("parses");
         assert_eq!(cli.config, Some(PathBuf::from("/c")));
         assert_eq!(cli.output, OutputFormat::Json);
+    }
+
+    #[test]
+    fn vm_run_takes_a_name_an_image_and_sizes() {
+        let cli = Cli::try_parse_from([
+            "aer",
+            "vm",
+            "run",
+            "web",
+            "http://h/d.qcow2",
+            "--memory",
+            "256",
+            "--vcpus",
+            "2",
+        ])
+        .expect("parses");
+        let Command::Vm(cmd::vm::VmCommand::Run {
+            name,
+            image,
+            memory,
+            vcpus,
+        }) = cli.command
+        else {
+            panic!("not vm run")
+        };
+        assert_eq!((name.as_str(), image.as_str()), ("web", "http://h/d.qcow2"));
+        assert_eq!((memory, vcpus), (Some(256), Some(2)));
+        assert!(
+            Cli::try_parse_from(["aer", "vm", "rm"]).is_err(),
+            "rm needs a name"
+        );
     }
 }

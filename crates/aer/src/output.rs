@@ -4,7 +4,10 @@
 use aurae_proto::cells::RunningCell;
 use aurae_proto::meta::{AuraeMeta, ProcessMeta, Status};
 use aurae_proto::observe::LogItem;
-use aurae_proto::runtime::{CellStatus, ContainerStatus, Executable, ExecutableStatus};
+use aurae_proto::runtime::{
+    CellStatus, ContainerStatus, Executable, ExecutableStatus, VirtualMachineStatus,
+};
+use aurae_proto::vms::VmInfo;
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -73,6 +76,7 @@ pub fn cell_status(c: &CellStatus) -> Value {
         "meta": meta(c.meta.as_ref()),
         "status": status_name(c.status),
         "container_statuses": c.container_statuses.iter().map(container_status).collect::<Vec<_>>(),
+        "ip": c.ip,
     })
 }
 
@@ -80,6 +84,21 @@ pub fn running_cell(c: &RunningCell) -> Value {
     json!({
         "meta": meta(c.meta.as_ref()),
         "containers": c.containers.iter().map(container_status).collect::<Vec<_>>(),
+        "ip": c.ip,
+    })
+}
+
+pub fn vm_status(v: &VirtualMachineStatus) -> Value {
+    json!({ "meta": meta(v.meta.as_ref()), "status": status_name(v.status), "proc": proc(v.proc.as_ref()) })
+}
+
+pub fn vm_info(v: &VmInfo) -> Value {
+    json!({
+        "meta": meta(v.meta.as_ref()),
+        "image": v.image,
+        "digest": v.digest,
+        "status": status_name(v.status),
+        "proc": proc(v.proc.as_ref()),
     })
 }
 
@@ -152,6 +171,7 @@ mod tests {
     #[test]
     fn cells_and_logs() {
         let c = CellStatus {
+            ip: String::new(),
             meta: am("web", ""),
             status: Status::Complete as i32,
             container_statuses: vec![ContainerStatus {
@@ -164,6 +184,7 @@ mod tests {
         assert_eq!(v["container_statuses"][0]["proc"]["pid"], 7);
         assert_eq!(v["container_statuses"][0]["status"], "STATUS_ACTIVE");
         let r = running_cell(&RunningCell {
+            ip: String::new(),
             meta: am("web", ""),
             containers: c.container_statuses.clone(),
         });

@@ -84,7 +84,7 @@ impl BenchDaemon {
     /// `(VmRSS, RssAnon)` in KiB: all resident pages, and the daemon's own
     /// heap and stacks without the mapped binary and libraries.
     pub fn rss_kib(&self) -> anyhow::Result<(u64, u64)> {
-        rss_of(self.pid())
+        rss_kib_of(self.pid())
     }
 
     pub fn pid(&self) -> u32 {
@@ -92,8 +92,8 @@ impl BenchDaemon {
     }
 }
 
-/// `(VmRSS, RssAnon)` of `pid` in KiB.
-pub fn rss_of(pid: u32) -> anyhow::Result<(u64, u64)> {
+/// `(VmRSS, RssAnon)` of any process, in KiB.
+pub fn rss_kib_of(pid: u32) -> anyhow::Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| {
         status

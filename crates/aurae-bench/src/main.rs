@@ -9,6 +9,7 @@ mod exec;
 mod memory;
 mod report;
 mod stream;
+mod vms;
 
 use std::path::PathBuf;
 
@@ -41,6 +42,13 @@ struct Args {
     /// RunCell runs (0 skips the cell figure; it needs the test registry, skopeo, umoci, runc).
     #[arg(long, default_value_t = 50)]
     cell_runs: usize,
+    /// VM boots, each side (0 skips the VM figures; they need QEMU, python3
+    /// and the disk of hack/build-vm-disk.sh).
+    #[arg(long, default_value_t = 3)]
+    vm_runs: usize,
+    /// The bootable disk for the VM figures.
+    #[arg(long, default_value = "/var/cache/aurae-test/vm/disk.qcow2")]
+    vm_disk: PathBuf,
 }
 
 #[tokio::main]
@@ -66,6 +74,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.cell_runs > 0 {
         rows.extend(cells::run_cell(&d, args.cell_runs).await?);
+    }
+    if args.vm_runs > 0 {
+        rows.extend(vms::boot(&d, &args.vm_disk, args.vm_runs).await?);
     }
     rows.push(report::Row::rss(
         "auraed idle RSS after the runs",

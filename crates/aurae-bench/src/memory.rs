@@ -23,7 +23,7 @@ pub async fn flood(d: &BenchDaemon, bytes: u64) -> anyhow::Result<Vec<Row>> {
         let (peak, done) = (peak.clone(), done.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
-                if let Ok((rss, _)) = crate::daemon::rss_of(pid) {
+                if let Ok((rss, _)) = crate::daemon::rss_kib_of(pid) {
                     peak.fetch_max(rss, Ordering::Relaxed);
                 }
                 std::thread::sleep(Duration::from_millis(5));

@@ -7,6 +7,7 @@ use aurae_proto::observe::observe_client::ObserveClient;
 use aurae_proto::runtime::core_client::CoreClient;
 use aurae_proto::schedule::schedule_client::ScheduleClient;
 use aurae_proto::schedule::schedule_executable_client::ScheduleExecutableClient;
+use aurae_proto::vms::vms_client::VmsClient;
 use tonic::transport::Channel;
 
 use crate::config::AuraeConfig;
@@ -73,5 +74,9 @@ impl Client {
 
     pub fn images(&self) -> ImagesClient<Channel> {
         ImagesClient::new(self.channel.clone()).max_decoding_message_size(MAX_REPLY_BYTES)
+    }
+
+    pub fn vms(&self) -> VmsClient<Channel> {
+        VmsClient::new(self.channel.clone()).max_decoding_message_size(MAX_REPLY_BYTES)
     }
 }

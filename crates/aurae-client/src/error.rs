@@ -37,6 +37,13 @@ pub enum ClientError {
         source: tonic::transport::Error,
     },
 
+    #[error(
+        "permission denied on the daemon's socket {} ({detail}): without --socket-group auraed lets only its owner use the socket; \
+         start auraed with --socket-group GROUP (the socket is then mode 0660) and add this user to GROUP, or run aer as root",
+        path.display()
+    )]
+    SocketDenied { path: PathBuf, detail: String },
+
     /// The call reached no answer or the daemon answered with an error; the
     /// status carries its code and message.
     #[error("the call failed")]

@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 mod client;
 pub mod config;
 mod error;

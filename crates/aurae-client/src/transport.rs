@@ -67,6 +67,7 @@ pub(crate) async fn connect(config: &AuraeConfig) -> Result<Channel, ClientError
                 .tls_config(tls)
                 .map_err(ClientError::Tls)?
                 .connect_timeout(CONNECT_TIMEOUT);
+            let path_for_error = path;
             let path = path.clone();
             let connector = tower::service_fn(move |_: Uri| {
                 let path = path.clone();
@@ -79,7 +80,13 @@ pub(crate) async fn connect(config: &AuraeConfig) -> Result<Channel, ClientError
             endpoint
                 .connect_with_connector(connector)
                 .await
-                .map_err(connect_error)
+                .map_err(|source| {
+                    if is_permission_denied(&source) {
+                        socket_denied(path_for_error)
+                    } else {
+                        connect_error(source)
+                    }
+                })
         }
         Target::Tcp(address) => {
             let uri = if address.contains("://") {
@@ -100,6 +107,36 @@ pub(crate) async fn connect(config: &AuraeConfig) -> Result<Channel, ClientError
                 .await
                 .map_err(connect_error)
         }
+    }
+}
+
+fn is_permission_denied(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// What stands between this user and the socket: a directory on the way,
+/// or the socket's own mode and group.
+fn socket_denied(path: &Path) -> ClientError {
+    let detail = match crate::access::blocking_dir(path) {
+        Some(dir) => format!(
+            "the directory {} is not accessible to this user",
+            dir.display()
+        ),
+        None => crate::access::mode_owner_group(path)
+            .unwrap_or_else(|| "its mode and group could not be read".into()),
+    };
+    ClientError::SocketDenied {
+        path: path.to_path_buf(),
+        detail,
     }
 }
 

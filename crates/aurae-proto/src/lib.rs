@@ -2,6 +2,8 @@
 
 #![allow(clippy::derive_partial_eq_without_eq, clippy::large_enum_variant)]
 
+pub mod codec;
+
 pub mod meta {
     tonic::include_proto!("meta");
 }

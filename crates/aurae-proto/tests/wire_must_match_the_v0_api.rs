@@ -113,6 +113,12 @@ const ADDITIVE_FIELDS: &[(&str, i32)] = &[
     ("runtime.SpawnResponse.name", 1),
     ("runtime.SpawnResponse.address", 2),
     ("runtime.SpawnResponse.proc", 3),
+    ("runtime.Cell.network", 4),
+    ("runtime.Cell.ports", 5),
+    ("runtime.PortMapping.host_port", 1),
+    ("runtime.PortMapping.container_port", 2),
+    ("runtime.PortMapping.protocol", 3),
+    ("runtime.CellStatus.ip", 4),
 ];
 
 const SEED_PACKAGES: &[&str] = &["meta", "observe", "runtime", "schedule"];

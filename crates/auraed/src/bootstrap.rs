@@ -1,10 +1,22 @@
 //! `--bootstrap`: a working default setup on a fresh machine. Creates what is
-//! missing of the PKI and the client config, and never overwrites anything.
+//! missing of the PKI, the client config and the default CNI network, and
+//! never overwrites anything.
 
 use std::path::PathBuf;
 
+use thiserror::Error;
+
+use crate::cni::{self, CniError};
 use crate::config::DaemonConfig;
 use crate::pki::{self, PkiError, PkiInitOptions};
+
+#[derive(Debug, Error)]
+pub enum BootstrapError {
+    #[error("bootstrapping the PKI")]
+    Pki(#[from] PkiError),
+    #[error("writing the default CNI network")]
+    Network(#[source] Box<CniError>),
+}
 
 /// The home of the user who will run `aer`: under sudo that is the invoking user.
 fn client_home() -> PathBuf {
@@ -14,7 +26,7 @@ fn client_home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/root"))
 }
 
-pub fn bootstrap(config: &DaemonConfig) -> Result<(), PkiError> {
+pub fn bootstrap(config: &DaemonConfig) -> Result<(), BootstrapError> {
     let server_dir = config
         .ca_crt
         .parent()
@@ -38,5 +50,15 @@ pub fn bootstrap(config: &DaemonConfig) -> Result<(), PkiError> {
         tracing::warn!("bootstrap: {warning}");
     }
     tracing::info!(config = %opts.config_path.display(), "bootstrap: PKI and client config ready");
+    match cni::write_default(&config.cni_conf_dir)
+        .map_err(|e| BootstrapError::Network(Box::new(e)))?
+    {
+        Some(path) => {
+            tracing::info!(path = %path.display(), bridge = cni::DEFAULT_BRIDGE, subnet = cni::DEFAULT_SUBNET, "bootstrap: created the default CNI network")
+        }
+        None => {
+            tracing::info!(dir = %config.cni_conf_dir.display(), "bootstrap: a CNI network is configured already")
+        }
+    }
     Ok(())
 }

@@ -21,6 +21,14 @@ pub struct DaemonConfig {
     /// Also serve on this TCP address (mutual TLS as on the socket), e.g. 127.0.0.1:8080.
     #[arg(long, env = "AURAED_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Seconds a new connection may take to complete its TLS handshake
+    /// before it is closed (bounds what an unauthenticated client can hold).
+    #[arg(long, env = "AURAED_HANDSHAKE_TIMEOUT", default_value_t = 5.0)]
+    pub handshake_timeout: f64,
+    /// Connections per listener that may be in their TLS handshake at once;
+    /// more are closed as soon as they are accepted.
+    #[arg(long, env = "AURAED_MAX_HANDSHAKES", default_value_t = 256)]
+    pub max_handshakes: usize,
     /// CA certificate that every client certificate must chain to.
     #[arg(long, env = "AURAED_CA_CRT", default_value = "/etc/aurae/pki/ca.crt")]
     pub ca_crt: PathBuf,
@@ -97,12 +105,38 @@ pub struct DaemonConfig {
     /// Empty: root, as systemd services default to.
     #[arg(long, env = "AURAED_DEFAULT_USER", default_value = "")]
     pub default_user: String,
+    /// CNI network configurations; the first file in name order is the
+    /// cells' default network (--bootstrap writes one when there is none).
+    #[arg(long, env = "AURAED_CNI_CONF_DIR", default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: PathBuf,
+    /// Directories of the CNI plugins, separated by ':'.
+    #[arg(
+        long,
+        env = "AURAED_CNI_BIN_DIR",
+        default_value = "/usr/lib/cni:/opt/cni/bin"
+    )]
+    pub cni_bin_dir: String,
     /// Client identity created by --bootstrap.
     #[arg(long, env = "AURAED_BOOTSTRAP_CLIENT", default_value = "admin")]
     pub bootstrap_client: String,
+    /// QEMU accelerator for VMs: auto (KVM only when the CPU shows vmx/svm,
+    /// no paravirtual KVM module is loaded and /dev/kvm opens), kvm or tcg.
+    #[arg(long, env = "AURAED_VM_ACCEL", default_value = "auto")]
+    pub vm_accel: crate::vms::AccelChoice,
+    /// Seconds a guest may take to power off after the ACPI power button
+    /// (vms.Vms/Stop) before QEMU is told to quit.
+    #[arg(long, env = "AURAED_VM_STOP_TIMEOUT", default_value_t = 30.0)]
+    pub vm_stop_timeout: f64,
 }
 
 impl DaemonConfig {
+    /// `--cni-bin-dir` as a list of directories.
+    pub fn cni_bin_dirs(&self) -> Vec<PathBuf> {
+        std::env::split_paths(&self.cni_bin_dir)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect()
+    }
+
     /// Whether the authorization policy path was left at its default.
     pub fn authz_policy_is_default(&self) -> bool {
         self.authz_policy == std::path::Path::new("/etc/aurae/authz.toml")

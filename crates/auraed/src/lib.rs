@@ -9,6 +9,7 @@ pub mod api;
 pub mod bootstrap;
 pub mod cells;
 pub mod cgroups;
+pub mod cni;
 pub mod config;
 pub mod daemon;
 pub mod error_chain;
@@ -23,6 +24,7 @@ pub mod schedule;
 pub mod server;
 pub mod state;
 pub mod validation;
+pub mod vms;
 pub mod workload;
 
 #[cfg(test)]

@@ -34,6 +34,15 @@ enum Command {
         /// The workload, as JSON.
         spec: String,
     },
+    /// Authorization policy: `auraed policy check FILE` checks a policy
+    /// against the API this daemon serves, without starting it.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Internal: the helper that runs one container with libcontainer (started by the daemon).
+    #[command(hide = true)]
+    Container(auraed::cells::helper::HelperArgs),
     /// Certificates: `auraed pki init` creates a CA, server and client certificates and the client config.
     Pki {
         #[command(subcommand)]
@@ -45,6 +54,15 @@ enum Command {
 enum PkiCommand {
     /// Create what is missing (never overwriting without --force).
     Init(PkiInitArgs),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print "ok", or each bad entry (then exit 1).
+    Check {
+        /// The policy file (TOML).
+        file: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -93,6 +111,12 @@ fn main() -> ExitCode {
         Some(Command::Monitor { spec }) => {
             return ExitCode::from(auraed::process::monitor::run(&spec) as u8)
         }
+        Some(Command::Policy {
+            command: PolicyCommand::Check { file },
+        }) => return policy_check(&file),
+        Some(Command::Container(args)) => {
+            return ExitCode::from(auraed::cells::helper::run(&args) as u8)
+        }
         Some(Command::Pki {
             command: PkiCommand::Init(args),
         }) => auraed::pki::init(&args.into_options())
@@ -104,6 +128,19 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("auraed: {}", auraed::error_chain::chain(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn policy_check(file: &std::path::Path) -> ExitCode {
+    match aurae_policy::Policy::load(file) {
+        Ok(_) => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            e.lines().iter().for_each(|l| eprintln!("auraed: {l}"));
             ExitCode::FAILURE
         }
     }
@@ -126,7 +163,7 @@ fn run_daemon(config: DaemonConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         let signals = shutdown.clone();
         tokio::spawn(async move {
@@ -137,7 +174,11 @@ fn run_daemon(config: DaemonConfig) -> anyhow::Result<()> {
         auraed::daemon::run(config, log, shutdown)
             .await
             .map_err(anyhow::Error::from)
-    })
+    });
+    // Everything is stopped: do not wait for blocking threads still parked
+    // in a read (log followers, the inotify watcher), as dropping would.
+    runtime.shutdown_background();
+    result
 }
 
 async fn wait_for_signal() {

@@ -293,16 +293,7 @@ async fn cells_must_report_a_container_that_cannot_start() {
     if !fixture("cells_must_report_a_container_that_cannot_start") {
         return;
     }
-    let good = push_derived("nostart", "good", &ImageSpec::sh("sleep 1000")).await;
-    let bad = push_derived(
-        "nostart",
-        "bad",
-        &ImageSpec {
-            cmd: vec!["/no/such/program".into()],
-            ..Default::default()
-        },
-    )
-    .await;
+    let (good, bad) = cells_support::nostart_images().await;
     let h = Harness::new("nostart");
     let status = tokio::time::timeout(
         Duration::from_secs(30),

@@ -108,6 +108,13 @@ async fn cells_must_be_listed_and_stopped_by_name() {
         again.status().map(|s| s.code()),
         Some(tonic::Code::AlreadyExists)
     );
+    let message = again.status().map(|s| s.message().to_string());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("stop it first (aer cell stop api-long)")),
+        "names the aer command: {message:?}"
+    );
 
     c.stop_cell("api-long").await.expect("stop");
     let status = run

@@ -411,8 +411,8 @@ async fn memory_must_stay_bounded_with_2000_idle_subscribers() {
         (after2 as f64 - before as f64) / MIB
     );
     assert!(
-        growth <= 128 << 20,
-        "{open} idle subscribers grew the daemon's RSS by {:.1} MiB (> 128 MiB)",
+        growth <= 64 << 20,
+        "{open} idle subscribers grew the daemon's RSS by {:.1} MiB (> 64 MiB)",
         growth as f64 / MIB
     );
     assert!(

@@ -168,3 +168,18 @@ async fn run_executable_must_kill_what_the_command_left_behind() {
     );
     assert!(common::exec_pids(&d).is_empty());
 }
+
+#[tokio::test]
+async fn run_executable_must_pass_byte_escapes_as_raw_bytes() {
+    if !require_root("run_executable_must_pass_byte_escapes_as_raw_bytes") {
+        return;
+    }
+    let d = TestDaemon::start().await;
+    // As systemd's ExecStart=: \xff and \377 are the byte 0xff, \u00e9 is é in UTF-8.
+    let r = run(&d, r"sh -c 'printf %s $1 | od -An -tx1' sh \xff\377\u00e9").await;
+    assert_eq!(r.exit_code, "0", "{}", r.stderr);
+    assert_eq!(
+        r.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["ff", "ff", "c3", "a9"]
+    );
+}

@@ -225,8 +225,15 @@ async fn schedule_must_report_an_exit_while_the_daemon_was_down() {
     );
     // The monitor records the exit, then ends; the next daemon reads what it recorded.
     if let Some(m) = monitor {
+        // A sibling test makes this process the child subreaper (process-wide):
+        // the orphaned monitor may then be ours to reap.
+        let reap = || {
+            let flags = nix::sys::wait::WaitPidFlag::WNOHANG;
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(m), Some(flags));
+            std::fs::metadata(format!("/proc/{m}")).is_err()
+        };
         assert!(
-            eventually(10, || std::fs::metadata(format!("/proc/{m}")).is_err()).await,
+            eventually(10, reap).await,
             "the monitor {m} of {first} is still there: {:?}",
             std::fs::read_to_string(format!("/proc/{m}/stat"))
         );

@@ -221,3 +221,28 @@ async fn tcp_listener_must_require_mutual_tls_too() {
         "a client without certificate was served over TCP"
     );
 }
+
+#[tokio::test]
+async fn oversized_requests_must_get_resource_exhausted() {
+    if !require_root("oversized_requests_must_get_resource_exhausted") {
+        return;
+    }
+    let d = TestDaemon::start().await;
+    let c = d.client().await;
+    let err = c
+        .run_executable(aurae_proto::runtime::Executable {
+            command: format!("echo {}", "x".repeat(5 << 20)),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a 5 MiB request is over the limit");
+    let status = err.status().expect("a gRPC status");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("request too large"),
+        "{}",
+        status.message()
+    );
+    // The connection stays usable.
+    c.status().await.expect("Status after the refused request");
+}

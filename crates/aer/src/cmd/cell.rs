@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use aurae_client::Client;
 use aurae_proto::cells::RunningCell;
 use aurae_proto::meta::{AuraeMeta, Status};
-use aurae_proto::runtime::{Cell, CellStatus, Container, ContainerStatus};
+use aurae_proto::runtime::{Cell, CellStatus, Container, ContainerStatus, PortMapping};
 use clap::Subcommand;
 use serde_json::json;
 
@@ -22,6 +22,14 @@ pub enum CellCommand {
         /// otherwise it is named after the image
         #[arg(required = true, value_name = "IMAGE")]
         images: Vec<String>,
+        /// CNI network: "none" for loopback only, or a configured network's
+        /// name; without it, the node's default network
+        #[arg(long, value_name = "none|NAME")]
+        network: Option<String>,
+        /// Forward a host port to a port of the cell (repeatable), as
+        /// `docker run -p`: HOST:CONTAINER, HOST:CONTAINER/udp
+        #[arg(short = 'p', long = "publish", value_name = "HOST:CONTAINER[/udp]", value_parser = parse_publish)]
+        publish: Vec<PortMapping>,
     },
     /// List running cells and their containers
     List,
@@ -32,7 +40,20 @@ pub enum CellCommand {
 pub async fn run(ctx: &Ctx, cmd: CellCommand) -> Result<ExitCode> {
     let client = ctx.client().await?;
     match cmd {
-        CellCommand::Run { name, images } => run_cell(ctx, &client, name, &images).await,
+        CellCommand::Run {
+            name,
+            images,
+            network,
+            publish,
+        } => {
+            let cell = Cell {
+                meta: Some(am(&name)),
+                containers: containers(&images),
+                network: network.unwrap_or_default(),
+                ports: publish,
+            };
+            run_cell(ctx, &client, cell).await
+        }
         CellCommand::List => {
             let cells = client
                 .list_cells()
@@ -69,11 +90,8 @@ pub async fn run(ctx: &Ctx, cmd: CellCommand) -> Result<ExitCode> {
     }
 }
 
-async fn run_cell(ctx: &Ctx, client: &Client, name: String, images: &[String]) -> Result<ExitCode> {
-    let cell = Cell {
-        meta: Some(am(&name)),
-        containers: containers(images),
-    };
+async fn run_cell(ctx: &Ctx, client: &Client, cell: Cell) -> Result<ExitCode> {
+    let name = cell.meta.clone().unwrap_or_default().name;
     let run = client.run_cell(cell);
     tokio::pin!(run);
     let status = tokio::select! {
@@ -108,6 +126,30 @@ async fn run_cell(ctx: &Ctx, client: &Client, name: String, images: &[String]) -
     Ok(ExitCode::SUCCESS)
 }
 
+/// `8080:80`, `5353:53/udp` (also `/tcp`).
+fn parse_publish(s: &str) -> Result<PortMapping, String> {
+    let (ports, protocol) = match s.split_once('/') {
+        Some((ports, proto @ ("tcp" | "udp"))) => (ports, proto),
+        Some((_, other)) => return Err(format!("protocol {other:?} is not tcp or udp")),
+        None => (s, "tcp"),
+    };
+    let (host, container) = ports
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not HOST:CONTAINER[/udp], e.g. 8080:80"))?;
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .map(u32::from)
+            .ok_or_else(|| format!("{p:?} is not a port from 1 to 65535"))
+    };
+    Ok(PortMapping {
+        host_port: port(host)?,
+        container_port: port(container)?,
+        protocol: protocol.to_string(),
+    })
+}
+
 fn am(name: &str) -> AuraeMeta {
     AuraeMeta {
         name: name.to_string(),
@@ -116,19 +158,21 @@ fn am(name: &str) -> AuraeMeta {
 }
 
 /// Containers for `images` (`IMAGE` or `NAME=IMAGE`; `=` cannot occur in an
-/// image reference), names made unique with `-2`, `-3`, ...
+/// image reference). A name taken from an image is made unique with `-2`,
+/// `-3`, ...; a name the user gave is kept as given, so that a duplicate is
+/// refused by the daemon (INVALID_ARGUMENT) rather than silently renamed.
 fn containers(images: &[String]) -> Vec<Container> {
     let mut taken: Vec<String> = Vec::new();
     images
         .iter()
         .map(|arg| {
-            let (base, image) = match arg.split_once('=') {
-                Some((name, image)) => (name.to_string(), image.to_string()),
-                None => (name_from_image(arg), arg.clone()),
+            let (base, image, given) = match arg.split_once('=') {
+                Some((name, image)) => (name.to_string(), image.to_string(), true),
+                None => (name_from_image(arg), arg.clone(), false),
             };
             let mut name = base.clone();
             let mut n = 1;
-            while taken.contains(&name) {
+            while !given && taken.contains(&name) {
                 n += 1;
                 name = format!("{base}-{n}");
             }
@@ -165,11 +209,21 @@ fn name_from_image(image: &str) -> String {
     }
 }
 
+/// `  ip 10.91.0.5` after a cell's line, when it has an address.
+fn ip_suffix(ip: &str) -> String {
+    if ip.is_empty() {
+        String::new()
+    } else {
+        format!("  ip {ip}")
+    }
+}
+
 fn print_cell_status(status: &CellStatus) {
     println!(
-        "cell {}: {}",
+        "cell {}: {}{}",
         meta_text(status.meta.as_ref()),
-        status_name(status.status)
+        status_name(status.status),
+        ip_suffix(&status.ip)
     );
     print_containers(&status.container_statuses, "  ");
 }
@@ -179,7 +233,7 @@ fn print_cells(cells: &[RunningCell]) {
         println!("no cells running");
     }
     for cell in cells {
-        println!("{}", meta_text(cell.meta.as_ref()));
+        println!("{}{}", meta_text(cell.meta.as_ref()), ip_suffix(&cell.ip));
         print_containers(&cell.containers, "  ");
     }
 }
@@ -210,6 +264,25 @@ mod tests {
     }
 
     #[test]
+    fn publish_reads_like_docker_run_p() {
+        let p = parse_publish("8080:80").expect("tcp");
+        assert_eq!(
+            (p.host_port, p.container_port, p.protocol.as_str()),
+            (8080, 80, "tcp")
+        );
+        let p = parse_publish("5353:53/udp").expect("udp");
+        assert_eq!(
+            (p.host_port, p.container_port, p.protocol.as_str()),
+            (5353, 53, "udp")
+        );
+        for bad in ["80", "0:80", "80:70000", "a:b", "80:80/sctp", ""] {
+            assert!(parse_publish(bad).is_err(), "{bad}");
+        }
+        assert_eq!(ip_suffix(""), "");
+        assert_eq!(ip_suffix("10.91.0.2"), "  ip 10.91.0.2");
+    }
+
+    #[test]
     fn explicit_names_and_duplicates() {
         let args: Vec<String> = ["web=nginx:1", "busybox", "busybox:2", "x/busybox"]
             .map(String::from)
@@ -220,5 +293,13 @@ mod tests {
             .collect();
         assert_eq!(names, ["web", "busybox", "busybox-2", "busybox-3"]);
         assert_eq!(containers(&args)[0].image, "nginx:1");
+
+        // Given names are the user's: a duplicate goes to the daemon as is.
+        let args: Vec<String> = ["a=x", "a=y", "x"].map(String::from).to_vec();
+        let names: Vec<String> = containers(&args)
+            .iter()
+            .map(|c| c.meta.clone().unwrap_or_default().name)
+            .collect();
+        assert_eq!(names, ["a", "a", "x"]);
     }
 }

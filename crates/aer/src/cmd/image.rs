@@ -47,11 +47,22 @@ pub async fn run(ctx: &Ctx, cmd: ImageCommand) -> Result<ExitCode> {
         );
     } else {
         println!(
-            "{} {} ({} layers)",
-            p.reference, p.manifest_digest, p.layers
+            "{} {} ({})",
+            p.reference,
+            p.manifest_digest,
+            count(u64::from(p.layers), "layer")
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `1 layer`, `3 layers`.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// One bar per layer digest, drawn on stderr only when it is a terminal.
@@ -99,6 +110,13 @@ fn short(digest: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_pluralised() {
+        assert_eq!(count(1, "layer"), "1 layer");
+        assert_eq!(count(0, "layer"), "0 layers");
+        assert_eq!(count(3, "layer"), "3 layers");
+    }
 
     #[test]
     fn digests_are_shortened_like_docker() {

@@ -80,7 +80,7 @@ pub async fn run(ctx: &Ctx, cmd: LogsCommand) -> Result<ExitCode> {
 }
 
 /// Prints each record as it comes (JSON: one object per line).
-async fn follow_stream(ctx: &Ctx, mut stream: Streaming<LogItem>) -> Result<()> {
+pub(crate) async fn follow_stream(ctx: &Ctx, mut stream: Streaming<LogItem>) -> Result<()> {
     loop {
         let item = tokio::select! {
             item = stream.message() => item.context("the log stream failed")?,

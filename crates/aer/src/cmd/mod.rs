@@ -5,9 +5,11 @@ pub mod cell;
 pub mod completions;
 pub mod image;
 pub mod logs;
+pub mod policy;
 pub mod run;
 pub mod schedule;
 pub mod status;
+pub mod vm;
 pub mod workload;
 
 use std::path::PathBuf;
@@ -54,6 +56,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Schedule(cmd) => schedule::run(&ctx, cmd).await,
         Command::Cell(cmd) => cell::run(&ctx, cmd).await,
         Command::Image(cmd) => image::run(&ctx, cmd).await,
+        Command::Policy(cmd) => policy::run(cmd),
+        Command::Vm(cmd) => vm::run(&ctx, cmd).await,
         Command::Completions(args) => completions::run(args),
     }
 }

@@ -27,13 +27,9 @@ pub struct RunArgs {
     pub comment: Option<String>,
     #[command(flatten)]
     pub workload: WorkloadArgs,
-    /// The command and its arguments (after `--`)
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    /// The command and its arguments (after `--`). Options of `aer run`
+    /// go before it: an unknown one there is an error, never the program.
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 

@@ -145,8 +145,13 @@ fn named(name: &str, command: String, comment: String) -> Executable {
 fn print_list(ctx: &Ctx, enabled: Option<&[Executable]>, disabled: Option<&[Executable]>) {
     if ctx.json() {
         print_json(&list_json(enabled, disabled));
-        return;
+    } else {
+        print!("{}", list_table(enabled, disabled));
     }
+}
+
+/// The text table of `aer schedule list`, one line per executable.
+fn list_table(enabled: Option<&[Executable]>, disabled: Option<&[Executable]>) -> String {
     let rows: Vec<(&str, &Executable)> = [("enabled", enabled), ("disabled", disabled)]
         .into_iter()
         .flat_map(|(state, list)| list.unwrap_or_default().iter().map(move |e| (state, e)))
@@ -158,32 +163,72 @@ fn print_list(ctx: &Ctx, enabled: Option<&[Executable]>, disabled: Option<&[Exec
         .max()
         .unwrap_or(0)
         .max(4);
-    println!(
-        "{:<8}  {:<width$}  {:<15}  {:>7}  {:>8}  COMMAND",
-        "STATE", "NAME", "STATUS", "PID", "RESTARTS"
-    );
-    for (state, e) in rows {
-        let message = e
-            .meta
+    let message = |e: &Executable| {
+        e.meta
             .as_ref()
-            .map(|m| m.message.as_str())
-            .unwrap_or_default();
-        let field = |key: &str| status_field(message, key).unwrap_or("-").to_string();
+            .map(|m| m.message.clone())
+            .unwrap_or_default()
+    };
+    let exits: Vec<String> = rows.iter().map(|(_, e)| last_exit(&message(e))).collect();
+    let exit_width = exits.iter().map(String::len).max().unwrap_or(0).max(9);
+    let mut out = format!(
+        "{:<8}  {:<width$}  {:<15}  {:>7}  {:>8}  {:<exit_width$}  COMMAND\n",
+        "STATE", "NAME", "STATUS", "PID", "RESTARTS", "LAST EXIT"
+    );
+    for ((state, e), exit) in rows.into_iter().zip(exits) {
+        let message = message(e);
+        let field = |key: &str| status_field(&message, key).unwrap_or("-").to_string();
         let settings = settings_text(e);
         let settings = if settings.is_empty() {
             settings
         } else {
             format!("  [{settings}]")
         };
-        println!(
-            "{state:<8}  {:<width$}  {:<15}  {:>7}  {:>8}  {}{settings}",
+        out.push_str(&format!(
+            "{state:<8}  {:<width$}  {:<15}  {:>7}  {:>8}  {exit:<exit_width$}  {}{settings}\n",
             name(e),
             field("status").trim_start_matches("STATUS_"),
             field("pid"),
             field("restarts"),
             e.command
-        );
+        ));
     }
+    out
+}
+
+/// The LAST EXIT column: how the last process ended, and why the
+/// supervisor gave up when it did (`error=`), or `-` when it never ran.
+fn last_exit(message: &str) -> String {
+    let exit = quoted_field(message, "last_exit").filter(|s| !s.is_empty());
+    match (exit, quoted_field(message, "error")) {
+        (_, Some(error)) => error,
+        (Some(exit), None) => exit,
+        (None, None) => "-".into(),
+    }
+}
+
+/// The value of `key="..."` in the status line; the daemon writes it with
+/// Rust's string escapes (`\"`, `\\`, `\n`, ...).
+fn quoted_field(message: &str, key: &str) -> Option<String> {
+    let pattern = format!("{key}=\"");
+    let start = message
+        .match_indices(&pattern)
+        .find(|(i, _)| *i == 0 || message[..*i].ends_with(' '))
+        .map(|(i, _)| i + pattern.len())?;
+    let mut out = String::new();
+    let mut chars = message[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push(' '),
+                't' => out.push(' '),
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 /// The value of `key` in the daemon's status line (`status=STATUS_ACTIVE pid=12 ...`);
@@ -219,6 +264,42 @@ mod tests {
         assert_eq!(status_field(m, "pid"), Some("1234"));
         assert_eq!(status_field(m, "restarts"), Some("2"));
         assert_eq!(status_field(m, "nope"), None);
+    }
+
+    #[test]
+    fn the_last_exit_column_shows_the_exit_or_why_the_supervisor_gave_up() {
+        assert_eq!(
+            last_exit(r#"status=STATUS_ACTIVE pid=1234 restarts=2 last_exit="exited with code 1""#),
+            "exited with code 1"
+        );
+        assert_eq!(
+            last_exit(
+                r#"status=STATUS_ERROR pid=0 restarts=4 last_exit="exited with code 1" error="start limit hit: could not start \"x\"""#
+            ),
+            r#"start limit hit: could not start "x""#
+        );
+        assert_eq!(
+            last_exit(r#"status=STATUS_ACTIVE pid=1 restarts=0 last_exit="""#),
+            "-"
+        );
+    }
+
+    #[test]
+    fn the_table_has_a_last_exit_column() {
+        let mut failing = named("flaky", "false".into(), String::new());
+        if let Some(m) = failing.meta.as_mut() {
+            m.message = r#"status=STATUS_ERROR pid=0 restarts=4 last_exit="exited with code 1" error="start limit hit: 5 starts within 10s; last exit: exited with code 1""#.into();
+        }
+        let table = list_table(Some(std::slice::from_ref(&failing)), Some(&[]));
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].contains("RESTARTS  LAST EXIT"), "{table}");
+        assert!(
+            lines[1].contains("ERROR")
+                && lines[1].contains(
+                    "start limit hit: 5 starts within 10s; last exit: exited with code 1  false"
+                ),
+            "{table}"
+        );
     }
 
     #[test]

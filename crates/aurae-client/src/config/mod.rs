@@ -88,7 +88,8 @@ impl AuraeConfig {
         home: Option<&Path>,
     ) -> Result<(PathBuf, Self), ConfigError> {
         let tried = candidates(env, home)?;
-        for path in &tried {
+        let explicit = env.is_some_and(|e| !e.is_empty());
+        for (i, path) in tried.iter().enumerate() {
             match Self::from_path_with_home(path, home) {
                 // Only a missing file moves on: an unreadable or invalid one
                 // is an error, never silently skipped for the next.
@@ -96,6 +97,18 @@ impl AuraeConfig {
                     if source.kind() == std::io::ErrorKind::NotFound =>
                 {
                     continue
+                }
+                // Typically /etc/aurae/config under a 0700 /etc/aurae, for a
+                // user without a config of its own: say what is missing and
+                // what is unreadable, and what to do, not just EACCES.
+                Err(ConfigError::Read { source, .. })
+                    if !explicit && source.kind() == std::io::ErrorKind::PermissionDenied =>
+                {
+                    return Err(ConfigError::Denied {
+                        missing: tried[..i].to_vec(),
+                        path: path.clone(),
+                        blocked_dir: crate::access::blocking_dir(path),
+                    })
                 }
                 other => return other.map(|config| (path.clone(), config)),
             }

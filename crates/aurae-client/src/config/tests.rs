@@ -137,3 +137,20 @@ fn an_invalid_file_names_it() {
         "{err}"
     );
 }
+
+#[test]
+fn a_missing_user_config_and_an_unreadable_system_one_are_both_named() {
+    let err = ConfigError::Denied {
+        missing: vec![PathBuf::from("/home/u/.aurae/config")],
+        path: PathBuf::from("/etc/aurae/config"),
+        blocked_dir: Some(PathBuf::from("/etc/aurae")),
+    };
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "no client config at /home/u/.aurae/config, and /etc/aurae/config cannot be read \
+             (the directory /etc/aurae is not accessible to this user): run aer as root"
+        ),
+        "{text}"
+    );
+}

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::{meta, name_in, status};
 use crate::cells::{
-    CellError, CellResult, CellSpec, Cells, ContainerResult, ContainerSpec, RunningCell,
+    CellError, CellResult, CellSpec, Cells, ContainerResult, ContainerSpec, PortSpec, RunningCell,
 };
 use crate::validation::validate_name;
 
@@ -29,7 +29,21 @@ pub fn cell_spec(cell: Cell) -> CellSpec {
                 image: c.image,
             })
             .collect(),
+        network: cell.network,
+        ports: cell
+            .ports
+            .into_iter()
+            .map(|p| PortSpec {
+                host_port: p.host_port,
+                container_port: p.container_port,
+                protocol: p.protocol,
+            })
+            .collect(),
     }
+}
+
+fn ip_text(ip: Option<std::net::IpAddr>) -> String {
+    ip.map(|ip| ip.to_string()).unwrap_or_default()
 }
 
 /// One container's result as the wire `ContainerStatus`.
@@ -47,6 +61,7 @@ pub fn cell_status(r: CellResult) -> CellStatus {
         meta: meta(r.name, r.message),
         status: status(r.status),
         container_statuses: r.containers.into_iter().map(container_status).collect(),
+        ip: ip_text(r.ip),
     }
 }
 
@@ -55,6 +70,7 @@ pub fn running_cell(c: RunningCell) -> WireRunningCell {
     WireRunningCell {
         meta: meta(c.name, c.phase),
         containers: c.containers.into_iter().map(container_status).collect(),
+        ip: ip_text(c.ip),
     }
 }
 

@@ -1,6 +1,6 @@
 //! `runtime.Core`: RunExecutable over the executables subsystem and RunCell
-//! over the cells subsystem. RunPod, Spawn and RunVirtualMachine answer
-//! UNIMPLEMENTED until their subsystems land.
+//! over the cells subsystem, RunVirtualMachine over the VMs subsystem. RunPod
+//! and Spawn answer UNIMPLEMENTED until their subsystem lands.
 
 use std::sync::Arc;
 
@@ -15,15 +15,21 @@ use tonic::{Request, Response, Status};
 use super::{caller, limits_in, meta, name_in, status};
 use crate::cells::Cells;
 use crate::executables::{Executables, RunRequest, RunResult};
+use crate::vms::Vms;
 
 pub struct CoreService {
     executables: Arc<Executables>,
     cells: Cells,
+    vms: Arc<Vms>,
 }
 
 impl CoreService {
-    pub fn new(executables: Arc<Executables>, cells: Cells) -> Self {
-        Self { executables, cells }
+    pub fn new(executables: Arc<Executables>, cells: Cells, vms: Arc<Vms>) -> Self {
+        Self {
+            executables,
+            cells,
+            vms,
+        }
     }
 }
 
@@ -80,9 +86,11 @@ impl Core for CoreService {
 
     async fn run_virtual_machine(
         &self,
-        _req: Request<VirtualMachine>,
+        req: Request<VirtualMachine>,
     ) -> Result<Response<VirtualMachineStatus>, Status> {
-        Err(not_yet("runtime.Core/RunVirtualMachine"))
+        super::vms::run_virtual_machine(&self.vms, req)
+            .await
+            .map(Response::new)
     }
 
     async fn run_cell(&self, req: Request<Cell>) -> Result<Response<CellStatus>, Status> {

@@ -10,12 +10,14 @@ pub mod images;
 pub mod observe;
 pub mod schedule;
 pub mod status;
+pub mod vms;
 
 pub use self::cells::CellsService;
 pub use self::core::CoreService;
 pub use self::images::ImagesService;
 pub use self::observe::ObserveService;
 pub use self::schedule::{ScheduleExecutableService, ScheduleService};
+pub use self::vms::VmsService;
 
 use aurae_proto::meta::{AuraeMeta, Status as MetaStatus};
 use aurae_proto::runtime;

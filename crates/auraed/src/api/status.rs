@@ -5,6 +5,7 @@ use tonic::{Code, Status};
 
 use crate::cells::CellError;
 use crate::cgroups::CgroupError;
+use crate::cni::CniError;
 use crate::executables::split::SplitError;
 use crate::executables::ExecutableError;
 use crate::images::ImageError;
@@ -12,6 +13,7 @@ use crate::observe::ObserveError;
 use crate::process::ProcessError;
 use crate::schedule::ScheduleError;
 use crate::validation::NameError;
+use crate::vms::VmError;
 
 impl From<NameError> for Status {
     fn from(e: NameError) -> Self {
@@ -91,6 +93,29 @@ impl From<ScheduleError> for Status {
     }
 }
 
+impl From<VmError> for Status {
+    fn from(e: VmError) -> Self {
+        let msg = crate::error_chain::chain(&e);
+        match e {
+            VmError::Name(_) | VmError::BadSize { .. } | VmError::BadImage { .. } => {
+                Status::invalid_argument(msg)
+            }
+            VmError::NotADisk { .. } | VmError::TooLarge { .. } => Status::invalid_argument(msg),
+            VmError::AlreadyExists { .. } => Status::already_exists(msg),
+            VmError::NotFound { .. } | VmError::HttpNotFound { .. } => Status::not_found(msg),
+            VmError::WrongState { .. } | VmError::DigestMismatch { .. } => {
+                Status::failed_precondition(msg)
+            }
+            VmError::Unreachable { .. } | VmError::HttpStatus { .. } | VmError::ShuttingDown => {
+                Status::unavailable(msg)
+            }
+            VmError::Image(e) => Status::new(image_code(&e), msg),
+            VmError::Boot { .. } | VmError::Process { .. } => Status::failed_precondition(msg),
+            VmError::State(_) | VmError::Io { .. } => Status::internal(msg),
+        }
+    }
+}
+
 impl From<CellError> for Status {
     fn from(e: CellError) -> Self {
         let msg = crate::error_chain::chain(&e);
@@ -105,7 +130,13 @@ impl From<CellError> for Status {
             | CellError::BadImage { .. }
             | CellError::NothingToRun { .. }
             | CellError::BadImageConfig { .. }
-            | CellError::User { .. } => Status::invalid_argument(msg),
+            | CellError::User { .. }
+            | CellError::BadNetwork { .. }
+            | CellError::TooManyPorts { .. }
+            | CellError::BadPort { .. }
+            | CellError::PortsWithoutNetwork { .. } => Status::invalid_argument(msg),
+            CellError::NoNetworking { .. } => Status::failed_precondition(msg),
+            CellError::Network { source, .. } => Status::new(cni_code(&source), msg),
             CellError::AlreadyRunning { .. } => Status::already_exists(msg),
             CellError::NotFound { .. } => Status::not_found(msg),
             CellError::StoppedBeforeStart { .. } => Status::aborted(msg),
@@ -141,6 +172,22 @@ pub fn image_code(e: &ImageError) -> Code {
 impl From<ImageError> for Status {
     fn from(e: ImageError) -> Self {
         Status::new(image_code(&e), e.to_string())
+    }
+}
+
+/// The code of a network failure: a configuration the admin must fix is a
+/// precondition; a plugin asking to retry is unavailable; the rest internal.
+fn cni_code(e: &CniError) -> tonic::Code {
+    match e {
+        CniError::UnknownNetwork { .. } => tonic::Code::InvalidArgument,
+        CniError::NoConfig { .. }
+        | CniError::BadConfig { .. }
+        | CniError::NoPortMapping { .. }
+        | CniError::PortInUse { .. }
+        | CniError::PluginNotFound { .. } => tonic::Code::FailedPrecondition,
+        CniError::Plugin { error, .. } if error.code == 11 => tonic::Code::Unavailable,
+        CniError::Timeout { .. } => tonic::Code::Unavailable,
+        _ => tonic::Code::Internal,
     }
 }
 

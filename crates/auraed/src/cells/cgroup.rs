@@ -15,8 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-
 use super::error::CellError;
 use crate::cgroups::{
     child_names, remove_tree, workload_name, CgroupDriver, CgroupError, CgroupPath, CgroupVersion,
@@ -88,24 +86,10 @@ impl CellCgroups {
         self.driver.pids(&top).map_err(cgroup_error(&top))
     }
 
-    /// Sends `signal` to every process of the cell; returns how many.
-    pub fn signal(&self, cell: &str, signal: Signal) -> Result<usize, CellError> {
-        let top = self.cell(cell)?;
-        self.driver
-            .signal_all(&top, signal)
-            .map_err(cgroup_error(&top))
-    }
-
     /// SIGKILL to every process of the cell until none is left.
     pub fn kill(&self, cell: &str) -> Result<(), CellError> {
         let top = self.cell(cell)?;
         self.driver.kill_all(&top).map_err(cgroup_error(&top))
-    }
-
-    /// SIGKILL to every process of one container until none is left.
-    pub fn kill_container(&self, cell: &str, container: &str) -> Result<(), CellError> {
-        let path = self.container(cell, container)?;
-        self.driver.kill_all(&path).map_err(cgroup_error(&path))
     }
 
     /// Removes the cell's cgroups from every hierarchy; missing ones are fine.
@@ -119,6 +103,26 @@ impl CellCgroups {
             }
         }
         driven
+    }
+
+    /// At daemon exit: removes the (empty) parent of the cells from every
+    /// v1 hierarchy, then the parent's own parent (the daemon's root
+    /// cgroup) where nothing else uses it. libcontainer made them in
+    /// hierarchies the driver never uses (blkio, devices, cpuset, ...).
+    pub fn remove_parent(&self) -> Result<(), CellError> {
+        if self.version() != CgroupVersion::V1 {
+            return Ok(());
+        }
+        let above = Path::new(self.parent.as_str()).parent();
+        for hierarchy in self.v1_hierarchies() {
+            let dir = hierarchy.join(self.parent.as_str());
+            remove_tree(&dir, REMOVE_TIMEOUT).map_err(cgroup_error(&self.parent))?;
+            if let Some(above) = above.filter(|a| !a.as_os_str().is_empty()) {
+                // Still in use (scheduled executables left running): kept.
+                let _ = fs::remove_dir(hierarchy.join(above));
+            }
+        }
+        Ok(())
     }
 
     /// Names of the cells that have a cgroup (in any hierarchy).
@@ -294,5 +298,16 @@ mod tests {
             assert!(r.join(h).join("aurae/cells").exists(), "{h}: parent kept");
         }
         assert!(r.join("devices/aurae/cells/stale.scope/x").exists());
+        cg.remove("stale").expect("remove");
+        fs::create_dir_all(r.join("pids/aurae/schedule/unit.scope")).expect("mkdir");
+        cg.remove_parent().expect("remove parent");
+        for h in ["memory", "cpuset", "devices"] {
+            assert!(!r.join(h).join("aurae").exists(), "{h}: root removed");
+        }
+        assert!(!r.join("pids/aurae/cells").exists());
+        assert!(
+            r.join("pids/aurae/schedule/unit.scope").exists(),
+            "a root still in use is kept"
+        );
     }
 }

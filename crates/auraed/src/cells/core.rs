@@ -2,8 +2,9 @@
 //! subsystem (run, list, stop, clean-up of leftovers, shutdown).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -14,9 +15,10 @@ use super::error::CellError;
 use super::image::{ImageSource, PulledImage};
 use super::lifecycle;
 use super::request::{self, CellRequest, CellSpec};
-use crate::cgroups::{CgroupDriver, CgroupPath, HOST_MOUNT_ROOT};
-use crate::logs::LogStore;
+use crate::cgroups::{CgroupPath, HOST_MOUNT_ROOT};
+use crate::cni::Cni;
 use crate::observe::WorkloadCounts;
+use crate::process::Processes;
 use crate::workload::Status as MetaStatus;
 
 /// How long `shutdown` waits for cells beyond their grace period.
@@ -31,11 +33,12 @@ pub struct Cells {
 pub(crate) struct Inner {
     pub images: Arc<dyn ImageSource>,
     pub cgroups: CellCgroups,
-    pub logs: Arc<LogStore>,
+    /// Supervises every container's helper; its grace period is the cells'.
+    pub processes: Processes,
     /// `<runtime_dir>/cells`: one directory per cell.
     pub dir: PathBuf,
-    /// From SIGTERM to SIGKILL when a cell is stopped.
-    pub grace: Duration,
+    /// CNI networking of the sandboxes; without it every cell has loopback only.
+    pub network: OnceLock<Arc<Cni>>,
     shutdown: CancellationToken,
     running: Mutex<HashMap<String, Arc<Entry>>>,
 }
@@ -97,6 +100,8 @@ pub struct CellResult {
     pub message: String,
     pub status: MetaStatus,
     pub containers: Vec<ContainerResult>,
+    /// Its address on its CNI network, if it had one.
+    pub ip: Option<IpAddr>,
 }
 
 /// A running cell as List shows it: `phase` is where it is in its life
@@ -106,6 +111,7 @@ pub struct RunningCell {
     pub name: String,
     pub phase: String,
     pub containers: Vec<ContainerResult>,
+    pub ip: Option<IpAddr>,
 }
 
 /// A cell from the moment its name is taken until its teardown is done.
@@ -114,6 +120,7 @@ pub(crate) struct Entry {
     /// Cancelled to stop the cell (Stop, a dropped call, shutdown).
     pub stop: CancellationToken,
     view: Mutex<(Phase, Vec<ContainerView>)>,
+    ip: Mutex<Option<IpAddr>>,
     done: watch::Sender<bool>,
 }
 
@@ -124,6 +131,14 @@ impl Entry {
 
     pub fn set_phase(&self, phase: Phase) {
         self.lock().0 = phase;
+    }
+
+    pub fn set_ip(&self, ip: Option<IpAddr>) {
+        *self.ip.lock().unwrap_or_else(|p| p.into_inner()) = ip;
+    }
+
+    pub fn ip(&self) -> Option<IpAddr> {
+        *self.ip.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Updates container `index` as List shows it.
@@ -139,6 +154,7 @@ impl Entry {
             name: self.name.clone(),
             phase: view.0.as_str().to_string(),
             containers: view.1.iter().map(ContainerView::to_result).collect(),
+            ip: self.ip(),
         }
     }
 }
@@ -194,6 +210,7 @@ impl Inner {
             name: req.name.clone(),
             stop: self.shutdown.child_token(),
             view: Mutex::new((Phase::Pulling, views)),
+            ip: Mutex::new(None),
             done: watch::channel(false).0,
         });
         running.insert(req.name.clone(), entry.clone());
@@ -226,6 +243,8 @@ impl Inner {
     /// Kills, unmounts and removes every trace of cell `name` that is on
     /// disk or in the cgroup tree. Blocking; safe on a missing cell.
     pub fn reclaim(&self, name: &str) -> Result<(), CellError> {
+        // While the network namespace is still pinned under the cell's directory.
+        super::network::disconnect(self, name);
         if let Err(e) = self.cgroups.kill(name) {
             tracing::warn!(cell = name, error = %crate::error_chain::chain(&e), "killing a cell's processes");
         }
@@ -247,26 +266,36 @@ impl Cells {
     ///
     /// Cells get the cgroups `<cgroup_parent>/<cell>/<container>` and the
     /// directories `<runtime_dir>/cells/<cell>`; `grace` is the time between
-    /// SIGTERM and SIGKILL when a cell is stopped.
+    /// SIGTERM and SIGKILL when a cell is stopped, the process layer's.
+    /// Containers run under helper processes, `auraed container`, started
+    /// from the process layer's executable (`Processes::with_monitor_exe`).
     pub fn new(
         images: Arc<dyn ImageSource>,
-        cgroups: Arc<dyn CgroupDriver>,
-        logs: Arc<LogStore>,
+        processes: Processes,
         cgroup_parent: CgroupPath,
         runtime_dir: &Path,
-        grace: Duration,
     ) -> Self {
+        let driver = processes.cgroups().clone();
         Self {
             inner: Arc::new(Inner {
                 images,
-                cgroups: CellCgroups::new(cgroups, Path::new(HOST_MOUNT_ROOT), cgroup_parent),
-                logs,
-                dir: runtime_dir.join("cells"),
-                grace,
+                cgroups: CellCgroups::new(driver, Path::new(HOST_MOUNT_ROOT), cgroup_parent),
+                processes,
+                // Resolved: teardown compares it with mountinfo, which shows real paths.
+                dir: std::fs::canonicalize(runtime_dir)
+                    .unwrap_or_else(|_| runtime_dir.to_path_buf())
+                    .join("cells"),
+                network: OnceLock::new(),
                 shutdown: CancellationToken::new(),
                 running: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Connects every cell's sandbox to a CNI network (see `Cell.network`).
+    pub fn with_network(self, cni: Arc<Cni>) -> Self {
+        let _ = self.inner.network.set(cni);
+        self
     }
 
     /// Runs `cell` to its end: every container has exited and every trace
@@ -324,12 +353,13 @@ impl Cells {
         Ok("stopped".to_string())
     }
 
-    /// Removes what a previous daemon left behind: the cgroups of cells it
-    /// ran (their processes killed), the mounts and directories under
-    /// `<runtime_dir>/cells`, libcontainer's state with them. Blocking: call
-    /// at startup, before serving.
+    /// Removes what a previous daemon left behind: the network attachments
+    /// of cells it ran (CNI DEL), their cgroups (the processes killed), the
+    /// mounts and directories under `<runtime_dir>/cells`, libcontainer's
+    /// state with them. Blocking: call at startup, before serving.
     pub fn clean_leftovers(&self) {
         let mut names = self.inner.cgroups.cells();
+        names.extend(super::network::owners(&self.inner));
         if let Ok(entries) = std::fs::read_dir(&self.inner.dir) {
             names.extend(
                 entries
@@ -353,6 +383,14 @@ impl Cells {
         }
     }
 
+    /// At daemon exit, once every cell is torn down: removes the cells'
+    /// parent cgroup from the hierarchies only libcontainer uses. Blocking.
+    pub fn remove_cgroup_parent(&self) {
+        if let Err(e) = self.inner.cgroups.remove_parent() {
+            tracing::warn!(error = %crate::error_chain::chain(&e), "removing the cells' cgroups at exit");
+        }
+    }
+
     /// Stops every cell and waits (bounded) until they are torn down.
     /// New RunCell calls are refused from now on.
     pub async fn shutdown(&self) {
@@ -364,7 +402,7 @@ impl Cells {
                 let _ = done.wait_for(|d| *d).await;
             }
         }));
-        if tokio::time::timeout(self.inner.grace + SHUTDOWN_SLACK, all)
+        if tokio::time::timeout(self.inner.processes.grace() + SHUTDOWN_SLACK, all)
             .await
             .is_err()
         {

@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::cgroups::CgroupError;
+use crate::cni::CniError;
 use crate::images::ImageError;
 use crate::validation::NameError;
 
+use super::network::MAX_PORTS;
 use super::request::{MAX_CONTAINERS, MAX_IMAGE_LEN};
 
 #[derive(Debug, Error)]
@@ -51,9 +53,9 @@ pub enum CellError {
         user: String,
         reason: String,
     },
-    #[error("a cell named {cell:?} is already running: stop it first (cells.Cells/Stop) or pick another name")]
+    #[error("a cell named {cell:?} is already running: stop it first (aer cell stop {cell}) or pick another name")]
     AlreadyRunning { cell: String },
-    #[error("no cell named {cell:?} is running: see the running cells with cells.Cells/List")]
+    #[error("no cell named {cell:?} is running: see the running cells with aer cell list")]
     NotFound { cell: String },
     #[error("cell {cell:?} was stopped before its containers started")]
     StoppedBeforeStart { cell: String },
@@ -81,6 +83,22 @@ pub enum CellError {
     },
     #[error("the cell task failed: {0}")]
     Task(String),
+    #[error("cell {cell:?}: network name {network:?} must be at most 128 printable characters (\"\" = the default network, \"none\" = loopback only)")]
+    BadNetwork { cell: String, network: String },
+    #[error("cell {cell:?} publishes {count} ports: at most {MAX_PORTS} are allowed")]
+    TooManyPorts { cell: String, count: usize },
+    #[error("ports[{index}]: {reason}")]
+    BadPort { index: usize, reason: String },
+    #[error("cell {cell:?} has network \"none\" and publishes ports: a cell without a network cannot be reached")]
+    PortsWithoutNetwork { cell: String },
+    #[error("cell {cell:?} asks for a network or ports, but this runtime has no CNI networking")]
+    NoNetworking { cell: String },
+    #[error("cell {cell:?}: network")]
+    Network {
+        cell: String,
+        #[source]
+        source: Box<CniError>,
+    },
 }
 
 impl CellError {

@@ -2,11 +2,18 @@
 //! sandbox namespaces, cgroups, one bundle per container), create and start
 //! every container, wait for all of them (or stop them), tear down.
 //!
+//! Each container runs under a helper process (`runtime`, `helper`) that
+//! the process layer supervises from the container's creation, as any
+//! other process: its output into its log, its exit, its stop (SIGTERM to
+//! its cgroup, the grace period, SIGKILL) and the drain of its output are
+//! `crate::process`'s, not written again here. Stopping a cell cancels the
+//! stop token of every container at once.
+//!
 //! Teardown always runs, in the order that lets each step succeed: kill
-//! every process of the cell, reap the init processes, drain their output,
-//! unmount the root filesystems and everything else under the cell's
-//! directory, remove the directory (libcontainer's state with it) and the
-//! cgroups. If the task panics, `Drop` still does the blocking part.
+//! every process of the cell, wait (bounded) for the supervisors to reap
+//! and drain, unmount the root filesystems and everything else under the
+//! cell's directory, remove the directory (libcontainer's state with it)
+//! and the cgroups. If the task panics, `Drop` still does the blocking part.
 
 use std::fs;
 use std::io::Write;
@@ -15,25 +22,26 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use libcontainer::container::Container;
-use nix::sys::signal::Signal;
-
 use super::cgroup::CellCgroups;
 use super::core::{CellResult, ContainerResult, Inner, Phase, Reservation};
 use super::error::CellError;
 use super::image::{MountedRootfs, PulledImage};
-use super::output::OutputPipes;
+use super::network::{self, NetworkRequest};
 use super::request::CellRequest;
+use super::runtime::{Control, Created};
 use super::{mounts, runtime, sandbox, spec, user};
 use crate::error_chain::chain;
 use crate::logs::Kind;
-use crate::process::ChildExit;
-use crate::process::ExitKind;
-use crate::process::{open_log, OutputLog};
+use crate::process::{open_log, ExitKind, Finished, OutputLog, ProcessError, ProcessHandle};
 use crate::workload::Status as MetaStatus;
 
-/// How long to wait for an init process killed in teardown to be reaped.
+/// How long to wait, beyond the grace period, for a killed container's
+/// supervisor to reap it and drain its output.
 const REAP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The least time a container's create or start may take, whatever the
+/// grace period: a start is no stop, and a loaded node is slow.
+const MIN_STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Refuses, before anything is created, images that have nothing to run.
 pub(crate) fn check_runnable(req: &CellRequest, pulled: &[PulledImage]) -> Result<(), CellError> {
@@ -62,12 +70,11 @@ struct ContainerRun {
     /// The bundle: config.json and the root filesystem.
     dir: PathBuf,
     rootfs: Option<Box<dyn MountedRootfs>>,
-    /// libcontainer's handle between create and start.
-    container: Option<Container>,
+    /// The helper's control socket, from create to teardown.
+    control: Option<Control>,
     pid: Option<i32>,
-    exit: Option<Arc<ChildExit>>,
-    /// Its output flowing into its log, until it is closed at the container's end.
-    log: Option<OutputLog>,
+    /// The process layer's supervisor, from create until its end is collected.
+    handle: Option<ProcessHandle>,
     outcome: Option<Outcome>,
 }
 
@@ -94,6 +101,7 @@ struct CellRun {
     name: String,
     dir: PathBuf,
     containers: Vec<ContainerRun>,
+    network: NetworkRequest,
     torn_down: bool,
 }
 
@@ -114,10 +122,9 @@ pub(crate) async fn run(
             image,
             dir: dir.join("containers").join(&c.name),
             rootfs: None,
-            container: None,
+            control: None,
             pid: None,
-            exit: None,
-            log: None,
+            handle: None,
             outcome: None,
         })
         .collect();
@@ -127,6 +134,7 @@ pub(crate) async fn run(
         name: req.name,
         dir,
         containers,
+        network: req.network,
         torn_down: false,
     };
     let result = cell.run().await;
@@ -171,9 +179,13 @@ impl CellRun {
         let inner = self.inner.clone();
         let name = self.name.clone();
         let dir = self.dir.clone();
+        let net = self.network.clone();
+        let entry = self.reservation.entry.clone();
         let mut containers = std::mem::take(&mut self.containers);
         let (containers, result) = tokio::task::spawn_blocking(move || {
-            let result = set_up_blocking(&inner, &name, &dir, &mut containers);
+            let result = set_up_blocking(&inner, &name, &dir, &mut containers, &net, &|ip| {
+                entry.set_ip(ip)
+            });
             (containers, result)
         })
         .await
@@ -187,18 +199,17 @@ impl CellRun {
     /// stopped meanwhile); the others are then never started.
     async fn create_and_start(&mut self) -> Option<String> {
         let entry = self.reservation.entry.clone();
+        let within = self.inner.processes.grace().max(MIN_STEP_TIMEOUT);
         for i in 0..self.containers.len() {
             if self.stopping() {
                 return Some(self.not_started("the cell was stopped before it started"));
             }
             let began = Instant::now();
             let c = &self.containers[i];
-            let (id, bundle, state) = (c.name.clone(), c.dir.clone(), self.dir.join("state"));
-            let created =
-                tokio::task::spawn_blocking(move || runtime::create(&id, &bundle, &state))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("the create task failed: {e}")));
-            match created.and_then(|(container, pipes)| self.adopt(i, container, pipes)) {
+            let exe = self.inner.processes.exe().to_path_buf();
+            let state = self.dir.join("state");
+            let created = runtime::create(&exe, &c.name, &c.dir, &state, within).await;
+            match created.and_then(|created| self.adopt(i, created)) {
                 Ok(pid) => {
                     tracing::debug!(cell = %self.name, container = %self.containers[i].name, pid, create_ms = ms(began.elapsed()), "container created");
                     entry.update(i, |v| {
@@ -214,18 +225,12 @@ impl CellRun {
                 return Some(self.not_started("the cell was stopped before it started"));
             }
             let began = Instant::now();
-            let Some(mut container) = self.containers[i].container.take() else {
+            let Some(control) = self.containers[i].control.as_mut() else {
                 continue;
             };
-            let started = tokio::task::spawn_blocking(move || {
-                runtime::start(&mut container).map(|()| container)
-            })
-            .await
-            .unwrap_or_else(|e| Err(format!("the start task failed: {e}")));
-            match started {
-                Ok(container) => {
-                    let c = &mut self.containers[i];
-                    c.container = Some(container);
+            match control.start(within).await {
+                Ok(()) => {
+                    let c = &self.containers[i];
                     tracing::info!(cell = %self.name, container = %c.name, pid = ?c.pid, start_ms = ms(began.elapsed()), "container started");
                     entry.update(i, |v| {
                         v.status = MetaStatus::Active;
@@ -238,24 +243,36 @@ impl CellRun {
         None
     }
 
-    /// Takes over a created container: its pid, a pidfd, and its output
-    /// into a log indexed by the pid for GetSubProcessStream.
-    fn adopt(&mut self, i: usize, container: Container, pipes: OutputPipes) -> Result<i32, String> {
-        let pid = container
-            .pid()
-            .map(|p| p.as_raw())
-            .ok_or_else(|| "libcontainer reported no init pid".to_string())?;
-        let logs = self.inner.logs.clone();
+    /// Takes over a created container: its output into a log indexed by
+    /// the pid (for GetSubProcessStream), and its helper under the process
+    /// layer's supervision, stopped with the cell.
+    fn adopt(&mut self, i: usize, created: Created) -> Result<i32, String> {
+        let Created {
+            pid,
+            helper,
+            control,
+            stdout,
+            stderr,
+        } = created;
+        let processes = &self.inner.processes;
         let c = &mut self.containers[i];
-        c.container = Some(container);
+        c.control = Some(control);
         c.pid = Some(pid);
-        let (_, writer) = open_log(&logs, Kind::Cell, &format!("{}.{}", self.name, c.name))
-            .map_err(|e| format!("creating the container's log: {e}"))?;
-        let log = OutputLog::start(&logs, pid, writer, pipes.stdout, pipes.stderr)
+        let cgroup = self
+            .inner
+            .cgroups
+            .container(&self.name, &c.name)
+            .map_err(|e| chain(&e))?;
+        let (_, writer) = open_log(
+            processes.logs(),
+            Kind::Cell,
+            &format!("{}.{}", self.name, c.name),
+        )
+        .map_err(|e| format!("creating the container's log: {e}"))?;
+        let output = OutputLog::start(processes.logs(), pid, writer, stdout, stderr)
             .map_err(|e| format!("reading the container's output: {e}"))?;
-        c.log = Some(log);
-        let exit = ChildExit::open(pid).map_err(|e| format!("pidfd_open({pid}): {e}"))?;
-        c.exit = Some(Arc::new(exit));
+        let stop = self.reservation.entry.stop.child_token();
+        c.handle = Some(processes.supervise(pid, helper, cgroup, output, stop));
         Ok(pid)
     }
 
@@ -283,78 +300,58 @@ impl CellRun {
         why.to_string()
     }
 
-    /// Waits for every container to exit. On a stop request: SIGTERM to
-    /// the whole cell, the grace period, then SIGKILL. Returns whether the
-    /// cell was stopped.
+    /// Waits for every container to exit. A stop request (Stop, a dropped
+    /// call, shutdown) has reached every container's supervisor at once
+    /// through its token. Returns whether the cell was stopped.
     async fn wait_all(&mut self) -> bool {
         let entry = self.reservation.entry.clone();
-        let cgroups = self.cgroups().clone();
         let cell = self.name.clone();
-        let waits = self.containers.iter_mut().enumerate().map(|(i, c)| {
-            let exit = c.exit.clone();
-            let log = c.log.take();
-            let (cgroups, cell, name, entry) = (
-                cgroups.clone(),
-                cell.clone(),
-                c.name.clone(),
-                entry.clone(),
-            );
-            async move {
-                let exit = exit?;
-                let kind = match exit.wait().await {
-                    Ok(kind) => kind,
-                    Err(e) => {
-                        tracing::warn!(cell = %cell, container = %name, error = %e, "waiting for a container");
-                        return None;
-                    }
-                };
-                // Its init is gone: so is the rest of its PID namespace; make sure of it.
-                let (cg, cl, nm) = (cgroups.clone(), cell.clone(), name.clone());
-                let _ = tokio::task::spawn_blocking(move || cg.kill_container(&cl, &nm)).await;
-                if let Some(log) = log {
-                    log.close(Some(kind), kind.describe()).await;
+        let waits = self.containers.iter_mut().enumerate().filter_map(|(i, c)| {
+            let handle = c.handle.take()?;
+            let (cell, name, entry) = (cell.clone(), c.name.clone(), entry.clone());
+            Some(async move {
+                let finished = handle.wait().await;
+                if let Ok(f) = &finished {
+                    tracing::info!(cell = %cell, container = %name, pid = f.pid, exit = %f.exit.describe(), "container exited");
+                    entry.update(i, |v| {
+                        v.status = MetaStatus::Complete;
+                        v.message = f.exit.describe();
+                    });
                 }
-                tracing::info!(cell = %cell, container = %name, pid = exit.pid(), exit = %kind.describe(), "container exited");
-                entry.update(i, |v| {
-                    v.status = MetaStatus::Complete;
-                    v.message = kind.describe();
-                });
-                Some((i, kind))
-            }
+                (i, finished)
+            })
         });
         let all = futures::future::join_all(waits);
         tokio::pin!(all);
         let stop = entry.stop.clone();
-        let (results, stopped) = tokio::select! {
-            results = &mut all => (results, false),
+        let results = tokio::select! {
+            results = &mut all => results,
             _ = stop.cancelled() => {
                 entry.set_phase(Phase::Stopping);
-                let cg = cgroups.clone();
-                let name = cell.clone();
-                let term = tokio::task::spawn_blocking(move || cg.signal(&name, Signal::SIGTERM)).await;
-                if let Ok(Err(e)) = term {
-                    tracing::warn!(cell = %cell, error = %chain(&e), "sending SIGTERM to the cell");
-                }
-                let results = match tokio::time::timeout(self.inner.grace, &mut all).await {
-                    Ok(results) => results,
-                    Err(_) => {
-                        tracing::info!(cell = %cell, grace_ms = ms(self.inner.grace), "grace period over: killing the cell");
-                        let cg = cgroups.clone();
-                        let name = cell.clone();
-                        let _ = tokio::task::spawn_blocking(move || cg.kill(&name)).await;
-                        all.await
-                    }
-                };
-                (results, true)
+                tracing::info!(cell = %cell, grace_ms = ms(self.inner.processes.grace()), "stopping the cell");
+                all.await
             }
         };
-        for (i, kind) in results.into_iter().flatten() {
-            let c = &mut self.containers[i];
-            c.outcome = Some(Outcome::Exited(kind));
-            // Reaped: the pidfd has nothing left to say.
-            c.exit = None;
+        for (i, finished) in results {
+            self.collect(i, finished);
         }
-        stopped
+        stop.is_cancelled()
+    }
+
+    /// Records how container `i` ended, from its supervisor.
+    fn collect(&mut self, i: usize, finished: Result<Finished, ProcessError>) {
+        let c = &mut self.containers[i];
+        match finished {
+            // A container stopped before it ran keeps "not started" or "could not start".
+            Ok(f) => {
+                c.outcome.get_or_insert(Outcome::Exited(f.exit));
+            }
+            Err(e) => {
+                tracing::warn!(cell = %self.name, container = %c.name, error = %chain(&e), "waiting for a container");
+                c.outcome
+                    .get_or_insert(Outcome::Failed(format!("lost track of it: {}", chain(&e))));
+            }
+        }
     }
 
     /// The call's answer, from every container's outcome.
@@ -391,6 +388,7 @@ impl CellRun {
             message,
             status,
             containers,
+            ip: self.reservation.entry.ip(),
         }
     }
 
@@ -405,30 +403,34 @@ impl CellRun {
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || cgroups.kill(&name)).await {
             tracing::warn!(cell = %self.name, error = %chain(&e), "killing the cell");
         }
-        for c in &mut self.containers {
-            if let Some(exit) = c.exit.take() {
-                // Normally dead already through its cgroup; the pidfd reaches it anyway.
-                let _ = exit.signal(libc::SIGKILL);
-                match tokio::time::timeout(REAP_TIMEOUT, exit.wait()).await {
-                    Ok(Ok(kind)) => {
-                        // A container stopped before it ran keeps "not started".
-                        c.outcome.get_or_insert(Outcome::Exited(kind));
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!(cell = %self.name, container = %c.name, error = %e, "reaping a container")
-                    }
-                    Err(_) => {
-                        tracing::error!(cell = %self.name, container = %c.name, pid = exit.pid(), "a killed container did not exit")
-                    }
+        // Every supervisor: told to stop (already done for a normal end),
+        // then waited for, bounded: the cgroup kill above ends the helpers.
+        let grace = self.inner.processes.grace();
+        let mut pending = Vec::new();
+        for (i, c) in self.containers.iter_mut().enumerate() {
+            if let Some(handle) = c.handle.take() {
+                handle.stop();
+                pending.push((i, handle));
+            }
+        }
+        let waits = pending.into_iter().map(|(i, handle)| async move {
+            let pid = handle.pid();
+            (
+                i,
+                pid,
+                tokio::time::timeout(grace + REAP_TIMEOUT, handle.wait()).await,
+            )
+        });
+        for (i, pid, finished) in futures::future::join_all(waits).await {
+            match finished {
+                Ok(finished) => self.collect(i, finished),
+                Err(_) => {
+                    tracing::error!(cell = %self.name, container = %self.containers[i].name, pid, "a killed container did not exit")
                 }
             }
-            if let Some(log) = c.log.take() {
-                let exit = match &c.outcome {
-                    Some(Outcome::Exited(kind)) => Some(*kind),
-                    _ => None,
-                };
-                log.close(exit, c.status().1).await;
-            }
+        }
+        for c in &mut self.containers {
+            c.control = None;
         }
         let inner = self.inner.clone();
         let name = self.name.clone();
@@ -483,6 +485,8 @@ fn set_up_blocking(
     name: &str,
     dir: &Path,
     containers: &mut [ContainerRun],
+    net: &NetworkRequest,
+    connected: &dyn Fn(Option<std::net::IpAddr>),
 ) -> Result<(), CellError> {
     // A previous run of this name that could not be torn down: finish the job.
     if dir.exists() || inner.cgroups.cells().iter().any(|c| c == name) {
@@ -513,7 +517,7 @@ fn set_up_blocking(
     )?;
     let hostname = etc.join("hostname");
     write_file(&hostname, &format!("{name}\n"))?;
-    let files = [(hosts, "/etc/hosts"), (hostname, "/etc/hostname")];
+    let mut files = vec![(hosts, "/etc/hosts"), (hostname, "/etc/hostname")];
 
     let namespaces = sandbox::create(&dir.join("ns"), name).map_err(|e| {
         CellError::io(
@@ -522,6 +526,12 @@ fn set_up_blocking(
             e,
         )
     })?;
+    if let Some(attached) = network::connect(inner, name, &namespaces.net, net)? {
+        connected(attached.ip);
+        let resolv = etc.join("resolv.conf");
+        write_file(&resolv, &network::resolv_conf(&attached.result.dns))?;
+        files.push((resolv, "/etc/resolv.conf"));
+    }
     let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
     inner.cgroups.create(name, &names)?;
     mkdir(&dir.join("state"))?;
@@ -585,6 +595,7 @@ fn remove_blocking(
             tracing::warn!(cell = name, container = %container, error = %e, "unmounting a root filesystem");
         }
     }
+    network::disconnect(inner, name);
     let namespaces = sandbox::NamespacePaths::under(&dir.join("ns"));
     sandbox::release(&namespaces);
     let result = inner.reclaim(name);
@@ -626,6 +637,7 @@ mod tests {
                     image: "scratch-ish".into(),
                 },
             ],
+            network: crate::cells::network::validate("c", "none", &[]).expect("none"),
         };
         check_runnable(&req, &[image(&["sh"]), image(&["true"])]).expect("runnable");
         let err = check_runnable(&req, &[image(&["sh"]), image(&[])]).expect_err("b has nothing");

@@ -3,26 +3,30 @@
 //!
 //! The flow reads straight down: [`Cells::run`] validates the request
 //! (`request`), pulls every image (`image`), then a task of its own sets the
-//! cell up (`sandbox` namespaces, `cgroup`, one bundle per container from
+//! cell up (`sandbox` namespaces joined to a CNI network by `network`,
+//! `cgroup`, one bundle per container from
 //! `spec` and `user`), creates and starts the containers through youki's
-//! libcontainer (`runtime`), waits for them (`wait`, `output`) and tears
-//! everything down again (`mounts`, `cgroup`), whatever happened. Dropping
+//! libcontainer in a helper process per container (`runtime` starts
+//! `auraed container`, `helper` is that process), supervises them through
+//! the process layer (output, stop, exit) and tears everything down again
+//! (`mounts`, `cgroup`), whatever happened. Dropping
 //! the `run` future (a client cancel or deadline) stops the cell and still
 //! tears it down. `crate::api::cells` serves the additive `cells.Cells` API.
 //!
 //! On disk, under `<runtime_dir>/cells/<cell>/` (a private bind mount of
 //! itself, so nothing mounted below propagates to other mount namespaces):
 //! `ns/{net,ipc,uts}` (the sandbox's namespaces, bind-mounted nsfs files),
-//! `etc/{hosts,hostname}`, `state/` (libcontainer's state root) and
+//! `etc/{hosts,hostname,resolv.conf}`, `state/` (libcontainer's state root) and
 //! `containers/<container>/` (config.json and the image's root filesystem).
 
 mod cgroup;
 mod core;
 mod error;
+pub mod helper;
 mod image;
 mod lifecycle;
 mod mounts;
-mod output;
+mod network;
 mod request;
 mod runtime;
 mod sandbox;
@@ -32,4 +36,5 @@ mod user;
 pub use self::core::{CellResult, Cells, ContainerResult, RunningCell};
 pub use error::CellError;
 pub use image::{ImageSource, MountedRootfs, PulledImage, RunConfig};
+pub use network::{PortSpec, MAX_PORTS};
 pub use request::{CellSpec, ContainerSpec, MAX_CONTAINERS, MAX_IMAGE_LEN};

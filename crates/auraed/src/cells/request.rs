@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use super::error::CellError;
+use super::network::{self, NetworkRequest, PortSpec};
 use crate::validation::validate_name;
 
 /// Most containers one cell may hold.
@@ -15,6 +16,9 @@ pub const MAX_IMAGE_LEN: usize = 1024;
 pub struct CellSpec {
     pub name: String,
     pub containers: Vec<ContainerSpec>,
+    /// "" = the default CNI network, "none" = loopback only, else a network's name.
+    pub network: String,
+    pub ports: Vec<PortSpec>,
 }
 
 /// One container of a [`CellSpec`]: its name and image reference.
@@ -29,6 +33,7 @@ pub struct ContainerSpec {
 pub(crate) struct CellRequest {
     pub name: String,
     pub containers: Vec<ContainerRequest>,
+    pub network: NetworkRequest,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +85,12 @@ pub(crate) fn validate(cell: &CellSpec) -> Result<CellRequest, CellError> {
         }
         containers.push(ContainerRequest { name: cname, image });
     }
-    Ok(CellRequest { name, containers })
+    let network = network::validate(&name, &cell.network, &cell.ports)?;
+    Ok(CellRequest {
+        name,
+        containers,
+        network,
+    })
 }
 
 #[cfg(test)]
@@ -98,6 +108,7 @@ mod tests {
         CellSpec {
             name: name.into(),
             containers,
+            ..Default::default()
         }
     }
 

@@ -1,129 +1,220 @@
-//! youki's libcontainer, driven in-process: create (the container's init
-//! process exists and waits) and start (it execs the workload).
+//! The daemon's side of a container's helper process (`helper.rs`): it
+//! starts `auraed container`, which creates the container with youki's
+//! libcontainer, lets it start on request, and then ends as the container
+//! ends. libcontainer itself never runs in the daemon.
 //!
-//! `build()` and `start()` change process-wide state: the working directory
-//! (for long notify-socket paths), the dumpable flag, and they clone
-//! children that run Rust code before exec. So every call goes through one
-//! global lock, on a blocking thread (callers use `spawn_blocking`), with
-//! tracing switched off for the duration: a cloned child must never wait on
-//! a lock (the daemon's log writers) that another thread held at clone time.
-//! The dumpable flag is restored afterwards.
-//!
-//! The init process's parent is the daemon (libcontainer clones it as a
-//! sibling of its intermediate process), so the daemon reaps it: see `wait`.
+//! Every wait on the helper is bounded: a helper that does not answer in
+//! time is killed (the cell's teardown then kills and removes the rest).
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::sync::Mutex;
+use std::time::Duration;
 
-use libcontainer::container::builder::ContainerBuilder;
-use libcontainer::container::Container;
-use libcontainer::oci_spec::runtime::Spec;
-use libcontainer::syscall::syscall::SyscallType;
-use libcontainer::workload::default::DefaultExecutor;
-use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+use nix::fcntl::OFlag;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
 
-use super::output::{pipes, OutputPipes};
-use crate::error_chain::chain;
+use super::helper::{Reply, START};
+use crate::process::{launch_with, ChildExit};
 
-/// Serialises every libcontainer call that touches process-wide state.
-static LIBCONTAINER: Mutex<()> = Mutex::new(());
-
-/// Runs `f` under the global lock, without tracing, restoring the dumpable flag.
-fn exclusive<T>(f: impl FnOnce() -> T) -> T {
-    let _guard = LIBCONTAINER.lock().unwrap_or_else(|p| p.into_inner());
-    // SAFETY: PR_GET_DUMPABLE takes no pointer arguments.
-    let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
-    let result = tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), f);
-    if dumpable == 1 {
-        // SAFETY: PR_SET_DUMPABLE with 1 takes no pointer arguments.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1) };
-    }
-    result
+/// A created container: its init waits for [`Control::start`].
+pub(crate) struct Created {
+    /// The container's init process.
+    pub pid: i32,
+    /// The helper: it ends as the container ends. Kills it when dropped unreaped.
+    pub helper: ChildExit,
+    pub control: Control,
+    /// The read ends of the container's stdout and stderr.
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
 }
 
-/// Creates container `id` from the bundle (config.json) at `bundle`, with its
-/// state under `state_root`. On success the init process exists, placed in
-/// its cgroup and namespaces, and waits for [`start`]; the returned pipes
-/// carry its stdout and stderr. The pipes are made under the lock, so no
-/// other container's clone inherits their write ends.
-pub(crate) fn create(
+/// The daemon's end of a helper's control socket. Dropping it tells the
+/// helper to kill its container.
+pub(crate) struct Control {
+    stream: BufReader<UnixStream>,
+}
+
+/// Runs `<exe> container` to create container `id` from the bundle
+/// (config.json) at `bundle`, with libcontainer's state under `state_root`.
+/// Waits at most `within` for the answer.
+pub(crate) async fn create(
+    exe: &Path,
     id: &str,
     bundle: &Path,
     state_root: &Path,
-) -> Result<(Container, OutputPipes), String> {
-    exclusive(|| {
-        let (pipes, stdio) = pipes().map_err(|e| format!("creating output pipes: {e}"))?;
-        let container = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
-            .with_root_path(state_root)
-            .map_err(|e| chain(&e))?
-            .with_executor(CellExecutor)
-            .with_stdin(stdio.stdin)
-            .with_stdout(stdio.stdout)
-            .with_stderr(stdio.stderr)
-            .validate_id()
-            .map_err(|e| chain(&e))?
-            .as_init(bundle)
-            .with_systemd(false)
-            .with_detach(true)
-            .build()
-            .map_err(|e| chain(&e))?;
-        Ok((container, pipes))
+    within: Duration,
+) -> Result<Created, String> {
+    let argv: Vec<std::ffi::OsString> = vec![
+        exe.into(),
+        "container".into(),
+        "--root".into(),
+        state_root.into(),
+        "--id".into(),
+        id.into(),
+        "--bundle".into(),
+        bundle.into(),
+    ];
+    let (ours, theirs) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| format!("creating a socket: {e}"))?;
+    let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("creating a pipe: {e}"));
+    let ((out_r, out_w), (err_r, err_w)) = (pipe()?, pipe()?);
+    let (pid, pidfd) = tokio::task::spawn_blocking(move || {
+        launch_with(&argv, &[], [OwnedFd::from(theirs), out_w, err_w], None)
     })
-}
-
-/// Lets a created container exec its workload.
-pub(crate) fn start(container: &mut Container) -> Result<(), String> {
-    exclusive(|| container.start().map_err(|e| chain(&e)))
-}
-
-/// The default executor (execvp of args in the container), after undoing
-/// what the daemon's process state would otherwise leak into the workload:
-/// ignored signals (Rust ignores SIGPIPE) and a blocked signal mask.
-#[derive(Clone)]
-struct CellExecutor;
-
-impl Executor for CellExecutor {
-    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        reset_signals();
-        DefaultExecutor {}.exec(spec)
+    .await
+    .map_err(|e| format!("starting the container helper: {e}"))?
+    .map_err(|e| format!("starting the container helper {}: {e}", exe.display()))?;
+    let helper =
+        ChildExit::from_pidfd(pid, pidfd).map_err(|e| format!("watching the helper: {e}"))?;
+    ours.set_nonblocking(true)
+        .map_err(|e| format!("control socket: {e}"))?;
+    let stream = UnixStream::from_std(ours).map_err(|e| format!("control socket: {e}"))?;
+    let mut control = Control {
+        stream: BufReader::new(stream),
+    };
+    let reply = control.reply(within, "create").await?;
+    match reply.created {
+        Some(pid) => Ok(Created {
+            pid,
+            helper,
+            control,
+            stdout: out_r,
+            stderr: err_r,
+        }),
+        None => Err(reply
+            .error
+            .unwrap_or_else(|| "the helper answered without a pid".into())),
     }
-
-    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
-        DefaultExecutor {}.validate(spec)
-    }
 }
 
-/// Default disposition for every signal and an empty mask. Runs in the
-/// container's single-threaded init process just before exec.
-fn reset_signals() {
-    for signal in 1..libc::SIGRTMIN() {
-        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
-            continue;
+impl Control {
+    /// Lets the created container exec its workload; waits at most `within`.
+    pub async fn start(&mut self, within: Duration) -> Result<(), String> {
+        let sent = tokio::time::timeout(
+            within,
+            self.stream
+                .get_mut()
+                .write_all(format!("{START}\n").as_bytes()),
+        )
+        .await;
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err("the container ended before it started".into()),
+            Err(_) => return Err(format!("the helper did not take the start in {within:?}")),
         }
-        // SAFETY: SIG_DFL is a valid disposition for every catchable signal.
-        unsafe { libc::signal(signal, libc::SIG_DFL) };
+        let reply = self.reply(within, "start").await?;
+        match reply.started {
+            Some(true) => Ok(()),
+            _ => Err(reply
+                .error
+                .unwrap_or_else(|| "the helper did not start the container".into())),
+        }
     }
-    // SAFETY: an empty, initialised set; sigprocmask only reads it.
-    unsafe {
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+
+    async fn reply(&mut self, within: Duration, step: &str) -> Result<Reply, String> {
+        let mut line = String::new();
+        match tokio::time::timeout(within, self.stream.read_line(&mut line)).await {
+            Ok(Ok(0)) => Err(format!(
+                "the container helper ended during {step} without an answer"
+            )),
+            Ok(Ok(_)) => serde_json::from_str(line.trim())
+                .map_err(|e| format!("the container helper answered {line:?}: {e}")),
+            Ok(Err(e)) => Err(format!("reading the container helper's answer: {e}")),
+            Err(_) => Err(format!(
+                "the container helper did not answer the {step} in {within:?}"
+            )),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
-    #[test]
-    fn exclusive_restores_the_dumpable_flag() {
-        // SAFETY: PR_GET_DUMPABLE takes no pointer arguments.
-        let before = unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
-        exclusive(|| {
-            // SAFETY: PR_SET_DUMPABLE with 0 takes no pointer arguments.
-            unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) };
-        });
-        // SAFETY: as above.
-        assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE) }, before);
+    /// A stand-in for `auraed container` that runs `script` (its control
+    /// socket is fd 0; fds 1 and 2 are the container's output).
+    fn fake_helper(dir: &Path, script: &str) -> std::path::PathBuf {
+        let exe = dir.join("helper");
+        std::fs::write(&exe, format!("#!/bin/sh\n{script}\n")).expect("write");
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        exe
+    }
+
+    async fn create_with(script: &str, within: Duration) -> Result<Created, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = fake_helper(dir.path(), script);
+        create(&exe, "c", dir.path(), dir.path(), within).await
+    }
+
+    #[tokio::test]
+    async fn a_helper_that_never_answers_is_given_up_in_time_and_killed() {
+        let pids = tempfile::tempdir().expect("tempdir");
+        let pidfile = pids.path().join("pid");
+        let script = format!("echo $$ > {}; exec sleep 1000", pidfile.display());
+        let began = std::time::Instant::now();
+        let err = create_with(&script, Duration::from_millis(300))
+            .await
+            .err()
+            .expect("no answer");
+        assert!(err.contains("did not answer the create"), "{err}");
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            began.elapsed()
+        );
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .expect("pid")
+            .trim()
+            .parse()
+            .expect("a pid");
+        let gone = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !gone() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(gone(), "the helper {pid} was not killed");
+    }
+
+    #[tokio::test]
+    async fn a_helper_that_fails_says_why_and_one_that_dies_is_reported() {
+        let err = create_with(
+            r#"echo '{"error":"no such image"}' >&0"#,
+            Duration::from_secs(5),
+        )
+        .await
+        .err()
+        .expect("refused");
+        assert_eq!(err, "no such image");
+        let err = create_with("exit 3", Duration::from_secs(5))
+            .await
+            .err()
+            .expect("died");
+        assert!(
+            err.contains("ended during create without an answer"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_created_container_is_started_on_request() {
+        // Answers like the helper, on fd 0: created, then started once told to.
+        let script = r#"echo '{"created":42}' >&0; read cmd; [ "$cmd" = start ] && echo '{"started":true}' >&0; sleep 5"#;
+        let mut created = create_with(script, Duration::from_secs(5))
+            .await
+            .expect("created");
+        assert_eq!(created.pid, 42);
+        created
+            .control
+            .start(Duration::from_secs(5))
+            .await
+            .expect("started");
     }
 }

@@ -1,6 +1,16 @@
 //! Wiring: builds every subsystem from the configuration, serves them, and
-//! stops them in order at shutdown.
+//! stops them at shutdown.
+//!
+//! The order of a graceful stop (SIGTERM, SIGINT): the listeners stop
+//! accepting; every workload kind is told to stop at once (RunExecutable
+//! calls and cells get SIGTERM to their cgroups together, scheduled
+//! executables are left running for the next daemon unless
+//! --stop-workloads-at-exit); after the grace period whatever is left is
+//! killed; the answers of the calls in flight leave (idle connections are
+//! not waited for); the daemon's cgroups are removed. The whole stop is
+//! bounded by the grace period plus [`STOP_SLACK`].
 
+mod inflight;
 mod routes;
 
 use std::os::unix::fs::DirBuilderExt;
@@ -10,12 +20,14 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
+use self::inflight::InFlight;
 use crate::api::{
     CellsService, CoreService, ImagesService, ObserveService, ScheduleExecutableService,
-    ScheduleService,
+    ScheduleService, VmsService,
 };
 use crate::cells::Cells;
 use crate::cgroups::{self, CgroupDriver, CgroupError, CgroupPath};
+use crate::cni::Cni;
 use crate::config::DaemonConfig;
 use crate::executables::Executables;
 use crate::images::{ImageError, ImageStore, RegistryConfig};
@@ -23,8 +35,16 @@ use crate::logs::{LogLimits, LogStore};
 use crate::observe::{DaemonLog, Observer};
 use crate::process::{Processes, WorkloadDefaults};
 use crate::schedule::{Schedule, ScheduleError};
-use crate::server::{self, Listeners, Policy, ServerError};
+use crate::server::{self, HandshakeLimits, Listeners, LivePolicy, ServerError};
 use crate::state::StateDb;
+use crate::vms::{VmError, Vms, VmsConfig};
+
+/// What a graceful stop may take beyond the grace period: teardown of what
+/// was killed, the last answers, the removal of the cgroups.
+pub const STOP_SLACK: Duration = Duration::from_secs(1);
+
+/// How long the last answers may take to leave once no call is in flight.
+const LAST_ANSWERS: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Error)]
 pub enum DaemonError {
@@ -45,6 +65,10 @@ pub enum DaemonError {
     BadDefaultLimits(#[from] crate::cgroups::LimitError),
     #[error("--default-user: {0}")]
     BadDefaultUser(#[from] crate::process::IdentityError),
+    #[error("--handshake-timeout must be a number of seconds from 0.1 to 300, not {0}")]
+    BadHandshakeTimeout(f64),
+    #[error("--max-handshakes must be from 1 to {MAX_HANDSHAKES}, not {0}")]
+    BadMaxHandshakes(usize),
     #[error("images")]
     Images(#[from] ImageError),
     #[error("schedule")]
@@ -53,13 +77,21 @@ pub enum DaemonError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
-    #[error("bootstrapping the PKI")]
-    Pki(#[from] crate::pki::PkiError),
+    #[error("bootstrap")]
+    Bootstrap(#[from] crate::bootstrap::BootstrapError),
+    #[error("vms")]
+    Vms(#[from] VmError),
+    #[error("--vm-stop-timeout must be a number of seconds from 0 to 3600, not {0}")]
+    BadVmStopTimeout(f64),
 }
+
+/// More handshakes at once than any host has descriptors for would only
+/// mean no cap at all.
+const MAX_HANDSHAKES: usize = 1 << 20;
 
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(
-    config: DaemonConfig,
+    mut config: DaemonConfig,
     log: DaemonLog,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
@@ -69,17 +101,24 @@ pub async fn run(
     if !(0.0..=3600.0).contains(&config.stop_grace) {
         return Err(DaemonError::BadGrace(config.stop_grace));
     }
-    for dir in [&config.state_dir, &config.runtime_dir] {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|source| DaemonError::Dir {
-                path: dir.display().to_string(),
-                source,
-            })?;
+    if !(0.1..=300.0).contains(&config.handshake_timeout) {
+        return Err(DaemonError::BadHandshakeTimeout(config.handshake_timeout));
     }
-    let policy = Arc::new(load_policy(&config)?);
+    if !(0.0..=3600.0).contains(&config.vm_stop_timeout) {
+        return Err(DaemonError::BadVmStopTimeout(config.vm_stop_timeout));
+    }
+    if !(1..=MAX_HANDSHAKES).contains(&config.max_handshakes) {
+        return Err(DaemonError::BadMaxHandshakes(config.max_handshakes));
+    }
+    server::raise_nofile_limit();
+    for dir in [&mut config.state_dir, &mut config.runtime_dir] {
+        *dir = real_dir(dir)?;
+    }
+    let policy = Arc::new(
+        LivePolicy::load(&config.authz_policy, config.authz_policy_is_default())
+            .map_err(ServerError::from)?,
+    );
+    tokio::spawn(server::reload_on_sighup(policy.clone(), shutdown.clone()));
     let group = match &config.socket_group {
         Some(g) => Some(
             nix::unistd::Group::from_name(g)
@@ -97,6 +136,10 @@ pub async fn run(
         ca_crt: config.ca_crt.clone(),
         server_crt: config.server_crt.clone(),
         server_key: config.server_key.clone(),
+        handshakes: HandshakeLimits {
+            timeout: Duration::from_secs_f64(config.handshake_timeout),
+            max_handshakes: config.max_handshakes,
+        },
     })
     .await?;
 
@@ -132,17 +175,38 @@ pub async fn run(
     let images = ImageStore::open(&config.state_dir, RegistryConfig::load(&config.registries)?)?;
     let cells = Cells::new(
         images.clone(),
-        driver.clone(),
-        logs.clone(),
+        processes.clone(),
         root.join("cells")?,
         &config.runtime_dir,
-        Duration::from_secs_f64(config.stop_grace),
-    );
+    )
+    .with_network(Arc::new(Cni::new(
+        config.cni_conf_dir.clone(),
+        config.cni_bin_dirs(),
+        state.clone(),
+    )));
     cells.clean_leftovers();
-    let schedule = Schedule::open(state, processes.clone(), root.join("schedule")?, true)?;
+    let schedule = Schedule::open(
+        state.clone(),
+        processes.clone(),
+        root.join("schedule")?,
+        true,
+    )?;
+    let vms = Vms::open(
+        state,
+        processes.clone(),
+        images.clone(),
+        VmsConfig {
+            state_dir: config.state_dir.join("vms"),
+            runtime_dir: config.runtime_dir.join("vms"),
+            cgroup_parent: root.join("vms")?,
+            accel: config.vm_accel,
+            stop_timeout: Duration::from_secs_f64(config.vm_stop_timeout),
+        },
+    )?;
     // Before serving, so that a restarted daemon answers with its units running
     // (adopted from the previous daemon, or started).
     schedule.start().await;
+    vms.start().await;
 
     let name = config.name.clone().unwrap_or_else(|| {
         nix::unistd::gethostname()
@@ -153,15 +217,21 @@ pub async fn run(
     let observe = ObserveService::new(name.clone(), Observer::new(logs.clone()), processes.clone())
         .with_shutdown(shutdown.clone())
         .with_counts(schedule.clone())
-        .with_counts(Arc::new(cells.clone()));
-    let routes = routes::build(routes::Services {
-        observe,
-        core: CoreService::new(executables.clone(), cells.clone()),
-        cells: CellsService::new(cells.clone()),
-        schedule: ScheduleService::new(schedule.clone()),
-        schedule_executable: ScheduleExecutableService::new(schedule.clone()),
-        images: ImagesService::new(images.clone()),
-    })
+        .with_counts(Arc::new(cells.clone()))
+        .with_counts(vms.clone());
+    let inflight = InFlight::default();
+    let routes = routes::build(
+        routes::Services {
+            observe,
+            core: CoreService::new(executables.clone(), cells.clone(), vms.clone()),
+            vms: VmsService::new(vms.clone()),
+            cells: CellsService::new(cells.clone()),
+            schedule: ScheduleService::new(schedule.clone()),
+            schedule_executable: ScheduleExecutableService::new(schedule.clone()),
+            images: ImagesService::new(images.clone()),
+        },
+        &inflight,
+    )
     .await?;
 
     tracing::info!(
@@ -175,13 +245,22 @@ pub async fn run(
     let served = server::serve(bound, routes, policy, shutdown.clone());
     tokio::pin!(served);
     let result = tokio::select! {
-        r = &mut served => r,
+        r = &mut served => {
+            // The server failed: the workloads bound to the daemon go with it.
+            stop_workloads(&schedule, &cells, &vms, &processes, config.stop_workloads_at_exit).await;
+            r
+        }
         _ = shutdown.cancelled() => {
-            tracing::info!(stop_scheduled = config.stop_workloads_at_exit, "shutting down: stopping workloads");
-            stop_workloads(&schedule, &cells, &processes, config.stop_workloads_at_exit).await;
-            // In-flight calls end once their workloads are stopped; bound the wait anyway.
-            let bound = processes.grace() + Duration::from_secs(5);
-            match tokio::time::timeout(bound, &mut served).await {
+            let deadline = tokio::time::Instant::now() + processes.grace() + STOP_SLACK;
+            tracing::info!(stop_scheduled = config.stop_workloads_at_exit, grace_ms = processes.grace().as_millis() as u64, "shutting down: stopping workloads");
+            let stopped = stop_workloads(&schedule, &cells, &vms, &processes, config.stop_workloads_at_exit);
+            if tokio::time::timeout_at(deadline, stopped).await.is_err() {
+                tracing::warn!("workloads did not all stop within the grace period: exiting anyway");
+            }
+            // The answers of the calls whose workloads just ended; idle connections are not waited for.
+            let _ = tokio::time::timeout_at(deadline, inflight.drained()).await;
+            let last = deadline.min(tokio::time::Instant::now() + LAST_ANSWERS);
+            match tokio::time::timeout_at(last, &mut served).await {
                 Ok(r) => r,
                 Err(_) => {
                     let _ = std::fs::remove_file(&config.socket);
@@ -190,37 +269,41 @@ pub async fn run(
             }
         }
     };
-    stop_workloads(&schedule, &cells, &processes, config.stop_workloads_at_exit).await;
-    remove_cgroup_root(
-        driver.as_ref(),
-        &root,
-        processes.grace() + Duration::from_secs(2),
-    )
-    .await;
+    remove_cgroup_root(driver.as_ref(), &cells, &root, STOP_SLACK).await;
     log.detach();
     result?;
     tracing::info!("auraed stopped");
     Ok(())
 }
 
-/// Every kind of workload at once: scheduled executables are left running
-/// for the next daemon unless `stop_scheduled`; cells and RunExecutable
-/// calls are bound to the daemon and stopped.
+/// Every kind of workload at once: scheduled executables and VMs are left
+/// running for the next daemon unless `stop_scheduled`; cells and
+/// RunExecutable calls are bound to the daemon and stopped.
 async fn stop_workloads(
     schedule: &Schedule,
     cells: &Cells,
+    vms: &Vms,
     processes: &Processes,
     stop_scheduled: bool,
 ) {
     // Supervisors first, so none restarts what the process layer stops.
     processes.shutdown();
-    tokio::join!(schedule.shutdown(stop_scheduled), cells.shutdown());
+    tokio::join!(
+        schedule.shutdown(stop_scheduled),
+        cells.shutdown(),
+        vms.shutdown(stop_scheduled)
+    );
 }
 
 /// Leaves no empty cgroup directories behind at a graceful exit: waits
 /// (bounded) for the stopped workloads to leave, then removes their trees.
 /// The scheduled executables' tree stays while they run on.
-async fn remove_cgroup_root(driver: &dyn CgroupDriver, root: &CgroupPath, within: Duration) {
+async fn remove_cgroup_root(
+    driver: &dyn CgroupDriver,
+    cells: &Cells,
+    root: &CgroupPath,
+    within: Duration,
+) {
     let deadline = tokio::time::Instant::now() + within;
     let busy = |p: &CgroupPath| driver.pids(p).is_ok_and(|p| !p.is_empty());
     for sub in ["exec", "cells"] {
@@ -232,6 +315,8 @@ async fn remove_cgroup_root(driver: &dyn CgroupDriver, root: &CgroupPath, within
             tracing::warn!(cgroup = path.as_str(), error = %e, "removing the daemon's cgroups at exit");
         }
     }
+    // libcontainer made the cells' parents in hierarchies the driver does not use.
+    cells.remove_cgroup_parent();
     if busy(root) {
         tracing::info!(
             cgroup = root.as_str(),
@@ -277,15 +362,18 @@ fn workload_defaults(
     })
 }
 
-fn load_policy(config: &DaemonConfig) -> Result<Policy, DaemonError> {
-    if !config.authz_policy.exists() && config.authz_policy_is_default() {
-        tracing::warn!(
-            policy = %config.authz_policy.display(),
-            "no authorization policy: every client certificate signed by the CA may call every method"
-        );
-        return Ok(Policy::AllowAll);
-    }
-    let policy = Policy::load(&config.authz_policy).map_err(ServerError::from)?;
-    tracing::info!(policy = %config.authz_policy.display(), "authorization policy loaded");
-    Ok(policy)
+/// Creates `dir` (mode 0700) if needed and returns its real path: mountinfo
+/// names mounts by real paths (on Debian /var/run is a symlink to /run), so
+/// every path later compared with it must be resolved once, here.
+fn real_dir(dir: &std::path::Path) -> Result<std::path::PathBuf, DaemonError> {
+    let err = |source| DaemonError::Dir {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err)?;
+    std::fs::canonicalize(dir).map_err(err)
 }

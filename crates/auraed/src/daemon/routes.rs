@@ -7,12 +7,14 @@ use aurae_proto::observe::observe_server::ObserveServer;
 use aurae_proto::runtime::core_server::CoreServer;
 use aurae_proto::schedule::schedule_executable_server::ScheduleExecutableServer;
 use aurae_proto::schedule::schedule_server::ScheduleServer;
+use aurae_proto::vms::vms_server::VmsServer;
 use tonic::service::Routes;
 
+use super::inflight::InFlight;
 use super::DaemonError;
 use crate::api::{
     CellsService, CoreService, ImagesService, ObserveService, ScheduleExecutableService,
-    ScheduleService,
+    ScheduleService, VmsService,
 };
 
 pub struct Services {
@@ -22,9 +24,11 @@ pub struct Services {
     pub schedule_executable: ScheduleExecutableService,
     pub images: ImagesService,
     pub cells: CellsService,
+    pub vms: VmsService,
 }
 
-pub async fn build(s: Services) -> Result<Routes, DaemonError> {
+/// Every service, each call counted by `inflight` until it is answered.
+pub async fn build(s: Services, inflight: &InFlight) -> Result<Routes, DaemonError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<ObserveServer<ObserveService>>().await;
     health.set_serving::<CoreServer<CoreService>>().await;
@@ -36,6 +40,7 @@ pub async fn build(s: Services) -> Result<Routes, DaemonError> {
         .await;
     health.set_serving::<ImagesServer<ImagesService>>().await;
     health.set_serving::<CellsServer<CellsService>>().await;
+    health.set_serving::<VmsServer<VmsService>>().await;
     let mut builder = Routes::builder();
     builder
         .add_service(health_service)
@@ -44,7 +49,8 @@ pub async fn build(s: Services) -> Result<Routes, DaemonError> {
         .add_service(ScheduleServer::new(s.schedule))
         .add_service(ScheduleExecutableServer::new(s.schedule_executable))
         .add_service(ImagesServer::new(s.images))
-        .add_service(CellsServer::new(s.cells));
+        .add_service(CellsServer::new(s.cells))
+        .add_service(VmsServer::new(s.vms));
     // Both versions: grpcurl and older tools still ask v1alpha.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -53,5 +59,8 @@ pub async fn build(s: Services) -> Result<Routes, DaemonError> {
     };
     builder.add_service(reflection().build_v1()?);
     builder.add_service(reflection().build_v1alpha()?);
-    Ok(builder.routes())
+    let mut routes = builder.routes();
+    let router = std::mem::take(routes.axum_router_mut());
+    *routes.axum_router_mut() = router.layer(inflight.clone());
+    Ok(routes)
 }

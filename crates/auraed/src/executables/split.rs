@@ -2,6 +2,13 @@
 //! whitespace separates words, single and double quotes group them (also in
 //! the middle of a word), and C-style backslash escapes are decoded. There is
 //! no shell: no globbing, pipes, redirection or `$VAR` expansion.
+//!
+//! As in systemd, `\xNN` and `\NNN` give a raw byte (so `\xff` passes the
+//! byte 0xff, not the UTF-8 of U+00FF), and `\u`/`\U` a Unicode character:
+//! the words are `OsString`s, which carry any byte but NUL.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 
 use thiserror::Error;
 
@@ -20,7 +27,7 @@ pub enum SplitError {
 }
 
 /// The words of `command`; an empty or blank command gives no words.
-pub fn split_command(command: &str) -> Result<Vec<String>, SplitError> {
+pub fn split_command(command: &str) -> Result<Vec<OsString>, SplitError> {
     let mut words = Vec::new();
     let mut chars = command.chars().peekable();
     loop {
@@ -28,7 +35,7 @@ pub fn split_command(command: &str) -> Result<Vec<String>, SplitError> {
         if chars.peek().is_none() {
             return Ok(words);
         }
-        let mut word = String::new();
+        let mut word = Word::default();
         let mut quote: Option<char> = None;
         loop {
             let Some(c) = chars.next() else {
@@ -39,7 +46,7 @@ pub fn split_command(command: &str) -> Result<Vec<String>, SplitError> {
             };
             match (c, quote) {
                 ('\0', _) => return Err(SplitError::Nul),
-                ('\\', _) => word.push(unescape(&mut chars)?),
+                ('\\', _) => unescape(&mut chars, &mut word)?,
                 (q, Some(open)) if q == open => quote = None,
                 (c, Some(_)) => word.push(c),
                 ('"' | '\'', None) => quote = Some(c),
@@ -47,13 +54,27 @@ pub fn split_command(command: &str) -> Result<Vec<String>, SplitError> {
                 (c, None) => word.push(c),
             }
         }
-        words.push(word);
+        words.push(OsString::from_vec(word.0));
     }
 }
 
-fn unescape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<char, SplitError> {
+/// The bytes of one word.
+#[derive(Default)]
+struct Word(Vec<u8>);
+
+impl Word {
+    fn push(&mut self, c: char) {
+        self.0
+            .extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+    }
+}
+
+fn unescape(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    word: &mut Word,
+) -> Result<(), SplitError> {
     let c = chars.next().ok_or(SplitError::TrailingBackslash)?;
-    Ok(match c {
+    let ch = match c {
         'a' => '\x07',
         'b' => '\x08',
         'f' => '\x0c',
@@ -63,9 +84,9 @@ fn unescape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<char
         'v' => '\x0b',
         's' => ' ',
         '\\' | '"' | '\'' | ' ' => c,
-        'x' => hex(chars, 2, "\\x")?,
-        'u' => hex(chars, 4, "\\u")?,
-        'U' => hex(chars, 8, "\\U")?,
+        'x' => return byte(word, hex(chars, 2, "\\x")?),
+        'u' => char_of(hex(chars, 4, "\\u")?)?,
+        'U' => char_of(hex(chars, 8, "\\U")?)?,
         '0'..='7' => {
             let mut digits = String::from(c);
             for _ in 0..2 {
@@ -76,35 +97,52 @@ fn unescape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<char
             }
             let v = u32::from_str_radix(&digits, 8)
                 .map_err(|_| SplitError::BadEscape(format!("\\{digits}")))?;
-            char::from_u32(v)
-                .filter(|c| *c != '\0')
-                .ok_or(SplitError::BadEscape(format!("\\{digits}")))?
+            return byte(word, (v, format!("\\{digits}")));
         }
         other => return Err(SplitError::UnknownEscape(other)),
-    })
+    };
+    word.push(ch);
+    Ok(())
 }
 
+/// A raw byte from `\xNN` or `\NNN`: never NUL, which no argument can hold.
+fn byte(word: &mut Word, (v, text): (u32, String)) -> Result<(), SplitError> {
+    match u8::try_from(v) {
+        Ok(b) if b != 0 => {
+            word.0.push(b);
+            Ok(())
+        }
+        _ => Err(SplitError::BadEscape(text)),
+    }
+}
+
+fn char_of((v, text): (u32, String)) -> Result<char, SplitError> {
+    char::from_u32(v)
+        .filter(|c| *c != '\0')
+        .ok_or(SplitError::BadEscape(text))
+}
+
+/// The value of `n` hex digits, and the escape as written (for errors).
 fn hex(
     chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
     n: usize,
     prefix: &str,
-) -> Result<char, SplitError> {
+) -> Result<(u32, String), SplitError> {
     let digits: String = (0..n)
         .filter_map(|_| chars.next_if(|c| c.is_ascii_hexdigit()))
         .collect();
-    let bad = || SplitError::BadEscape(format!("{prefix}{digits}"));
-    if digits.len() != n {
-        return Err(bad());
+    let text = format!("{prefix}{digits}");
+    match u32::from_str_radix(&digits, 16) {
+        Ok(v) if digits.len() == n => Ok((v, text)),
+        _ => Err(SplitError::BadEscape(text)),
     }
-    let v = u32::from_str_radix(&digits, 16).map_err(|_| bad())?;
-    char::from_u32(v).filter(|c| *c != '\0').ok_or_else(bad)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn words(s: &str) -> Vec<String> {
+    fn words(s: &str) -> Vec<OsString> {
         split_command(s).expect("splits")
     }
 
@@ -135,6 +173,24 @@ mod tests {
         );
         assert_eq!(words(r#"echo \x41\101\u00e9\s"#), ["echo", "AAé "]);
         assert_eq!(words(r#"echo "x\"y""#), ["echo", "x\"y"]);
+    }
+
+    #[test]
+    fn byte_escapes_give_raw_bytes_as_systemd_does() {
+        let raw = |b: &[u8]| OsString::from_vec(b.to_vec());
+        assert_eq!(words(r"printf \xff"), [raw(b"printf"), raw(&[0xff])]);
+        assert_eq!(words(r"printf a\377b"), [raw(b"printf"), raw(b"a\xffb")]);
+        assert_eq!(words(r"x \xc3\xa9"), [raw(b"x"), raw("é".as_bytes())]);
+        // \u and \U are characters, written as UTF-8.
+        assert_eq!(words(r"x \u00ff"), [raw(b"x"), raw("\u{ff}".as_bytes())]);
+        assert_eq!(
+            split_command(r"x \400"),
+            Err(SplitError::BadEscape("\\400".into()))
+        );
+        assert_eq!(
+            split_command(r"x \000"),
+            Err(SplitError::BadEscape("\\000".into()))
+        );
     }
 
     #[test]

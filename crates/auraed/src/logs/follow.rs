@@ -17,8 +17,8 @@ use super::end::EndMarker;
 use super::reader::{Event, LogCursor};
 use super::watch::{DirWatch, Watcher};
 
-/// Bytes of log read per step.
-const READ_BUDGET: usize = 8 * 1024;
+/// Bytes of log read per step: one batch is what a stalled subscriber holds.
+const READ_BUDGET: usize = 4 * 1024;
 /// A wake-up even without an inotify event, so a lost event only delays.
 const POLL_FALLBACK: Duration = Duration::from_secs(2);
 

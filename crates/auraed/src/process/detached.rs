@@ -54,7 +54,7 @@ impl Processes {
         &self,
         spec: ProcessSpec,
     ) -> Result<(ProcessHandle, DetachedRecord), ProcessError> {
-        let program = spec.argv.first().ok_or(ProcessError::EmptyCommand)?.clone();
+        let program = spec.program()?;
         let log_err = |source| ProcessError::Log {
             program: program.clone(),
             source,

@@ -2,7 +2,7 @@
 //! stdout and stderr: shared by the daemon (attached processes) and the
 //! monitor (detached ones). See `vfork` for why not `Command`.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -24,10 +24,35 @@ pub(crate) struct Launched {
 /// Clones `argv` into the cgroup whose `procs` files are given, before
 /// exec, as `identity` when one is given.
 pub(crate) fn launch(
-    argv: &[String],
+    argv: &[OsString],
     procs: &[PathBuf],
     identity: Option<&Identity>,
 ) -> io::Result<Launched> {
+    // Every fd is close-on-exec, so a concurrent spawn elsewhere in the
+    // daemon cannot inherit them; dup2 in the child clears it on 0-2.
+    let stdin = std::fs::File::open("/dev/null")?.into();
+    let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (pid, pidfd) = launch_with(argv, procs, [stdin, out_w, err_w], identity)?;
+    Ok(Launched {
+        pid,
+        pidfd,
+        stdout: out_r,
+        stderr: err_r,
+    })
+}
+
+/// Clones `argv` into the cgroup whose `procs` files are given (none: it
+/// stays in the daemon's), with `stdio` as its fds 0, 1 and 2 (close-on-exec
+/// here, so no concurrent spawn inherits them), as `identity` when one is
+/// given. Returns its pid and a pidfd once it has exec'd; only the child
+/// keeps `stdio`.
+pub(crate) fn launch_with(
+    argv: &[OsString],
+    procs: &[PathBuf],
+    stdio: [OwnedFd; 3],
+    identity: Option<&Identity>,
+) -> io::Result<(i32, OwnedFd)> {
     let program = argv
         .first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
@@ -42,32 +67,24 @@ pub(crate) fn launch(
         .iter()
         .filter_map(|p| CString::new(p.as_os_str().as_bytes()).ok())
         .collect();
-    // Every fd is close-on-exec, so a concurrent spawn elsewhere in the
-    // daemon cannot inherit them; dup2 in the child clears it on 0-2.
-    let stdin = vfork::above_stdio(std::fs::File::open("/dev/null")?.into())?;
-    let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-    let (out_w, err_w) = (vfork::above_stdio(out_w)?, vfork::above_stdio(err_w)?);
-    let (pid, pidfd) = vfork::spawn_into(
+    let [a, b, c] = stdio;
+    let stdio = [
+        vfork::above_stdio(a)?,
+        vfork::above_stdio(b)?,
+        vfork::above_stdio(c)?,
+    ];
+    vfork::spawn_into(
         &path,
         &argv,
         &envp,
         &procs,
-        [stdin.as_fd(), out_w.as_fd(), err_w.as_fd()],
+        [stdio[0].as_fd(), stdio[1].as_fd(), stdio[2].as_fd()],
         identity.map(|id| vfork::Creds {
             uid: id.uid,
             gid: id.gid,
             groups: &id.groups,
         }),
-    )?;
-    // Only the child keeps the write ends: EOF comes when it (and its descendants) are done.
-    drop((stdin, out_w, err_w));
-    Ok(Launched {
-        pid,
-        pidfd,
-        stdout: out_r,
-        stderr: err_r,
-    })
+    )
 }
 
 /// The daemon's environment; for another user with its `USER`, `LOGNAME`

@@ -10,6 +10,7 @@
 //! the monitor answers with one JSON line on its stdout, `{"pid":N}` once
 //! the workload has exec'd or `{"error":"..."}`, then closes stdout.
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -32,7 +33,7 @@ use crate::logs::{LogLimits, LogWriter, Stream};
 /// What the monitor runs and where.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MonitorSpec {
-    pub argv: Vec<String>,
+    pub argv: Vec<OsString>,
     /// The workload's cgroup, relative to the cgroup mounts (created by the daemon).
     pub cgroup: String,
     pub log_dir: PathBuf,
@@ -57,15 +58,7 @@ pub fn run(spec_json: &str) -> i32 {
     // Its own session: a Ctrl-C at the daemon's terminal, or the daemon's
     // death, must not reach it. Only SIGKILL ends it early.
     let _ = nix::unistd::setsid();
-    for sig in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGPIPE,
-    ] {
-        // SAFETY: SIG_IGN installs no handler code.
-        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
-    }
+    ignore_stop_signals();
     match start(spec_json) {
         Ok((spec, started)) => {
             reply(&MonitorReply {
@@ -82,6 +75,21 @@ pub fn run(spec_json: &str) -> i32 {
             });
             1
         }
+    }
+}
+
+/// Only SIGKILL ends a helper process of the daemon (a monitor, a container
+/// helper): a Ctrl-C at the daemon's terminal, a hang-up or a closed pipe
+/// must not.
+pub(crate) fn ignore_stop_signals() {
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGPIPE,
+    ] {
+        // SAFETY: SIG_IGN installs no handler code.
+        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
 }
 
@@ -105,7 +113,11 @@ fn start(spec_json: &str) -> Result<(MonitorSpec, Started), String> {
     };
     let writer = LogWriter::open(&spec.log_dir, limits)
         .map_err(|e| format!("opening the log {}: {e}", spec.log_dir.display()))?;
-    let program = spec.argv.first().cloned().unwrap_or_default();
+    let program = spec
+        .argv
+        .first()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let l = launch(
         &spec.argv,
         &driver.procs_files(&cgroup),
@@ -150,7 +162,7 @@ fn supervise(spec: &MonitorSpec, s: Started) {
         });
     }
     drop(done_tx);
-    let exit = wait(s.pid);
+    let exit = wait_child(s.pid);
     // Like KillMode=control-group: the main process is gone, so is the rest.
     if let Err(e) = s.driver.kill_all(&s.cgroup) {
         note(
@@ -182,7 +194,9 @@ fn supervise(spec: &MonitorSpec, s: Started) {
     }
 }
 
-fn wait(pid: i32) -> Option<ExitKind> {
+/// Blocks until child `pid` ends, reaps it and says how (`None` if it is
+/// not a child of this process).
+pub(crate) fn wait_child(pid: i32) -> Option<ExitKind> {
     loop {
         match waitpid(Pid::from_raw(pid), None) {
             Ok(WaitStatus::Exited(_, code)) => return Some(ExitKind::Code(code)),

@@ -64,12 +64,6 @@ impl OutputLog {
         &self.dir
     }
 
-    /// Once the workload and everything in its cgroup are gone: drains the
-    /// pipes (bounded), writes the end marker, and counts the log complete.
-    pub async fn close(self, exit: Option<ExitKind>, message: String) {
-        self.drain().await.finish(exit, message);
-    }
-
     /// Waits (bounded) until the pipes are read to their end: then the log
     /// holds the whole output, though it is not marked complete yet.
     pub async fn drain(self) -> DrainedLog {

@@ -13,6 +13,18 @@ use tokio::io::Interest;
 
 use super::ExitKind;
 
+/// A pidfd (close-on-exec) for `pid`.
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags, no pointers.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(|_| io::Error::other("pidfd_open returned a bad fd"))?;
+    // SAFETY: the kernel just returned this fd (close-on-exec) and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 pub(crate) struct ChildExit {
     pid: i32,
     fd: AsyncFd<OwnedFd>,
@@ -26,15 +38,7 @@ impl ChildExit {
     /// A pidfd for `pid`, which must be an unreaped child of this process.
     /// Dropping the result leaves the process alone.
     pub fn open(pid: i32) -> io::Result<Self> {
-        // SAFETY: pidfd_open takes a pid and flags, no pointers.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fd = i32::try_from(fd).map_err(|_| io::Error::other("pidfd_open returned a bad fd"))?;
-        // SAFETY: the kernel just returned this fd (close-on-exec) and nothing else owns it.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        Self::new(pid, owned, false)
+        Self::new(pid, pidfd_open(pid)?, false)
     }
 
     /// Takes over `pidfd` (e.g. from clone's CLONE_PIDFD) of the unreaped

@@ -1,6 +1,7 @@
 //! Starting a process: its cgroup first, then a vfork-style clone, placement
 //! into the cgroup before exec (so no descendant can escape it), then exec.
 
+use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,7 +23,7 @@ use crate::logs::{Kind, LogStore, LogWriter};
 #[derive(Debug, Clone)]
 pub struct ProcessSpec {
     /// Program and arguments; the program is looked up in `PATH` when it has no `/`.
-    pub argv: Vec<String>,
+    pub argv: Vec<OsString>,
     /// The process's own cgroup; created here, removed when the process is done.
     pub cgroup: CgroupPath,
     /// What kind of workload it is, and its name (may be empty): they name its log.
@@ -42,6 +43,16 @@ pub struct WorkloadDefaults {
     pub limits: Limits,
     /// User a workload runs as when none is given (`--default-user`); empty: root.
     pub user: String,
+}
+
+impl ProcessSpec {
+    /// The program, as text for messages.
+    pub(crate) fn program(&self) -> Result<String, ProcessError> {
+        self.argv
+            .first()
+            .map(|p| p.to_string_lossy().into_owned())
+            .ok_or(ProcessError::EmptyCommand)
+    }
 }
 
 /// The process layer shared by every workload kind.
@@ -141,7 +152,7 @@ impl Processes {
     /// Starts `spec`; the returned handle yields the result once the process
     /// has exited, the rest of its cgroup is killed and its output drained.
     pub fn spawn(&self, spec: ProcessSpec) -> Result<ProcessHandle, ProcessError> {
-        let program = spec.argv.first().ok_or(ProcessError::EmptyCommand)?.clone();
+        let program = spec.program()?;
         let (dir, writer) =
             open_log(&self.logs, spec.kind, &spec.name).map_err(|source| ProcessError::Log {
                 program: program.clone(),
@@ -202,23 +213,42 @@ impl Processes {
         let output =
             OutputLog::start(&self.logs, pid, writer, stdout, stderr).map_err(|source| {
                 ProcessError::Log {
-                    program: spec.argv.first().cloned().unwrap_or_default(),
+                    program: spec.program().unwrap_or_default(),
                     source,
                 }
             })?;
-        let stop = self.shutdown.child_token();
+        Ok(self.supervise(pid, child, spec.cgroup, output, self.shutdown.child_token()))
+    }
+
+    /// Supervises a child started elsewhere (a container's helper process,
+    /// whose end is the container's): waits for it, stops it when `stop` is
+    /// cancelled (SIGTERM to `cgroup`, the grace period, SIGKILL), then
+    /// kills what is left in `cgroup`, removes it and closes `output`.
+    pub(crate) fn supervise(
+        &self,
+        pid: i32,
+        child: ChildExit,
+        cgroup: CgroupPath,
+        output: OutputLog,
+        stop: CancellationToken,
+    ) -> ProcessHandle {
         self.running.fetch_add(1, Ordering::Relaxed);
         let done = tokio::spawn(supervise(Supervised {
             pid,
             child,
-            cgroup: spec.cgroup,
+            cgroup,
             cgroups: self.cgroups.clone(),
             output,
             grace: self.grace,
             stop: stop.clone(),
             running: self.running.clone(),
         }));
-        Ok(ProcessHandle::new(pid, stop, done))
+        ProcessHandle::new(pid, stop, done)
+    }
+
+    /// This binary, as run for helper processes (`auraed monitor`, `auraed container`).
+    pub(crate) fn exe(&self) -> &std::path::Path {
+        &self.monitor_exe
     }
 }
 

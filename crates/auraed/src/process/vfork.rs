@@ -65,8 +65,9 @@ struct KernelSigaction {
 
 /// Resolves `program` like execvp: as given when it contains a `/`,
 /// otherwise the first executable file of that name in `PATH`.
-pub(crate) fn resolve(program: &str, path_var: Option<&OsStr>) -> io::Result<CString> {
-    if program.contains('/') {
+pub(crate) fn resolve(program: impl AsRef<OsStr>, path_var: Option<&OsStr>) -> io::Result<CString> {
+    let program = program.as_ref().as_bytes();
+    if program.contains(&b'/') {
         return CString::new(program).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
     }
     if program.is_empty() {
@@ -80,7 +81,7 @@ pub(crate) fn resolve(program: &str, path_var: Option<&OsStr>) -> io::Result<CSt
         let mut candidate = Vec::with_capacity(dir.len() + 1 + program.len());
         candidate.extend_from_slice(dir);
         candidate.push(b'/');
-        candidate.extend_from_slice(program.as_bytes());
+        candidate.extend_from_slice(program);
         let Ok(candidate) = CString::new(candidate) else {
             continue;
         };

@@ -21,7 +21,7 @@ pub enum ScheduleError {
     #[error(transparent)]
     Split(#[from] SplitError),
     #[error(
-        "no scheduled executable is named {name:?}: see the registered ones with ShowEnabled and ShowDisabled (aer schedule list)"
+        "no scheduled executable is named {name:?}: see the registered ones with aer schedule list"
     )]
     NotFound { name: String },
     #[error(

@@ -480,41 +480,10 @@ impl Schedule {
     }
 
     async fn clean_leftovers(&self, runs: &BTreeMap<String, DetachedRecord>) {
-        let cgroups = self.processes.cgroups().clone();
-        let parent = self.cgroup_parent.clone();
-        let adopted: Vec<String> = runs.values().map(|r| r.cgroup.clone()).collect();
-        let cleaned = tokio::task::spawn_blocking(move || {
-            let children = match cgroups.children(&parent) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(cgroup = parent.as_str(), error = %e, "listing leftover schedule cgroups");
-                    return 0;
-                }
-            };
-            let mut n = 0;
-            for child in children {
-                let Ok(path) = parent.join(&child) else { continue };
-                if adopted.iter().any(|c| c == path.as_str()) {
-                    continue;
-                }
-                let pids = cgroups.pids(&path).unwrap_or_default();
-                tracing::info!(
-                    cgroup = path.as_str(),
-                    pids = ?pids,
-                    "stopping a scheduled executable left running by a previous daemon"
-                );
-                if let Err(e) = cgroups.kill_all(&path).and_then(|_| cgroups.remove(&path)) {
-                    tracing::warn!(cgroup = path.as_str(), error = %e, "could not remove a leftover schedule cgroup");
-                }
-                n += 1;
-            }
-            n
-        })
-        .await
-        .unwrap_or(0);
-        if cleaned > 0 {
-            tracing::info!(cgroups = cleaned, "removed leftovers of a previous daemon");
-        }
+        let adopted = runs.values().map(|r| r.cgroup.clone()).collect();
+        self.processes
+            .clean_leftovers(&self.cgroup_parent, adopted, "schedule")
+            .await;
     }
 
     async fn persist(&self, name: &str, record: Record) -> Result<(), ScheduleError> {
@@ -566,7 +535,7 @@ fn name_of(name: &str) -> Result<String, ScheduleError> {
 }
 
 /// Checks `command` and `comment` of an Enable.
-fn validate_command(exe: &UnitSpec) -> Result<Vec<String>, ScheduleError> {
+fn validate_command(exe: &UnitSpec) -> Result<Vec<std::ffi::OsString>, ScheduleError> {
     if exe.command.len() > MAX_COMMAND_LEN {
         return Err(ScheduleError::CommandTooLong {
             len: exe.command.len(),

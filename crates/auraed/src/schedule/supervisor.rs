@@ -140,7 +140,7 @@ pub fn lock(state: &SharedState) -> MutexGuard<'_, UnitState> {
 #[derive(Clone)]
 pub struct Launch {
     pub name: String,
-    pub argv: Vec<String>,
+    pub argv: Vec<std::ffi::OsString>,
     pub cgroup: CgroupPath,
     pub limits: Limits,
     pub user: String,

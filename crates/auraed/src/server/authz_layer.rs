@@ -8,16 +8,18 @@ use futures::future::BoxFuture;
 use tonic::body::Body;
 use tower::{Layer, Service};
 
-use super::authz::Policy;
+use aurae_policy::Policy;
+
 use super::identity::peer_names;
+use super::live_policy::LivePolicy;
 
 #[derive(Clone)]
 pub struct AuthzLayer {
-    policy: Arc<Policy>,
+    policy: Arc<LivePolicy>,
 }
 
 impl AuthzLayer {
-    pub fn new(policy: Arc<Policy>) -> Self {
+    pub fn new(policy: Arc<LivePolicy>) -> Self {
         Self { policy }
     }
 }
@@ -36,7 +38,7 @@ impl<S> Layer<S> for AuthzLayer {
 #[derive(Clone)]
 pub struct Authz<S> {
     inner: S,
-    policy: Arc<Policy>,
+    policy: Arc<LivePolicy>,
 }
 
 impl<S, B> Service<http::Request<B>> for Authz<S>
@@ -54,13 +56,14 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let policy = self.policy.current();
         // Without a policy nobody's certificate needs parsing: skip the cost.
-        if matches!(*self.policy, Policy::AllowAll) {
+        if matches!(*policy, Policy::AllowAll) {
             return Box::pin(self.inner.call(req));
         }
         let names = peer_names(req.extensions());
         let path = req.uri().path().to_string();
-        if self.policy.allows(&names, &path) {
+        if policy.allows(&names, &path) {
             return Box::pin(self.inner.call(req));
         }
         let who = if names.is_empty() {

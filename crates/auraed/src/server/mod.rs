@@ -1,25 +1,31 @@
 //! Transport: the Unix socket and optional TCP listener, mutual TLS on both,
 //! authorization, health and reflection, and graceful shutdown.
 
-mod authz;
+mod accept;
 mod authz_layer;
+mod fd_limit;
 mod identity;
+mod live_policy;
 mod socket;
 mod tls;
+mod too_large;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use thiserror::Error;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
-pub use authz::{AuthzError, Policy};
+pub use accept::HandshakeLimits;
+pub use aurae_policy::{Catalog, Policy, PolicyError};
 pub use authz_layer::AuthzLayer;
+pub use fd_limit::raise_nofile_limit;
 pub use identity::peer_names;
+pub use live_policy::{reload_on_sighup, LivePolicy};
 pub use socket::bind_unix;
 
 #[derive(Debug, Error)]
@@ -43,12 +49,18 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("configuring TLS")]
-    Tls(#[source] tonic::transport::Error),
+    #[error("the {what} {path}: {reason}")]
+    BadPki {
+        what: &'static str,
+        path: String,
+        reason: String,
+    },
+    #[error("configuring TLS: {0}")]
+    Tls(String),
     #[error("serving")]
     Serve(#[source] tonic::transport::Error),
     #[error(transparent)]
-    Authz(#[from] AuthzError),
+    Authz(#[from] PolicyError),
 }
 
 /// Where and how to listen.
@@ -59,6 +71,7 @@ pub struct Listeners {
     pub ca_crt: PathBuf,
     pub server_crt: PathBuf,
     pub server_key: PathBuf,
+    pub handshakes: HandshakeLimits,
 }
 
 /// A bound server, ready to serve: binding is separate so that a caller
@@ -67,7 +80,8 @@ pub struct Bound {
     unix: tokio::net::UnixListener,
     tcp: Option<tokio::net::TcpListener>,
     socket: PathBuf,
-    tls: tonic::transport::ServerTlsConfig,
+    tls: tokio_rustls::TlsAcceptor,
+    handshakes: HandshakeLimits,
 }
 
 impl Bound {
@@ -80,11 +94,7 @@ pub async fn bind(l: &Listeners) -> Result<Bound, ServerError> {
     let tls = tls::server_tls(&l.ca_crt, &l.server_crt, &l.server_key)?;
     let unix = bind_unix(&l.socket, l.socket_group)?;
     let tcp = match l.tcp {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServerError::Tcp { addr, source })?,
-        ),
+        Some(addr) => Some(bind_tcp(addr).map_err(|source| ServerError::Tcp { addr, source })?),
         None => None,
     };
     Ok(Bound {
@@ -92,7 +102,26 @@ pub async fn bind(l: &Listeners) -> Result<Bound, ServerError> {
         tcp,
         socket: l.socket.clone(),
         tls,
+        handshakes: l.handshakes,
     })
+}
+
+/// A connection burst larger than the accept queue is partly dropped by the
+/// kernel while the client believes it is connected: a deep queue (the
+/// kernel caps it at net.core.somaxconn) lets the accept loop see, and
+/// refuse at once, what is over its handshake cap.
+const TCP_BACKLOG: u32 = 4096;
+
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As std and tokio do: a restarted daemon can bind while old
+    // connections are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(TCP_BACKLOG)
 }
 
 /// Serves `routes` on every bound listener until `shutdown` is cancelled,
@@ -100,31 +129,41 @@ pub async fn bind(l: &Listeners) -> Result<Bound, ServerError> {
 pub async fn serve(
     bound: Bound,
     routes: Routes,
-    policy: Arc<Policy>,
+    policy: Arc<LivePolicy>,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    let builder = || -> Result<_, ServerError> {
-        Ok(Server::builder()
-            .tls_config(bound.tls.clone())
-            .map_err(ServerError::Tls)?
-            .tcp_nodelay(true)
-            .layer(AuthzLayer::new(policy.clone())))
+    let builder = || {
+        Server::builder().tcp_nodelay(true).layer(
+            tower::ServiceBuilder::new()
+                .map_response(too_large::too_large_is_resource_exhausted)
+                .layer(AuthzLayer::new(policy.clone()))
+                .into_inner(),
+        )
     };
-    let unix_incoming = tokio_stream::wrappers::UnixListenerStream::new(bound.unix);
-    let unix = builder()?
+    let unix_incoming = accept::tls_incoming(
+        "unix",
+        UnixListenerStream::new(bound.unix),
+        bound.tls.clone(),
+        bound.handshakes,
+        |_| {},
+    );
+    let unix = builder()
         .add_routes(routes.clone())
         .serve_with_incoming_shutdown(unix_incoming, shutdown.clone().cancelled_owned());
-    let tcp = match bound.tcp {
-        Some(listener) => {
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-            Some(
-                builder()?
-                    .add_routes(routes)
-                    .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned()),
-            )
-        }
-        None => None,
-    };
+    let tcp = bound.tcp.map(|listener| {
+        let incoming = accept::tls_incoming(
+            "tcp",
+            TcpListenerStream::new(listener),
+            bound.tls.clone(),
+            bound.handshakes,
+            |s: &tokio::net::TcpStream| {
+                let _ = s.set_nodelay(true);
+            },
+        );
+        builder()
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned())
+    });
     let result = match tcp {
         Some(tcp) => tokio::try_join!(unix, tcp).map(|_| ()),
         None => unix.await,

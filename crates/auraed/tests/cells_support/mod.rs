@@ -16,6 +16,7 @@ use auraed::cells::Cells;
 use auraed::cgroups::{detect_host, CgroupDriver, CgroupPath, HOST_MOUNT_ROOT};
 use auraed::images::{ImageStore, RegistryConfig};
 use auraed::logs::{read_output, EndMarker, LogLimits, LogStore};
+use auraed::process::Processes;
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -126,6 +127,17 @@ pub async fn push_derived(name: &str, tag: &str, spec: &ImageSpec) -> String {
     reference
 }
 
+/// The images of a cell that cannot start: `good` would sleep, `bad` names
+/// a program that does not exist.
+pub async fn nostart_images() -> (String, String) {
+    let missing = ImageSpec {
+        cmd: vec!["/no/such/program".into()],
+        ..Default::default()
+    };
+    let good = push_derived("nostart", "good", &ImageSpec::sh("sleep 1000")).await;
+    (good, push_derived("nostart", "bad", &missing).await)
+}
+
 /// A `Cells` seen through the API layer (`auraed::api::cells`): wire types
 /// in and out, errors as the `tonic::Status` a client gets.
 #[derive(Clone)]
@@ -179,14 +191,10 @@ impl Harness {
         let driver = detect_host().unwrap();
         let logs =
             LogStore::open(&state.path().join("logs"), LogLimits::default(), 1 << 30).unwrap();
-        let cells = Cells::new(
-            images,
-            driver.clone(),
-            logs.clone(),
-            parent.clone(),
-            runtime.path(),
-            grace,
-        );
+        // Containers run under `auraed container`: this test binary is not auraed.
+        let processes = Processes::new(driver.clone(), logs.clone(), grace)
+            .with_monitor_exe(PathBuf::from(env!("CARGO_BIN_EXE_auraed")));
+        let cells = Cells::new(images, processes, parent.clone(), runtime.path());
         Self {
             cells: ApiCells(cells),
             logs,
@@ -300,6 +308,7 @@ pub fn cell(name: &str, containers: &[(&str, &str)]) -> Cell {
                 image: image.to_string(),
             })
             .collect(),
+        ..Default::default()
     }
 }
 

@@ -168,6 +168,9 @@ impl TestDaemon {
             .arg("test-node")
             .args(&self.args)
             .env("AURAED_LOG", "info,auraed=debug")
+            // Hermetic: the host's /etc/cni/net.d never decides a test's
+            // networking; a test writes its networks here (or passes --cni-conf-dir).
+            .env("AURAED_CNI_CONF_DIR", self.dir.path().join("cni"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log);
@@ -210,7 +213,7 @@ impl TestDaemon {
         AuraeConfig::from_path(&self.config_path).expect("client config")
     }
 
-    async fn client_result(&self) -> Result<Client, aurae_client::ClientError> {
+    pub async fn client_result(&self) -> Result<Client, aurae_client::ClientError> {
         Client::connect(&self.config()).await
     }
 

@@ -1,0 +1,182 @@
+//! `aer vm run|list|stop|start|rm|console`: long-lived virtual machines.
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use aurae_client::Client;
+use aurae_proto::meta::AuraeMeta;
+use aurae_proto::observe::LogChannelType;
+use aurae_proto::runtime::{VirtualMachine, VirtualMachineStatus};
+use aurae_proto::vms::{ListVmsRequest, VmInfo, VmRef};
+use clap::Subcommand;
+use serde_json::json;
+
+use super::Ctx;
+use crate::output::{meta_text, print_json, status_name, vm_info, vm_status};
+
+#[derive(Debug, Subcommand)]
+pub enum VmCommand {
+    /// Create a VM and boot it; returns once it runs (it keeps running)
+    Run {
+        /// VM name
+        name: String,
+        /// An http(s) URL of a qcow2 or raw disk (optionally ending in
+        /// #sha256=HEX), or a containerDisk image reference
+        image: String,
+        /// Memory in MiB [default: 512]
+        #[arg(long)]
+        memory: Option<u32>,
+        /// Virtual CPUs [default: 1]
+        #[arg(long)]
+        vcpus: Option<u32>,
+    },
+    /// List VMs with their status, pid, image and digest
+    List,
+    /// Stop a VM (ACPI power button, then forced); its disk is kept
+    Stop { name: String },
+    /// Boot a stopped VM again on the same disk
+    Start { name: String },
+    /// Stop a VM and remove its disk overlay and record
+    Rm { name: String },
+    /// Follow a VM's serial console from boot (Ctrl-C to leave)
+    Console { name: String },
+}
+
+pub async fn run(ctx: &Ctx, cmd: VmCommand) -> Result<ExitCode> {
+    let client = ctx.client().await?;
+    match cmd {
+        VmCommand::Run {
+            name,
+            image,
+            memory,
+            vcpus,
+        } => {
+            let vm = VirtualMachine {
+                meta: Some(AuraeMeta {
+                    name: name.clone(),
+                    message: String::new(),
+                }),
+                image,
+                memory_mib: memory.unwrap_or(0),
+                vcpus: vcpus.unwrap_or(0),
+                ..Default::default()
+            };
+            if !ctx.json() {
+                eprintln!("aer: fetching the disk image and booting {name}...");
+            }
+            let s = client
+                .core()
+                .run_virtual_machine(vm)
+                .await
+                .with_context(|| format!("could not run vm {name}"))?
+                .into_inner();
+            print_status(ctx, &s);
+        }
+        VmCommand::List => {
+            let list = list_vms(&client).await?;
+            if ctx.json() {
+                print_json(&json!({ "vms": list.iter().map(vm_info).collect::<Vec<_>>() }));
+            } else {
+                print_list(&list);
+            }
+        }
+        VmCommand::Stop { name } => act(ctx, &client, Act::Stop, name).await?,
+        VmCommand::Start { name } => act(ctx, &client, Act::Start, name).await?,
+        VmCommand::Rm { name } => act(ctx, &client, Act::Remove, name).await?,
+        VmCommand::Console { name } => console(ctx, &client, &name).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list_vms(client: &Client) -> Result<Vec<VmInfo>> {
+    Ok(client
+        .vms()
+        .list(ListVmsRequest {})
+        .await
+        .context("could not list vms")?
+        .into_inner()
+        .vms)
+}
+
+enum Act {
+    Stop,
+    Start,
+    Remove,
+}
+
+/// Stop, Start or Delete of one VM, its answer printed.
+async fn act(ctx: &Ctx, client: &Client, act: Act, name: String) -> Result<()> {
+    let r = VmRef { name: name.clone() };
+    let mut vms = client.vms();
+    let (verb, answer) = match act {
+        Act::Stop => ("stop", vms.stop(r).await),
+        Act::Start => ("start", vms.start(r).await),
+        Act::Remove => ("remove", vms.delete(r).await),
+    };
+    let s = answer
+        .with_context(|| format!("could not {verb} vm {name}"))?
+        .into_inner();
+    print_status(ctx, &s);
+    Ok(())
+}
+
+async fn console(ctx: &Ctx, client: &Client, name: &str) -> Result<()> {
+    let list = list_vms(client).await?;
+    let Some(vm) = list
+        .iter()
+        .find(|v| v.meta.as_ref().is_some_and(|m| m.name == name))
+    else {
+        bail!("no vm named {name}");
+    };
+    let Some(pid) = vm.proc.as_ref().map(|p| p.pid) else {
+        bail!(
+            "vm {name} is not running ({}): start it with aer vm start {name}",
+            status_name(vm.status)
+        );
+    };
+    let stream = client
+        .sub_process_output(i64::from(pid), LogChannelType::ChannelStdout, false)
+        .await
+        .with_context(|| format!("could not open the console of vm {name}"))?;
+    super::logs::follow_stream(ctx, stream).await
+}
+
+fn print_status(ctx: &Ctx, s: &VirtualMachineStatus) {
+    if ctx.json() {
+        print_json(&vm_status(s));
+        return;
+    }
+    let pid = s
+        .proc
+        .as_ref()
+        .map(|p| format!(" pid {}", p.pid))
+        .unwrap_or_default();
+    println!(
+        "vm {}: {}{pid}",
+        meta_text(s.meta.as_ref()),
+        status_name(s.status)
+    );
+}
+
+fn print_list(list: &[VmInfo]) {
+    println!(
+        "{:<20} {:<16} {:>8}  {:<20} IMAGE",
+        "NAME", "STATUS", "PID", "DIGEST"
+    );
+    for v in list {
+        let name = v.meta.as_ref().map(|m| m.name.as_str()).unwrap_or_default();
+        let pid = v
+            .proc
+            .as_ref()
+            .map(|p| p.pid.to_string())
+            .unwrap_or_else(|| "-".into());
+        let digest: String = v.digest.chars().take(19).collect();
+        println!(
+            "{name:<20} {:<16} {pid:>8}  {digest:<20} {}",
+            status_name(v.status),
+            v.image
+        );
+        if let Some(m) = v.meta.as_ref().filter(|m| !m.message.is_empty()) {
+            println!("{:<20} {}", "", m.message);
+        }
+    }
+}
