@@ -54,7 +54,17 @@ pub fn executable_status(s: &ExecutableStatus) -> Value {
 }
 
 pub fn executable(e: &Executable) -> Value {
-    json!({ "meta": meta(e.meta.as_ref()), "command": e.command, "comment": e.comment })
+    let limits = e.limits.as_ref().map(
+        |l| json!({ "pids": l.pids, "memory_bytes": l.memory_bytes, "cpu_millis": l.cpu_millis }),
+    );
+    json!({
+        "meta": meta(e.meta.as_ref()),
+        "command": e.command,
+        "comment": e.comment,
+        "user": e.user,
+        "group": e.group,
+        "limits": limits,
+    })
 }
 
 pub fn container_status(c: &ContainerStatus) -> Value {
@@ -205,7 +215,7 @@ mod tests {
         });
         assert_eq!(
             e,
-            json!({"meta": {"name": "job", "message": ""}, "command": "sleep 1", "comment": "c"})
+            json!({"meta": {"name": "job", "message": ""}, "command": "sleep 1", "comment": "c", "user": "", "group": "", "limits": null})
         );
     }
 

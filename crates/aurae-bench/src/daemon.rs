@@ -84,7 +84,11 @@ impl BenchDaemon {
     /// `(VmRSS, RssAnon)` in KiB: all resident pages, and the daemon's own
     /// heap and stacks without the mapped binary and libraries.
     pub fn rss_kib(&self) -> anyhow::Result<(u64, u64)> {
-        rss_kib_of(self.child.id())
+        rss_kib_of(self.pid())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

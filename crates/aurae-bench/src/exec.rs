@@ -61,22 +61,8 @@ pub async fn throughput(
     in_flight: usize,
     total: usize,
 ) -> anyhow::Result<Vec<Row>> {
-    let client = d.client().await?;
     let t = Instant::now();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..in_flight {
-        let (client, next) = (client.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
-                client.run_executable(true_exe()).await?;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
+    run_concurrently(d, in_flight, total).await?;
     let ours = total as f64 / t.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -100,4 +86,29 @@ pub async fn throughput(
     let label =
         format!("RunExecutable /bin/true, {in_flight} in flight (vs {in_flight} threads spawning)");
     Ok(vec![Row::rate(&label, "runs/s", ours, base)])
+}
+
+/// `total` RunExecutable calls of /bin/true, `in_flight` at a time.
+pub async fn run_concurrently(
+    d: &BenchDaemon,
+    in_flight: usize,
+    total: usize,
+) -> anyhow::Result<()> {
+    let client = d.client().await?;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..in_flight {
+        let (client, next) = (client.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                let r = client.run_executable(true_exe()).await?;
+                anyhow::ensure!(r.exit_code == "0", "RunExecutable /bin/true: {r:?}");
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@
 mod cells;
 mod daemon;
 mod exec;
+mod memory;
 mod report;
 mod stream;
 mod vms;
@@ -32,6 +33,12 @@ struct Args {
     /// Lines for the output stream figure (0 skips it).
     #[arg(long, default_value_t = 200_000)]
     lines: usize,
+    /// Bytes of the stdout flood for the peak RSS figure (0 skips it).
+    #[arg(long, default_value_t = 1 << 30)]
+    flood_bytes: u64,
+    /// Runs before the "RSS after many runs" figure (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    rss_runs: usize,
     /// RunCell runs (0 skips the cell figure; it needs the test registry, skopeo, umoci, runc).
     #[arg(long, default_value_t = 50)]
     cell_runs: usize,
@@ -58,6 +65,12 @@ async fn main() -> anyhow::Result<()> {
     rows.extend(exec::throughput(&d, args.in_flight, args.throughput_runs).await?);
     if args.lines > 0 {
         rows.extend(stream::lines(&d, args.lines).await?);
+    }
+    if args.flood_bytes > 0 {
+        rows.extend(memory::flood(&d, args.flood_bytes).await?);
+    }
+    if args.rss_runs > 0 {
+        rows.extend(memory::after_runs(&d, args.rss_runs).await?);
     }
     if args.cell_runs > 0 {
         rows.extend(cells::run_cell(&d, args.cell_runs).await?);

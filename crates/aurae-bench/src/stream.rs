@@ -12,13 +12,7 @@ use crate::report::Row;
 
 pub async fn lines(d: &BenchDaemon, n: usize) -> anyhow::Result<Vec<Row>> {
     let client = d.client().await?;
-    let trigger = d.dir.path().join("stream-go");
-    let _ = std::fs::remove_file(&trigger);
-    // The process waits for the trigger, so the subscriber is in place before the first line.
-    let command = format!(
-        "sh -c 'while [ ! -e {} ]; do sleep 0.01; done; exec seq 1 {n}'",
-        trigger.display()
-    );
+    let (trigger, command) = gated(d, "stream-go", &format!("seq 1 {n}"));
     let mut core = client.core();
     let run = tokio::spawn(async move {
         core.run_executable(Executable {
@@ -58,16 +52,31 @@ pub async fn lines(d: &BenchDaemon, n: usize) -> anyhow::Result<Vec<Row>> {
     let base_lines = std::io::BufReader::new(out).lines().count();
     child.wait()?;
     let base = base_lines as f64 / t.elapsed().as_secs_f64();
-    let label = if lost_notes > 0 {
-        format!("GetSubProcessStream lines/s (vs reading a pipe; {got} of {n} lines, {lost_notes} lag notices)")
-    } else {
-        format!("GetSubProcessStream lines/s (vs reading a pipe; all {n} lines)")
-    };
+    let label = format!(
+        "GetSubProcessStream lines/s, one subscriber of seq (vs reading a pipe; {got} lines delivered / {n} produced{})",
+        if lost_notes > 0 {
+            format!(", {lost_notes} lag notices")
+        } else {
+            String::new()
+        }
+    );
     Ok(vec![Row::rate(&label, "lines/s", ours, base)])
 }
 
+/// A command that runs `program` once the file `name` exists, so that a
+/// subscriber is in place before its first byte: (the file, the command).
+pub fn gated(d: &BenchDaemon, name: &str, program: &str) -> (std::path::PathBuf, String) {
+    let trigger = d.dir.path().join(name);
+    let _ = std::fs::remove_file(&trigger);
+    let command = format!(
+        "sh -c 'while [ ! -e {} ]; do sleep 0.01; done; exec {program}'",
+        trigger.display()
+    );
+    (trigger, command)
+}
+
 /// The pid of the waiting shell: the only `sh` in the daemon's exec cgroups.
-async fn find_shell(d: &BenchDaemon) -> anyhow::Result<i32> {
+pub async fn find_shell(d: &BenchDaemon) -> anyhow::Result<i32> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let root = format!("aurae-bench-{}", std::process::id());
     loop {

@@ -20,6 +20,7 @@ mod client;
 pub mod config;
 mod error;
 mod rpc;
+pub mod size;
 mod transport;
 
 pub use client::Client;

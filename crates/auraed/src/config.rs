@@ -92,6 +92,19 @@ pub struct DaemonConfig {
     /// drained). Without it they keep running and the next auraed adopts them.
     #[arg(long, env = "AURAED_STOP_WORKLOADS_AT_EXIT")]
     pub stop_workloads_at_exit: bool,
+    /// pids.max of every workload cgroup (RunExecutable, scheduled
+    /// executables) unless its request sets limits.pids: a fork bomb stops
+    /// there. 0 leaves it unlimited.
+    #[arg(long, env = "AURAED_DEFAULT_PIDS_MAX", default_value_t = 4096)]
+    pub default_pids_max: u64,
+    /// Memory limit of every workload cgroup unless its request sets
+    /// limits.memory_bytes: bytes, or with a K/M/G suffix. Unset: unlimited.
+    #[arg(long, env = "AURAED_DEFAULT_MEMORY_MAX")]
+    pub default_memory_max: Option<ByteSize>,
+    /// User (name or uid) workloads run as unless their request names one.
+    /// Empty: root, as systemd services default to.
+    #[arg(long, env = "AURAED_DEFAULT_USER", default_value = "")]
+    pub default_user: String,
     /// CNI network configurations; the first file in name order is the
     /// cells' default network (--bootstrap writes one when there is none).
     #[arg(long, env = "AURAED_CNI_CONF_DIR", default_value = "/etc/cni/net.d")]
@@ -139,22 +152,12 @@ impl std::str::FromStr for ByteSize {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t = s.trim();
-        let t = t.strip_suffix(['B', 'b']).unwrap_or(t);
-        let t = t.strip_suffix(['i']).unwrap_or(t);
-        let (digits, shift) = match t.char_indices().last() {
-            Some((i, 'K' | 'k')) => (&t[..i], 10),
-            Some((i, 'M' | 'm')) => (&t[..i], 20),
-            Some((i, 'G' | 'g')) => (&t[..i], 30),
-            _ => (t, 0),
-        };
-        let n: u64 = digits.trim().parse().map_err(|_| {
-            format!("{s:?} is not a size: use bytes or a number with K, M or G (e.g. 10M)")
-        })?;
-        n.checked_mul(1u64 << shift)
-            .filter(|n| *n > 0)
-            .map(ByteSize)
-            .ok_or_else(|| format!("{s:?} is out of range: give a size from 1 byte to 16 EiB"))
+        match aurae_client::size::parse_size(s)? {
+            0 => Err(format!(
+                "{s:?} is out of range: give a size from 1 byte to 16 EiB"
+            )),
+            n => Ok(ByteSize(n)),
+        }
     }
 }
 

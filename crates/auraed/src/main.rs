@@ -153,6 +153,7 @@ fn policy_check(file: &std::path::Path) -> ExitCode {
 }
 
 fn run_daemon(config: DaemonConfig) -> anyhow::Result<()> {
+    auraed::observe::trim::limit_arenas();
     let log = DaemonLog::default();
     let filter = EnvFilter::try_from_env("AURAED_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()

@@ -11,7 +11,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use aurae_proto::meta::Status as MetaStatus;
-use auraed::cgroups::CgroupPath;
 use cells_support::{alive, cell, eventually, fixture, push_derived, Harness, ImageSpec};
 
 #[tokio::test]
@@ -121,8 +120,8 @@ async fn cells_must_clean_what_a_crashed_daemon_left() {
         return;
     }
     let h = Harness::new("leftovers");
-    let ghost = h.parent.join("ghost").unwrap();
-    let leaf = ghost.join("app").unwrap();
+    let ghost = h.parent.workload("ghost").unwrap();
+    let leaf = ghost.workload("app").unwrap();
     h.driver.create(&leaf).unwrap();
     let mut sleeper = std::process::Command::new("sleep")
         .arg("1000")
@@ -143,7 +142,7 @@ async fn cells_must_clean_what_a_crashed_daemon_left() {
     std::fs::write(rootfs.join("file"), "x").unwrap();
     std::fs::create_dir_all(h.cell_dir("ghost").join("state/app")).unwrap();
     // A cgroup-only leftover too (the directory already gone).
-    let other = CgroupPath::new(&format!("{}/orphan", h.parent)).unwrap();
+    let other = h.parent.workload("orphan").unwrap();
     h.driver.create(&other).unwrap();
     assert!(!h.traces("ghost").is_empty());
 

@@ -49,11 +49,11 @@ async fn schedule_must_run_an_enabled_executable_in_its_cgroup_with_its_output_s
     assert_eq!(
         cgroup_pids(&d, "web"),
         [line.pid],
-        "the process is in <root>/schedule/web"
+        "the process is in <root>/schedule/web.scope"
     );
     let proc_cgroup =
         std::fs::read_to_string(format!("/proc/{}/cgroup", line.pid)).expect("/proc/pid/cgroup");
-    let ours = format!("/{}/schedule/web", d.cgroup_root());
+    let ours = format!("/{}/schedule/web.scope", d.cgroup_root());
     assert!(
         proc_cgroup.lines().any(|l| l.ends_with(&ours)),
         "{proc_cgroup}"

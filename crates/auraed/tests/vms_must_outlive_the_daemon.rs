@@ -118,7 +118,7 @@ async fn a_vm_cgroup_without_a_record_is_stopped_at_start() {
     let pid = ghost.id();
     let dirs: Vec<_> = common::cgroup_mounts()
         .into_iter()
-        .map(|m| m.join(d.cgroup_root()).join("vms/ghost"))
+        .map(|m| m.join(d.cgroup_root()).join("vms/ghost.scope"))
         .collect();
     for dir in &dirs {
         std::fs::create_dir_all(dir).expect("ghost cgroup");

@@ -13,6 +13,7 @@ pub mod run;
 pub mod schedule;
 pub mod status;
 pub mod vm;
+pub mod workload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -7,6 +7,7 @@ use aurae_proto::meta::{AuraeMeta, Status};
 use aurae_proto::runtime::{Executable, ExecutableStatus};
 use clap::Args;
 
+use super::workload::WorkloadArgs;
 use super::Ctx;
 use crate::output::{executable_status, print_captured, print_json};
 use crate::quote::join_command;
@@ -23,6 +24,8 @@ pub struct RunArgs {
     /// Free-form comment attached to the executable
     #[arg(long)]
     pub comment: Option<String>,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
     /// The command and its arguments (after `--`). Options of `aer run`
     /// go before it: an unknown one there is an error, never the program.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
@@ -31,7 +34,7 @@ pub struct RunArgs {
 
 pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode> {
     let command = join_command(&args.command);
-    let executable = Executable {
+    let mut executable = Executable {
         meta: Some(AuraeMeta {
             name: args.name.unwrap_or_default(),
             message: String::new(),
@@ -40,6 +43,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode> {
         comment: args.comment.unwrap_or_default(),
         ..Default::default()
     };
+    args.workload.apply(&mut executable);
     let status = ctx
         .client()
         .await?

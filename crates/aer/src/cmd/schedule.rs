@@ -7,6 +7,7 @@ use aurae_proto::runtime::Executable;
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 
+use super::workload::{settings_text, WorkloadArgs};
 use super::Ctx;
 use crate::output::{executable, meta, meta_text, print_json};
 use crate::quote::join_command;
@@ -19,6 +20,8 @@ pub enum ScheduleCommand {
         /// Free-form comment attached to the executable
         #[arg(long)]
         comment: Option<String>,
+        #[command(flatten)]
+        workload: WorkloadArgs,
         /// The command and its arguments (after `--`)
         #[arg(
             required = true,
@@ -52,9 +55,11 @@ pub async fn run(ctx: &Ctx, cmd: ScheduleCommand) -> Result<ExitCode> {
         ScheduleCommand::Enable {
             name,
             comment,
+            workload,
             command,
         } => {
-            let exe = named(&name, join_command(&command), comment.unwrap_or_default());
+            let mut exe = named(&name, join_command(&command), comment.unwrap_or_default());
+            workload.apply(&mut exe);
             let r = client
                 .enable(exe)
                 .await
@@ -173,8 +178,14 @@ fn list_table(enabled: Option<&[Executable]>, disabled: Option<&[Executable]>) -
     for ((state, e), exit) in rows.into_iter().zip(exits) {
         let message = message(e);
         let field = |key: &str| status_field(&message, key).unwrap_or("-").to_string();
+        let settings = settings_text(e);
+        let settings = if settings.is_empty() {
+            settings
+        } else {
+            format!("  [{settings}]")
+        };
         out.push_str(&format!(
-            "{state:<8}  {:<width$}  {:<15}  {:>7}  {:>8}  {exit:<exit_width$}  {}\n",
+            "{state:<8}  {:<width$}  {:<15}  {:>7}  {:>8}  {exit:<exit_width$}  {}{settings}\n",
             name(e),
             field("status").trim_start_matches("STATUS_"),
             field("pid"),
@@ -297,7 +308,7 @@ mod tests {
         let v = list_json(Some(std::slice::from_ref(&e)), None);
         assert_eq!(
             v,
-            json!({"enabled": [{"meta": {"name": "job", "message": ""}, "command": "sleep 1", "comment": ""}]})
+            json!({"enabled": [{"meta": {"name": "job", "message": ""}, "command": "sleep 1", "comment": "", "user": "", "group": "", "limits": null}]})
         );
         assert_eq!(
             list_json(Some(&[]), Some(&[])),

@@ -12,7 +12,7 @@ use aurae_proto::runtime::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{caller, meta, name_in, status};
+use super::{caller, limits_in, meta, name_in, status};
 use crate::cells::Cells;
 use crate::executables::{Executables, RunRequest, RunResult};
 use crate::vms::Vms;
@@ -43,6 +43,9 @@ pub fn run_request(exe: Executable, caller: String) -> RunRequest {
         name: name_in(&exe.meta),
         command: exe.command,
         comment: exe.comment,
+        limits: limits_in(exe.limits.as_ref()),
+        user: exe.user,
+        group: exe.group,
         caller,
     }
 }

@@ -20,8 +20,26 @@ pub use self::schedule::{ScheduleExecutableService, ScheduleService};
 pub use self::vms::VmsService;
 
 use aurae_proto::meta::{AuraeMeta, Status as MetaStatus};
+use aurae_proto::runtime;
 
+use crate::cgroups::Limits;
 use crate::workload::Status;
+
+/// Wire limits (0 or unset: the daemon's default) as the domain's.
+pub(crate) fn limits_in(l: Option<&runtime::Limits>) -> Limits {
+    l.map_or_else(Limits::default, |l| {
+        Limits::from_wire(l.pids, l.memory_bytes, l.cpu_millis)
+    })
+}
+
+/// The domain's limits on the wire (None when all are the default).
+pub(crate) fn limits_out(l: Limits) -> Option<runtime::Limits> {
+    (!l.is_empty()).then(|| runtime::Limits {
+        cpu_millis: l.cpu_millis.unwrap_or(0),
+        memory_bytes: l.memory_bytes.unwrap_or(0),
+        pids: l.pids.unwrap_or(0),
+    })
+}
 
 /// The caller's identity for the audit trail: the names in its client certificate.
 pub(crate) fn caller<T>(req: &tonic::Request<T>) -> String {
@@ -62,6 +80,20 @@ pub(crate) fn status(s: Status) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_round_trip_with_zero_as_default() {
+        let wire = runtime::Limits {
+            cpu_millis: 0,
+            memory_bytes: 1 << 20,
+            pids: 7,
+        };
+        let domain = limits_in(Some(&wire));
+        assert_eq!(domain, Limits::from_wire(7, 1 << 20, 0));
+        assert_eq!(limits_out(domain), Some(wire));
+        assert_eq!(limits_in(None), Limits::default());
+        assert_eq!(limits_out(Limits::default()), None);
+    }
 
     #[test]
     fn statuses_keep_their_wire_names() {

@@ -12,7 +12,7 @@ use aurae_proto::schedule::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{meta, name_in};
+use super::{limits_in, limits_out, meta, name_in};
 use crate::schedule::{ListedUnit, Schedule, UnitSpec};
 
 /// An `Executable` as the schedule takes it.
@@ -21,6 +21,9 @@ pub fn unit_spec(exe: Executable) -> UnitSpec {
         name: name_in(&exe.meta),
         command: exe.command,
         comment: exe.comment,
+        limits: limits_in(exe.limits.as_ref()),
+        user: exe.user,
+        group: exe.group,
     }
 }
 
@@ -30,7 +33,9 @@ pub fn listed_executable(u: ListedUnit) -> Executable {
         meta: meta(u.spec.name, u.message),
         command: u.spec.command,
         comment: u.spec.comment,
-        ..Default::default()
+        limits: limits_out(u.spec.limits),
+        user: u.spec.user,
+        group: u.spec.group,
     }
 }
 

@@ -4,6 +4,7 @@
 use tonic::{Code, Status};
 
 use crate::cells::CellError;
+use crate::cgroups::CgroupError;
 use crate::cni::CniError;
 use crate::executables::split::SplitError;
 use crate::executables::ExecutableError;
@@ -29,8 +30,14 @@ impl From<SplitError> for Status {
 impl From<ProcessError> for Status {
     fn from(e: ProcessError) -> Self {
         match e {
-            ProcessError::EmptyCommand => Status::invalid_argument(e.to_string()),
-            ProcessError::Start { .. } => Status::failed_precondition(e.to_string()),
+            ProcessError::EmptyCommand | ProcessError::Identity(_) => {
+                Status::invalid_argument(e.to_string())
+            }
+            ProcessError::Start { .. }
+            | ProcessError::Cgroup {
+                source: CgroupError::NoController { .. },
+                ..
+            } => Status::failed_precondition(e.to_string()),
             _ => Status::internal(e.to_string()),
         }
     }
@@ -52,9 +59,9 @@ impl From<ExecutableError> for Status {
             ExecutableError::Name(e) => e.into(),
             ExecutableError::Split(e) => e.into(),
             ExecutableError::Process(e) => e.into(),
-            ExecutableError::CommandTooLong { .. } | ExecutableError::EmptyCommand => {
-                Status::invalid_argument(e.to_string())
-            }
+            ExecutableError::CommandTooLong { .. }
+            | ExecutableError::EmptyCommand
+            | ExecutableError::Limits(_) => Status::invalid_argument(e.to_string()),
             ExecutableError::Cgroup(_) => Status::internal(e.to_string()),
         }
     }
@@ -68,10 +75,17 @@ impl From<ScheduleError> for Status {
             | ScheduleError::EmptyCommand
             | ScheduleError::CommandTooLong { .. }
             | ScheduleError::CommentTooLong { .. }
+            | ScheduleError::Limits(_)
+            | ScheduleError::Identity(_)
             | ScheduleError::Split(_) => Status::invalid_argument(msg),
             ScheduleError::NotFound { .. } => Status::not_found(msg),
-            ScheduleError::AlreadyExists { .. } => Status::already_exists(msg),
+            ScheduleError::AlreadyExists { .. } | ScheduleError::SettingsDiffer { .. } => {
+                Status::already_exists(msg)
+            }
             ScheduleError::ShuttingDown => Status::unavailable(msg),
+            ScheduleError::Cgroup(CgroupError::NoController { .. }) => {
+                Status::failed_precondition(msg)
+            }
             ScheduleError::Store(_) | ScheduleError::Task(_) | ScheduleError::Cgroup(_) => {
                 Status::internal(msg)
             }
@@ -216,6 +230,15 @@ mod tests {
         assert_eq!(code(exists), Code::AlreadyExists);
         assert_eq!(code(ScheduleError::ShuttingDown), Code::Unavailable);
         assert_eq!(code(ScheduleError::Task("x".into())), Code::Internal);
+        let missing = CgroupError::NoController {
+            what: "limits.memory_bytes",
+            controller: "memory",
+            path: "/sys/fs/cgroup".into(),
+        };
+        assert_eq!(
+            code(ScheduleError::Cgroup(missing)),
+            Code::FailedPrecondition
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! The cell's cgroups: `<parent>/<cell>` for the cell and
-//! `<parent>/<cell>/<container>` per container, made through the daemon's
+//! The cell's cgroups: `<parent>/<cell>.scope` for the cell and
+//! `<parent>/<cell>.scope/<container>.scope` per container (named by
+//! `CgroupPath::workload`, so no name collides with a kernel file), made
+//! through the daemon's
 //! [`CgroupDriver`] (which enables the v2 controllers on the way down) and
 //! handed to libcontainer as `linux.cgroupsPath`.
 //!
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use super::error::CellError;
 use crate::cgroups::{
-    child_names, remove_tree, CgroupDriver, CgroupError, CgroupPath, CgroupVersion,
+    child_names, remove_tree, workload_name, CgroupDriver, CgroupError, CgroupPath, CgroupVersion,
 };
 
 /// How long removal retries `rmdir` while exiting processes leave a cgroup.
@@ -51,12 +53,14 @@ impl CellCgroups {
     }
 
     pub fn cell(&self, cell: &str) -> Result<CgroupPath, CellError> {
-        self.parent.join(cell).map_err(cgroup_error(&self.parent))
+        self.parent
+            .workload(cell)
+            .map_err(cgroup_error(&self.parent))
     }
 
     pub fn container(&self, cell: &str, container: &str) -> Result<CgroupPath, CellError> {
         let cell = self.cell(cell)?;
-        cell.join(container).map_err(cgroup_error(&cell))
+        cell.workload(container).map_err(cgroup_error(&cell))
     }
 
     /// The `cgroup.procs` files of container `container`: under cgroup v1
@@ -146,6 +150,11 @@ impl CellCgroups {
                     .extend(child_names(&hierarchy.join(self.parent.as_str())).unwrap_or_default());
             }
         }
+        let mut names: Vec<String> = names
+            .iter()
+            .filter_map(|n| workload_name(n))
+            .map(str::to_string)
+            .collect();
         names.sort();
         names.dedup();
         names
@@ -207,10 +216,16 @@ mod tests {
     #[test]
     fn paths_nest_containers_under_their_cell() {
         let (_root, cg) = v2_fixture();
-        assert_eq!(cg.cell("web").expect("cell").as_str(), "aurae/cells/web");
+        assert_eq!(
+            cg.cell("web").expect("cell").as_str(),
+            "aurae/cells/web.scope"
+        );
         let c = cg.container("web", "server").expect("container");
-        assert_eq!(c.as_str(), "aurae/cells/web/server");
-        assert_eq!(CellCgroups::spec_path(&c), "/aurae/cells/web/server");
+        assert_eq!(c.as_str(), "aurae/cells/web.scope/server.scope");
+        assert_eq!(
+            CellCgroups::spec_path(&c),
+            "/aurae/cells/web.scope/server.scope"
+        );
         assert!(cg.container("web", "a/b").is_err());
     }
 
@@ -219,24 +234,28 @@ mod tests {
         let (root, cg) = v2_fixture();
         let r = root.path();
         // The kernel would create these files on mkdir; the fixture has to.
-        write(r, "aurae/cells/web/cgroup.controllers", "cpu memory pids\n");
-        write(r, "aurae/cells/web/cgroup.subtree_control", "");
+        write(
+            r,
+            "aurae/cells/web.scope/cgroup.controllers",
+            "cpu memory pids\n",
+        );
+        write(r, "aurae/cells/web.scope/cgroup.subtree_control", "");
         cg.create("web", &["server".into(), "client".into()])
             .expect("create");
-        assert!(r.join("aurae/cells/web/server").is_dir());
-        assert!(r.join("aurae/cells/web/client").is_dir());
+        assert!(r.join("aurae/cells/web.scope/server.scope").is_dir());
+        assert!(r.join("aurae/cells/web.scope/client.scope").is_dir());
         assert_eq!(read(r, "cgroup.subtree_control"), "+cpu +memory +pids +io");
         assert_eq!(
             read(r, "aurae/cells/cgroup.subtree_control"),
             "+cpu +memory +pids"
         );
         assert_eq!(
-            read(r, "aurae/cells/web/cgroup.subtree_control"),
+            read(r, "aurae/cells/web.scope/cgroup.subtree_control"),
             "+cpu +memory +pids",
             "the cell offers its controllers to its containers"
         );
         assert!(
-            !r.join("aurae/cells/web/server/cgroup.subtree_control")
+            !r.join("aurae/cells/web.scope/server.scope/cgroup.subtree_control")
                 .exists(),
             "containers are leaves"
         );
@@ -246,19 +265,23 @@ mod tests {
     fn v2_pids_cover_every_container_and_remove_takes_the_whole_cell() {
         let (root, cg) = v2_fixture();
         let r = root.path();
-        write(r, "aurae/cells/web/server/cgroup.procs", "12\n");
-        write(r, "aurae/cells/web/client/cgroup.procs", "7\n13\n");
-        write(r, "aurae/cells/other/x/cgroup.procs", "99\n");
+        write(r, "aurae/cells/web.scope/server.scope/cgroup.procs", "12\n");
+        write(
+            r,
+            "aurae/cells/web.scope/client.scope/cgroup.procs",
+            "7\n13\n",
+        );
+        write(r, "aurae/cells/other.scope/x/cgroup.procs", "99\n");
         assert_eq!(cg.pids("web").expect("pids"), [7, 12, 13]);
         assert_eq!(cg.cells(), ["other", "web"]);
         // Bare directories, as rmdir sees real cgroups.
-        for f in ["server", "client"] {
-            fs::remove_file(r.join(format!("aurae/cells/web/{f}/cgroup.procs"))).expect("rm");
+        for f in ["server.scope", "client.scope"] {
+            fs::remove_file(r.join(format!("aurae/cells/web.scope/{f}/cgroup.procs"))).expect("rm");
         }
         cg.remove("web").expect("remove");
-        assert!(!r.join("aurae/cells/web").exists());
+        assert!(!r.join("aurae/cells/web.scope").exists());
         assert!(
-            r.join("aurae/cells/other").exists(),
+            r.join("aurae/cells/other.scope").exists(),
             "other cells untouched"
         );
         cg.remove("web").expect("removing a missing cell is fine");
@@ -271,9 +294,10 @@ mod tests {
         let r = root.path();
         // The driver uses pids and memory; libcontainer also wrote cpuset and devices.
         for h in ["pids", "memory", "cpuset", "devices"] {
-            fs::create_dir_all(r.join(h).join("aurae/cells/web/server")).expect("mkdir");
+            fs::create_dir_all(r.join(h).join("aurae/cells/web.scope/server.scope"))
+                .expect("mkdir");
         }
-        fs::create_dir_all(r.join("devices/aurae/cells/stale/x")).expect("mkdir");
+        fs::create_dir_all(r.join("devices/aurae/cells/stale.scope/x")).expect("mkdir");
         std::os::unix::fs::symlink(r.join("cpuset"), r.join("cpuset-alias")).expect("symlink");
         let driver: Arc<dyn CgroupDriver> =
             Arc::new(V1Driver::detect(r, Arc::new(NixSignaller)).expect("v1"));
@@ -286,19 +310,19 @@ mod tests {
         );
         cg.remove("web").expect("remove");
         for h in ["pids", "memory", "cpuset", "devices"] {
-            assert!(!r.join(h).join("aurae/cells/web").exists(), "{h}");
+            assert!(!r.join(h).join("aurae/cells/web.scope").exists(), "{h}");
             assert!(r.join(h).join("aurae/cells").exists(), "{h}: parent kept");
         }
-        assert!(r.join("devices/aurae/cells/stale/x").exists());
+        assert!(r.join("devices/aurae/cells/stale.scope/x").exists());
         cg.remove("stale").expect("remove");
-        fs::create_dir_all(r.join("pids/aurae/schedule/unit")).expect("mkdir");
+        fs::create_dir_all(r.join("pids/aurae/schedule/unit.scope")).expect("mkdir");
         cg.remove_parent().expect("remove parent");
         for h in ["memory", "cpuset", "devices"] {
             assert!(!r.join(h).join("aurae").exists(), "{h}: root removed");
         }
         assert!(!r.join("pids/aurae/cells").exists());
         assert!(
-            r.join("pids/aurae/schedule/unit").exists(),
+            r.join("pids/aurae/schedule/unit.scope").exists(),
             "a root still in use is kept"
         );
     }

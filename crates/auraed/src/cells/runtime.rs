@@ -60,7 +60,7 @@ pub(crate) async fn create(
     let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("creating a pipe: {e}"));
     let ((out_r, out_w), (err_r, err_w)) = (pipe()?, pipe()?);
     let (pid, pidfd) = tokio::task::spawn_blocking(move || {
-        launch_with(&argv, &[], [OwnedFd::from(theirs), out_w, err_w])
+        launch_with(&argv, &[], [OwnedFd::from(theirs), out_w, err_w], None)
     })
     .await
     .map_err(|e| format!("starting the container helper: {e}"))?

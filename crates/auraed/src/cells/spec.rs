@@ -28,7 +28,7 @@ pub(crate) struct SpecInput<'a> {
     pub user: &'a ResolvedUser,
     /// Absolute path of the mounted root filesystem.
     pub rootfs: &'a Path,
-    /// `linux.cgroupsPath`: absolute from the cgroup mount root, e.g. `/aurae/cells/web/server`.
+    /// `linux.cgroupsPath`: absolute from the cgroup mount root, e.g. `/aurae/cells/web.scope/server.scope`.
     pub cgroups_path: &'a str,
     pub namespaces: &'a NamespacePaths,
     /// Files bind-mounted read-only into the container: (host path, container path).

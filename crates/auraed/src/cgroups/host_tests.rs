@@ -275,3 +275,73 @@ fn v2_driver_works_on_a_private_cgroup2_mount() {
         "every cgroup of this test is gone"
     );
 }
+
+/// Creates and removes the workload cgroup of every name in `names`, each
+/// a kernel interface-file name, under a fresh top.
+fn every_control_file_name_is_a_workload_name(
+    driver: &dyn CgroupDriver,
+    top: &CgroupPath,
+    names: &[String],
+) {
+    for name in names {
+        let path = top.workload(name).expect("valid");
+        driver
+            .create(&path)
+            .unwrap_or_else(|e| panic!("{} {name}: {e}", driver.version()));
+        assert!(driver.exists(&path), "{name}");
+    }
+    let children = driver.children(top).expect("children");
+    assert_eq!(children.len(), names.len(), "{children:?}");
+    driver.remove(top).expect("remove");
+    assert!(!driver.exists(top));
+}
+
+/// The regular files a cgroup directory shows.
+fn interface_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn workload_cgroups_never_collide_with_interface_files() {
+    let test = "workload_cgroups_never_collide_with_interface_files";
+    if !have_root(test) {
+        return;
+    }
+    let Some(mount) = PrivateCgroup2::mount(test) else {
+        return;
+    };
+    let host = detect_host().expect("detect host cgroups");
+    let v2: Arc<dyn CgroupDriver> = Arc::new(V2Driver::new(mount.path(), Arc::new(NixSignaller)));
+    for driver in [host, v2] {
+        let top = unique_top(&format!("-names-{}", driver.version()));
+        driver.create(&top).expect("create top");
+        // What the kernel shows in a cgroup of this very driver, plus the
+        // controller files this host binds to v1.
+        let dir = driver.procs_files(&top)[0]
+            .parent()
+            .expect("dir")
+            .to_path_buf();
+        let mut names = interface_files(&dir);
+        for extra in [
+            "pids.max",
+            "memory.max",
+            "cpu.max",
+            "tasks",
+            "cgroup.kill",
+            "memory.limit_in_bytes",
+        ] {
+            names.push(extra.to_string());
+        }
+        names.sort();
+        names.dedup();
+        assert!(names.iter().any(|n| n == "cgroup.procs"), "{names:?}");
+        every_control_file_name_is_a_workload_name(&*driver, &top, &names);
+    }
+}

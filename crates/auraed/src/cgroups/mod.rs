@@ -10,6 +10,7 @@
 //! call them from `spawn_blocking` in async code.
 
 mod fs;
+mod limits;
 pub mod signal;
 pub mod v1;
 pub mod v2;
@@ -26,6 +27,7 @@ use nix::sys::signal::Signal;
 use thiserror::Error;
 
 pub(crate) use self::fs::{child_names, remove_tree};
+pub use self::limits::{LimitError, Limits};
 use self::signal::{NixSignaller, Signaller};
 use self::v1::V1Driver;
 use self::v2::V2Driver;
@@ -35,6 +37,13 @@ pub const HOST_MOUNT_ROOT: &str = "/sys/fs/cgroup";
 
 /// Longest accepted path segment (the kernel's `NAME_MAX`).
 pub const MAX_SEGMENT_LEN: usize = 255;
+
+/// Ends the directory name of every workload cgroup, as systemd's
+/// `.service` and `.scope` do: the kernel's interface files are named
+/// `cgroup.*`, `<controller>.*`, `tasks`, `notify_on_release` and
+/// `release_agent`, none of which ends in `.scope`, so no workload name
+/// (`tasks`, `pids.max`, ...) can collide with one.
+pub const WORKLOAD_SUFFIX: &str = ".scope";
 
 /// Which cgroup interface the host exposes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +76,12 @@ pub enum CgroupError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error("cannot set {what} on {}: the {controller} controller is not available for it", path.display())]
+    NoController {
+        what: &'static str,
+        controller: &'static str,
+        path: PathBuf,
     },
     #[error("unexpected content {content:?} in {}", path.display())]
     Parse { path: PathBuf, content: String },
@@ -126,6 +141,13 @@ impl CgroupPath {
         Ok(Self(joined))
     }
 
+    /// The cgroup of the workload `name` under this path: the one way every
+    /// caller (executables, schedule, cells) names a workload's cgroup, so
+    /// that no name collides with a kernel interface file.
+    pub fn workload(&self, name: &str) -> Result<Self, CgroupError> {
+        self.join(&format!("{name}{WORKLOAD_SUFFIX}"))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -145,6 +167,14 @@ impl fmt::Display for CgroupPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// The workload name of a cgroup directory made by [`CgroupPath::workload`];
+/// None for any other directory.
+pub fn workload_name(segment: &str) -> Option<&str> {
+    segment
+        .strip_suffix(WORKLOAD_SUFFIX)
+        .filter(|name| !name.is_empty())
 }
 
 /// Why `segment` is not a valid path segment, if it is not.
@@ -217,11 +247,40 @@ pub trait CgroupDriver: Send + Sync + std::fmt::Debug + 'static {
     /// rmdir the cgroup (deepest descendants first) in every hierarchy; retry
     /// briefly on EBUSY while exiting processes leave; missing -> Ok.
     fn remove(&self, path: &CgroupPath) -> Result<(), CgroupError>;
+    /// Writes the limits that are set (a `None` is left as the kernel's
+    /// default). A limit whose controller the cgroup lacks is an error.
+    fn set_limits(&self, path: &CgroupPath, limits: &Limits) -> Result<(), CgroupError>;
+    /// Whether new cgroups get `controller` (pids, memory, cpu).
+    fn has_controller(&self, controller: &str) -> bool;
     /// v1: true when the cgroup exists in any hierarchy used.
     fn exists(&self, path: &CgroupPath) -> bool;
     /// Names of direct child cgroups (used to find leftovers of a crashed
     /// daemon), sorted. Missing -> Ok(empty).
     fn children(&self, path: &CgroupPath) -> Result<Vec<String>, CgroupError>;
+}
+
+/// Refuses `limits` that `driver` could not apply (a limit whose controller
+/// new cgroups do not get), before anything is created or persisted.
+pub fn check_controllers(driver: &dyn CgroupDriver, limits: &Limits) -> Result<(), CgroupError> {
+    let wanted = [
+        ("limits.pids", "pids", limits.pids.is_some()),
+        (
+            "limits.memory_bytes",
+            "memory",
+            limits.memory_bytes.is_some(),
+        ),
+        ("limits.cpu_millis", "cpu", limits.cpu_millis.is_some()),
+    ];
+    for (what, controller, set) in wanted {
+        if set && !driver.has_controller(controller) {
+            return Err(CgroupError::NoController {
+                what,
+                controller,
+                path: PathBuf::from(HOST_MOUNT_ROOT),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Detect the host's layout under `mount_root` (normally /sys/fs/cgroup): v2 if
@@ -305,6 +364,26 @@ mod tests {
                 "{bad:?}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn workload_cgroups_never_take_a_kernel_file_name() {
+        let base = CgroupPath::new("aurae/schedule").expect("valid");
+        for name in [
+            "tasks",
+            "pids.max",
+            "cgroup.procs",
+            "memory.limit_in_bytes",
+            "web",
+        ] {
+            let path = base.workload(name).expect(name);
+            let last = path.segments().last().expect("a segment");
+            assert_eq!(last, format!("{name}.scope"));
+            assert_eq!(workload_name(last), Some(name));
+        }
+        assert_eq!(workload_name("tasks"), None);
+        assert_eq!(workload_name(".scope"), None);
+        assert!(base.workload("a/b").is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use nix::sys::signal::Signal;
 
 use super::signal::{kill_until_empty, signal_pids, wait_until, Signaller};
-use super::{fs, CgroupDriver, CgroupError, CgroupPath, CgroupVersion, Timeouts};
+use super::{fs, CgroupDriver, CgroupError, CgroupPath, CgroupVersion, Limits, Timeouts};
 
 /// The controllers this driver uses, in order; the first present one that is
 /// "pids" tracks membership, else the first hierarchy found. cpuset is left
@@ -89,6 +89,24 @@ impl V1Driver {
         self.hierarchies
             .iter()
             .map(move |h| h.dir.join(path.as_rel_path()))
+    }
+
+    /// `path`'s directory in the hierarchy of `controller`.
+    fn controller_dir(
+        &self,
+        path: &CgroupPath,
+        controller: &'static str,
+        what: &'static str,
+    ) -> Result<PathBuf, CgroupError> {
+        self.hierarchies
+            .iter()
+            .find(|h| h.controllers.contains(&controller))
+            .map(|h| h.dir.join(path.as_rel_path()))
+            .ok_or_else(|| CgroupError::NoController {
+                what,
+                controller,
+                path: self.tracking_dir(path),
+            })
     }
 
     fn tracking_dir(&self, path: &CgroupPath) -> PathBuf {
@@ -199,6 +217,31 @@ impl CgroupDriver for V1Driver {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    fn set_limits(&self, path: &CgroupPath, limits: &Limits) -> Result<(), CgroupError> {
+        if let Some(pids) = limits.pids {
+            let dir = self.controller_dir(path, "pids", "limits.pids")?;
+            fs::write_file(&dir.join("pids.max"), &pids.to_string())?;
+        }
+        if let Some(bytes) = limits.memory_bytes {
+            let dir = self.controller_dir(path, "memory", "limits.memory_bytes")?;
+            fs::write_file(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+        }
+        if let Some(millis) = limits.cpu_millis {
+            let dir = self.controller_dir(path, "cpu", "limits.cpu_millis")?;
+            let period = super::limits::CPU_PERIOD_US;
+            fs::write_file(&dir.join("cpu.cfs_period_us"), &period.to_string())?;
+            let quota = Limits::cpu_quota_us(millis);
+            fs::write_file(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn has_controller(&self, controller: &str) -> bool {
+        self.hierarchies
+            .iter()
+            .any(|h| h.controllers.contains(&controller))
     }
 
     fn exists(&self, path: &CgroupPath) -> bool {
@@ -428,6 +471,57 @@ mod tests {
         assert!(
             !root.path().join("memory/a").exists(),
             "other hierarchies still removed"
+        );
+    }
+
+    #[test]
+    fn set_limits_writes_each_controller_file() {
+        let root = fixture(&["pids", "memory", "cpu"]);
+        let d = driver(root.path(), &Arc::new(RecordingSignaller::new()));
+        let files = [
+            "pids/a/pids.max",
+            "memory/a/memory.limit_in_bytes",
+            "cpu/a/cpu.cfs_period_us",
+            "cpu/a/cpu.cfs_quota_us",
+        ];
+        for f in files {
+            populate(
+                root.path(),
+                f.split('/').next().expect("controller"),
+                "a",
+                "",
+            );
+            stdfs::write(root.path().join(f), "max\n").expect("write");
+        }
+        let limits = Limits::from_wire(64, 1 << 20, 500);
+        d.set_limits(&path("a"), &limits).expect("set");
+        let read = |f: &str| stdfs::read_to_string(root.path().join(f)).expect("read");
+        assert_eq!(read(files[0]), "64");
+        assert_eq!(read(files[1]), "1048576");
+        assert_eq!(read(files[2]), "100000");
+        assert_eq!(read(files[3]), "50000");
+        assert!(d.has_controller("memory") && !d.has_controller("freezer"));
+    }
+
+    #[test]
+    fn set_limits_without_the_controller_says_which() {
+        let root = fixture(&["pids"]);
+        let d = driver(root.path(), &Arc::new(RecordingSignaller::new()));
+        populate(root.path(), "pids", "a", "");
+        d.set_limits(&path("a"), &Limits::default())
+            .expect("nothing to set");
+        let err = d
+            .set_limits(&path("a"), &Limits::from_wire(0, 1 << 20, 0))
+            .expect_err("no memory hierarchy");
+        assert!(
+            matches!(
+                err,
+                CgroupError::NoController {
+                    controller: "memory",
+                    ..
+                }
+            ),
+            "{err}"
         );
     }
 

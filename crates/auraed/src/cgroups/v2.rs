@@ -7,7 +7,7 @@ use std::sync::Arc;
 use nix::sys::signal::Signal;
 
 use super::signal::{kill_until_empty, signal_pids, wait_until, Signaller};
-use super::{fs, CgroupDriver, CgroupError, CgroupPath, CgroupVersion, Timeouts};
+use super::{fs, CgroupDriver, CgroupError, CgroupPath, CgroupVersion, Limits, Timeouts};
 
 /// Controllers `create` enables for new cgroups, when the host offers them.
 pub const V2_CONTROLLERS: [&str; 4] = ["cpu", "memory", "pids", "io"];
@@ -168,6 +168,52 @@ impl CgroupDriver for V2Driver {
 
     fn remove(&self, path: &CgroupPath) -> Result<(), CgroupError> {
         fs::remove_tree(&self.dir(path), self.timeouts.remove)
+    }
+
+    fn set_limits(&self, path: &CgroupPath, limits: &Limits) -> Result<(), CgroupError> {
+        let dir = self.dir(path);
+        let period = super::limits::CPU_PERIOD_US;
+        let writes = [
+            (
+                "limits.pids",
+                "pids",
+                "pids.max",
+                limits.pids.map(|n| n.to_string()),
+            ),
+            (
+                "limits.memory_bytes",
+                "memory",
+                "memory.max",
+                limits.memory_bytes.map(|n| n.to_string()),
+            ),
+            (
+                "limits.cpu_millis",
+                "cpu",
+                "cpu.max",
+                limits
+                    .cpu_millis
+                    .map(|m| format!("{} {period}", Limits::cpu_quota_us(m))),
+            ),
+        ];
+        for (what, controller, file, value) in writes {
+            let Some(value) = value else { continue };
+            let file = dir.join(file);
+            // The file exists exactly when the controller is enabled here.
+            if !file.is_file() {
+                return Err(CgroupError::NoController {
+                    what,
+                    controller,
+                    path: dir.clone(),
+                });
+            }
+            fs::write_file(&file, &value)?;
+        }
+        Ok(())
+    }
+
+    fn has_controller(&self, controller: &str) -> bool {
+        fs::read_words(&self.root.join("cgroup.controllers"))
+            .is_ok_and(|words| words.iter().any(|w| w == controller))
     }
 
     fn exists(&self, path: &CgroupPath) -> bool {
@@ -366,6 +412,45 @@ mod tests {
             .kill_all(&path("a"))
             .expect("empty");
         assert_eq!(read(r, "a/cgroup.kill"), "");
+    }
+
+    #[test]
+    fn set_limits_writes_pids_memory_and_cpu_max() {
+        let root = TempDir::new().expect("tempdir");
+        let r = root.path();
+        cgroup(r, ".", "cpu memory pids\n");
+        for f in ["pids.max", "memory.max", "cpu.max"] {
+            write(r, &format!("a/{f}"), "max\n");
+        }
+        let d = driver(r, &Arc::new(RecordingSignaller::new()));
+        d.set_limits(&path("a"), &Limits::from_wire(100, 64 << 20, 1500))
+            .expect("set");
+        assert_eq!(read(r, "a/pids.max"), "100");
+        assert_eq!(read(r, "a/memory.max"), "67108864");
+        assert_eq!(read(r, "a/cpu.max"), "150000 100000");
+        assert!(d.has_controller("pids") && !d.has_controller("io"));
+    }
+
+    #[test]
+    fn set_limits_without_the_controller_file_says_which() {
+        let root = TempDir::new().expect("tempdir");
+        let r = root.path();
+        write(r, "a/pids.max", "max\n");
+        let d = driver(r, &Arc::new(RecordingSignaller::new()));
+        let err = d
+            .set_limits(&path("a"), &Limits::from_wire(5, 0, 100))
+            .expect_err("no cpu.max");
+        assert!(
+            matches!(
+                err,
+                CgroupError::NoController {
+                    controller: "cpu",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("limits.cpu_millis"), "{err}");
     }
 
     #[test]

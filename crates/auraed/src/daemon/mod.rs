@@ -33,7 +33,7 @@ use crate::executables::Executables;
 use crate::images::{ImageError, ImageStore, RegistryConfig};
 use crate::logs::{LogLimits, LogStore};
 use crate::observe::{DaemonLog, Observer};
-use crate::process::Processes;
+use crate::process::{Processes, WorkloadDefaults};
 use crate::schedule::{Schedule, ScheduleError};
 use crate::server::{self, HandshakeLimits, Listeners, LivePolicy, ServerError};
 use crate::state::StateDb;
@@ -61,6 +61,10 @@ pub enum DaemonError {
     UnknownGroup(String),
     #[error("--stop-grace must be a number of seconds from 0 to 3600, not {0}")]
     BadGrace(f64),
+    #[error("--default-pids-max / --default-memory-max: {0}")]
+    BadDefaultLimits(#[from] crate::cgroups::LimitError),
+    #[error("--default-user: {0}")]
+    BadDefaultUser(#[from] crate::process::IdentityError),
     #[error("--handshake-timeout must be a number of seconds from 0.1 to 300, not {0}")]
     BadHandshakeTimeout(f64),
     #[error("--max-handshakes must be from 1 to {MAX_HANDSHAKES}, not {0}")]
@@ -163,7 +167,8 @@ pub async fn run(
         driver.clone(),
         logs.clone(),
         Duration::from_secs_f64(config.stop_grace),
-    );
+    )
+    .with_defaults(workload_defaults(&config, driver.as_ref())?);
     let executables = Arc::new(Executables::new(processes.clone(), root.join("exec")?));
     executables.clean_leftovers();
 
@@ -322,6 +327,39 @@ async fn remove_cgroup_root(
     if let Err(e) = driver.remove(root) {
         tracing::warn!(cgroup = root.as_str(), error = %crate::error_chain::chain(&e), "removing the daemon's cgroups at exit");
     }
+}
+
+/// The defaults every workload gets, checked against this host: a limit
+/// whose controller the host lacks is dropped with a warning (it could
+/// never be applied), an unknown default user stops the daemon.
+fn workload_defaults(
+    config: &DaemonConfig,
+    driver: &dyn CgroupDriver,
+) -> Result<WorkloadDefaults, DaemonError> {
+    let mut limits = cgroups::Limits::from_wire(
+        config.default_pids_max,
+        config.default_memory_max.map_or(0, |b| b.0),
+        0,
+    );
+    limits.validate()?;
+    if limits.pids.is_some() && !driver.has_controller("pids") {
+        tracing::warn!(
+            "--default-pids-max is not applied: this host has no pids cgroup controller"
+        );
+        limits.pids = None;
+    }
+    if limits.memory_bytes.is_some() && !driver.has_controller("memory") {
+        tracing::warn!(
+            "--default-memory-max is not applied: this host has no memory cgroup controller"
+        );
+        limits.memory_bytes = None;
+    }
+    crate::process::resolve_identity("", "", &config.default_user)?;
+    tracing::info!(limits = ?limits, user = %config.default_user, "workload defaults");
+    Ok(WorkloadDefaults {
+        limits,
+        user: config.default_user.clone(),
+    })
 }
 
 /// Creates `dir` (mode 0700) if needed and returns its real path: mountinfo

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::error::ExecutableError;
 use super::split::split_command;
-use crate::cgroups::CgroupPath;
+use crate::cgroups::{CgroupPath, Limits};
 use crate::logs::Kind;
 use crate::process::{ProcessError, ProcessSpec, Processes};
 use crate::validation::validate_name;
@@ -24,6 +24,11 @@ pub struct RunRequest {
     pub name: String,
     pub command: String,
     pub comment: String,
+    /// Limits of its cgroup; unset ones take the daemon's defaults.
+    pub limits: Limits,
+    /// User and group to run as (names or ids); empty: the daemon's default.
+    pub user: String,
+    pub group: String,
     /// Who asked (the client certificate's identity), for the audit trail.
     pub caller: String,
 }
@@ -93,16 +98,20 @@ impl Executables {
         if argv.is_empty() {
             return Err(ExecutableError::EmptyCommand);
         }
+        req.limits.validate()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let cgroup = self
             .cgroup_parent
-            .join(&format!("run-{id}"))
+            .workload(&format!("run-{id}"))
             .map_err(|e| ExecutableError::Cgroup(e.to_string()))?;
         let spec = ProcessSpec {
             argv,
             cgroup,
             kind: Kind::Exec,
             name: name.clone(),
+            limits: req.limits,
+            user: req.user,
+            group: req.group,
         };
         let began = Instant::now();
         let handle = match self.processes.spawn(spec) {

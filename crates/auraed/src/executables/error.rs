@@ -21,5 +21,7 @@ pub enum ExecutableError {
     #[error("{0}")]
     Cgroup(String),
     #[error(transparent)]
+    Limits(#[from] crate::cgroups::LimitError),
+    #[error(transparent)]
     Process(#[from] ProcessError),
 }

@@ -6,7 +6,8 @@
 //!   workloads/<kind>.<name>.<id>/   one directory per workload run
 //!     0000000001.log ...            CRI records, rotated by size (writer.rs)
 //!     end                           written once the log is complete (end.rs)
-//!   pids/<pid> -> ../workloads/...  the newest workload that had this pid
+//!   pids.index                      `<pid> <workloads/ dir>` lines: the newest
+//!                                   workload that had this pid (pid_index.rs)
 //!   daemon/                         the daemon's log, rotated the same way
 //! ```
 //!
@@ -17,8 +18,10 @@
 pub mod cri;
 pub mod end;
 pub mod follow;
+mod pid_index;
 pub mod reader;
 mod retention;
+mod spare;
 mod text;
 pub mod watch;
 pub mod writer;
@@ -37,7 +40,9 @@ pub use text::{read_output, OutputText};
 pub use watch::Watcher;
 pub use writer::{LogLimits, LogWriter};
 
+use pid_index::PidIndex;
 use retention::Retention;
+use spare::SpareDirs;
 
 /// Default total size of complete workload logs kept.
 pub const DEFAULT_RETAIN_BYTES: u64 = 512 << 20;
@@ -89,6 +94,8 @@ pub struct LogStore {
     watcher: std::sync::OnceLock<Arc<Watcher>>,
     last_id: AtomicI64,
     retention: Mutex<Retention>,
+    pids: Mutex<PidIndex>,
+    spares: SpareDirs,
 }
 
 impl LogStore {
@@ -96,22 +103,22 @@ impl LogStore {
     /// daemon that died while writing them are marked complete, with an
     /// unknown exit.
     pub fn open(root: &Path, limits: LogLimits, retain_bytes: u64) -> io::Result<Arc<Self>> {
-        for dir in [
-            root.to_path_buf(),
-            root.join("workloads"),
-            root.join("pids"),
-        ] {
+        for dir in [root.to_path_buf(), root.join("workloads")] {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(&dir)?;
         }
+        let workloads = root.join("workloads");
+        let pids = PidIndex::open(root, |dir| workloads.join(dir).is_dir())?;
         let store = Self {
             root: root.to_path_buf(),
             limits,
             watcher: std::sync::OnceLock::new(),
             last_id: AtomicI64::new(0),
             retention: Mutex::new(Retention::new(retain_bytes)),
+            pids: Mutex::new(pids),
+            spares: SpareDirs::start(&workloads),
         };
         store.recover()?;
         Ok(Arc::new(store))
@@ -143,26 +150,20 @@ impl LogStore {
             .root
             .join("workloads")
             .join(format!("{}.{name}.{id:x}", kind.as_str()));
-        std::fs::create_dir(&dir)?;
+        match self.spares.take() {
+            Some(spare) if std::fs::rename(&spare, &dir).is_ok() => {}
+            _ => std::fs::create_dir(&dir)?,
+        }
         Ok(dir)
     }
 
     /// Records that `pid` is the process writing to `dir`.
     pub fn link_pid(&self, pid: i32, dir: &Path) -> io::Result<()> {
-        let link = self.root.join("pids").join(pid.to_string());
-        let target = Path::new("../workloads").join(dir.file_name().unwrap_or_default());
-        match std::os::unix::fs::symlink(&target, &link) {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                // A reused pid: replace the old link in one step.
-                let tmp = self
-                    .root
-                    .join("pids")
-                    .join(format!(".{pid}.{}", self.next_id()));
-                std::os::unix::fs::symlink(&target, &tmp)?;
-                std::fs::rename(&tmp, &link)
-            }
-            other => other,
-        }
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| io::Error::other(format!("not a log directory: {}", dir.display())))?;
+        self.lock_pids().link(pid, name)
     }
 
     /// The log directory of the newest workload that had `pid`, if still kept.
@@ -170,9 +171,7 @@ impl LogStore {
         if pid <= 0 {
             return None;
         }
-        let link = self.root.join("pids").join(pid.to_string());
-        let target = std::fs::read_link(&link).ok()?;
-        let dir = self.root.join("workloads").join(target.file_name()?);
+        let dir = self.root.join("workloads").join(self.lock_pids().get(pid)?);
         dir.is_dir().then_some(dir)
     }
 
@@ -186,6 +185,9 @@ impl LogStore {
                 if e.kind() != io::ErrorKind::NotFound {
                     tracing::warn!(dir = %old.display(), error = %e, "removing an old log");
                 }
+            }
+            if let Some(name) = old.file_name().and_then(|n| n.to_str()) {
+                self.lock_pids().forget(name);
             }
         }
     }
@@ -201,6 +203,10 @@ impl LogStore {
 
     fn lock_retention(&self) -> std::sync::MutexGuard<'_, Retention> {
         self.retention.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_pids(&self) -> std::sync::MutexGuard<'_, PidIndex> {
+        self.pids.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn next_id(&self) -> i64 {
@@ -232,8 +238,8 @@ impl LogStore {
             .collect()
     }
 
-    /// At open: account complete logs (oldest first), close the logs that
-    /// a dead daemon was writing, and drop pid links to removed logs.
+    /// At open: account complete logs (oldest first) and close the logs
+    /// that a dead daemon was writing.
     fn recover(&self) -> io::Result<()> {
         let mut complete = Vec::new();
         for (kind, dir) in self.workload_dirs() {
@@ -256,14 +262,6 @@ impl LogStore {
         complete.sort();
         for (_, dir) in complete {
             self.complete(&dir);
-        }
-        if let Ok(links) = std::fs::read_dir(self.root.join("pids")) {
-            for link in links.filter_map(Result::ok) {
-                let stale = std::fs::metadata(link.path()).is_err();
-                if stale {
-                    let _ = std::fs::remove_file(link.path());
-                }
-            }
         }
         Ok(())
     }

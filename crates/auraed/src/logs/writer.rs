@@ -87,7 +87,18 @@ impl LogWriter {
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e),
         };
-        Ok(Self {
+        let oldest = existing.first().copied().unwrap_or(1);
+        Ok(Self::at(dir, limits, segment, size, oldest))
+    }
+
+    /// A writer of a directory just made empty (a new workload's log): no
+    /// lookups on disk.
+    pub fn fresh(dir: &Path, limits: LogLimits) -> Self {
+        Self::at(dir, limits, 1, 0, 1)
+    }
+
+    fn at(dir: &Path, limits: LogLimits, segment: u64, size: u64, oldest: u64) -> Self {
+        Self {
             dir: dir.to_path_buf(),
             limits: LogLimits {
                 max_segment_bytes: limits.max_segment_bytes.max(1),
@@ -96,10 +107,10 @@ impl LogWriter {
             segment,
             file: None,
             size,
-            oldest: existing.first().copied().unwrap_or(1),
+            oldest,
             buf: Vec::new(),
             ts: Vec::new(),
-        })
+        }
     }
 
     pub fn dir(&self) -> &Path {

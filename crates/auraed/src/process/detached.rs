@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::ProcessError;
 use super::exit::ExitKind;
+use super::identity::Identity;
 use super::monitor::{MonitorReply, MonitorSpec};
 use super::output::blocking_io;
 use super::pidfd::ChildExit;
@@ -59,15 +60,14 @@ impl Processes {
             source,
         };
         let dir = blocking_io(|| self.logs.create(spec.kind, &spec.name)).map_err(log_err)?;
-        let cgroup_err = |source| ProcessError::Cgroup {
-            path: spec.cgroup.as_str().to_string(),
-            source,
+        let identity = match blocking_io(|| self.prepare(&spec)) {
+            Ok(identity) => identity,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
         };
-        if let Err(e) = blocking_io(|| self.cgroups.create(&spec.cgroup)) {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(cgroup_err(e));
-        }
-        let started = self.start_monitor(&spec, &dir).await;
+        let started = self.start_monitor(&spec, &dir, identity).await;
         let (monitor, pid) = match started {
             Ok(m) => m,
             Err(why) => {
@@ -124,6 +124,7 @@ impl Processes {
         &self,
         spec: &ProcessSpec,
         dir: &Path,
+        identity: Option<Identity>,
     ) -> Result<(ChildExit, i32), String> {
         let limits = self.logs.limits();
         let monitor_spec = MonitorSpec {
@@ -132,6 +133,7 @@ impl Processes {
             log_dir: dir.to_path_buf(),
             max_segment_bytes: limits.max_segment_bytes,
             max_segments: limits.max_segments,
+            identity,
         };
         let json = serde_json::to_string(&monitor_spec).map_err(|e| e.to_string())?;
         let mut child = Command::new(&self.monitor_exe)

@@ -1,5 +1,6 @@
 use thiserror::Error;
 
+use super::identity::IdentityError;
 use crate::cgroups::CgroupError;
 
 #[derive(Debug, Error)]
@@ -16,6 +17,8 @@ pub enum ProcessError {
         program: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     #[error("cgroup {path}: {source}")]
     Cgroup { path: String, source: CgroupError },
     #[error("waiting for pid {pid}: {source}")]

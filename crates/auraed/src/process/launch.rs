@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use nix::fcntl::OFlag;
 
+use super::identity::Identity;
 use super::vfork;
 
 /// A child that has exec'd, with the reading ends of its output pipes.
@@ -20,14 +21,19 @@ pub(crate) struct Launched {
     pub stderr: OwnedFd,
 }
 
-/// Clones `argv` into the cgroup whose `procs` files are given, before exec.
-pub(crate) fn launch(argv: &[OsString], procs: &[PathBuf]) -> io::Result<Launched> {
+/// Clones `argv` into the cgroup whose `procs` files are given, before
+/// exec, as `identity` when one is given.
+pub(crate) fn launch(
+    argv: &[OsString],
+    procs: &[PathBuf],
+    identity: Option<&Identity>,
+) -> io::Result<Launched> {
     // Every fd is close-on-exec, so a concurrent spawn elsewhere in the
     // daemon cannot inherit them; dup2 in the child clears it on 0-2.
     let stdin = std::fs::File::open("/dev/null")?.into();
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-    let (pid, pidfd) = launch_with(argv, procs, [stdin, out_w, err_w])?;
+    let (pid, pidfd) = launch_with(argv, procs, [stdin, out_w, err_w], identity)?;
     Ok(Launched {
         pid,
         pidfd,
@@ -38,12 +44,14 @@ pub(crate) fn launch(argv: &[OsString], procs: &[PathBuf]) -> io::Result<Launche
 
 /// Clones `argv` into the cgroup whose `procs` files are given (none: it
 /// stays in the daemon's), with `stdio` as its fds 0, 1 and 2 (close-on-exec
-/// here, so no concurrent spawn inherits them). Returns its pid and a pidfd
-/// once it has exec'd; only the child keeps `stdio`.
+/// here, so no concurrent spawn inherits them), as `identity` when one is
+/// given. Returns its pid and a pidfd once it has exec'd; only the child
+/// keeps `stdio`.
 pub(crate) fn launch_with(
     argv: &[OsString],
     procs: &[PathBuf],
     stdio: [OwnedFd; 3],
+    identity: Option<&Identity>,
 ) -> io::Result<(i32, OwnedFd)> {
     let program = argv
         .first()
@@ -54,7 +62,7 @@ pub(crate) fn launch_with(
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let envp = vfork::environment();
+    let envp = environment(identity);
     let procs: Vec<CString> = procs
         .iter()
         .filter_map(|p| CString::new(p.as_os_str().as_bytes()).ok())
@@ -71,5 +79,32 @@ pub(crate) fn launch_with(
         &envp,
         &procs,
         [stdio[0].as_fd(), stdio[1].as_fd(), stdio[2].as_fd()],
+        identity.map(|id| vfork::Creds {
+            uid: id.uid,
+            gid: id.gid,
+            groups: &id.groups,
+        }),
     )
+}
+
+/// The daemon's environment; for another user with its `USER`, `LOGNAME`
+/// and `HOME`, as systemd sets them for a unit with `User=`.
+fn environment(identity: Option<&Identity>) -> Vec<CString> {
+    let mut env = vfork::environment();
+    let Some(id) = identity else { return env };
+    let mut set = |key: &str, value: &str| {
+        let prefix = format!("{key}=");
+        env.retain(|kv| !kv.as_bytes().starts_with(prefix.as_bytes()));
+        if let Ok(kv) = CString::new(format!("{prefix}{value}")) {
+            env.push(kv);
+        }
+    };
+    if let Some(name) = &id.user_name {
+        set("USER", name);
+        set("LOGNAME", name);
+    }
+    if let Some(home) = &id.home {
+        set("HOME", home);
+    }
+    env
 }

@@ -24,6 +24,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::exit::ExitKind;
+use super::identity::Identity;
 use super::launch::launch;
 use super::supervise::{end_marker, DRAIN_TIMEOUT};
 use crate::cgroups::{self, CgroupPath};
@@ -38,6 +39,9 @@ pub struct MonitorSpec {
     pub log_dir: PathBuf,
     pub max_segment_bytes: u64,
     pub max_segments: usize,
+    /// Who the workload runs as (resolved by the daemon); none: as the monitor.
+    #[serde(default)]
+    pub identity: Option<Identity>,
 }
 
 /// The monitor's one line to the daemon.
@@ -114,8 +118,12 @@ fn start(spec_json: &str) -> Result<(MonitorSpec, Started), String> {
         .first()
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let l = launch(&spec.argv, &driver.procs_files(&cgroup))
-        .map_err(|e| format!("cannot start {program:?}: {e}"))?;
+    let l = launch(
+        &spec.argv,
+        &driver.procs_files(&cgroup),
+        spec.identity.as_ref(),
+    )
+    .map_err(|e| format!("cannot start {program:?}: {e}"))?;
     Ok((
         spec,
         Started {

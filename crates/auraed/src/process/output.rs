@@ -23,16 +23,9 @@ pub(crate) fn open_log(
     kind: Kind,
     name: &str,
 ) -> std::io::Result<(PathBuf, LogWriter)> {
-    blocking_io(|| {
-        let dir = logs.create(kind, name)?;
-        match LogWriter::open(&dir, logs.limits()) {
-            Ok(w) => Ok((dir, w)),
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                Err(e)
-            }
-        }
-    })
+    let dir = blocking_io(|| logs.create(kind, name))?;
+    let writer = LogWriter::fresh(&dir, logs.limits());
+    Ok((dir, writer))
 }
 
 /// A workload's output flowing into its log, from its start to the end marker.
@@ -71,10 +64,28 @@ impl OutputLog {
         &self.dir
     }
 
-    /// Once the workload and everything in its cgroup are gone: drains the
-    /// pipes (bounded), writes the end marker, and counts the log complete.
-    pub async fn close(self, exit: Option<ExitKind>, message: String) {
-        if let Some(mut writer) = self.pump.drain(DRAIN_TIMEOUT).await {
+    /// Waits (bounded) until the pipes are read to their end: then the log
+    /// holds the whole output, though it is not marked complete yet.
+    pub async fn drain(self) -> DrainedLog {
+        DrainedLog {
+            writer: self.pump.drain(DRAIN_TIMEOUT).await,
+            dir: self.dir,
+            logs: self.logs,
+        }
+    }
+}
+
+/// A log that holds all of a workload's output, to be marked complete.
+pub(crate) struct DrainedLog {
+    writer: Option<LogWriter>,
+    dir: PathBuf,
+    logs: Arc<LogStore>,
+}
+
+impl DrainedLog {
+    /// Writes the end marker and counts the log complete (blocking I/O).
+    pub fn finish(self, exit: Option<ExitKind>, message: String) {
+        if let Some(mut writer) = self.writer {
             let end = end_marker(exit, message);
             if let Err(e) = blocking_io(|| writer.finish(&end)) {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "closing a workload log");

@@ -11,11 +11,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::error::ProcessError;
+use super::identity::{self, Identity};
 use super::launch::launch;
 use super::output::{blocking_io, open_log, OutputLog};
 use super::pidfd::ChildExit;
 use super::supervise::{supervise, ProcessHandle, Supervised};
-use crate::cgroups::{CgroupDriver, CgroupPath};
+use crate::cgroups::{CgroupDriver, CgroupPath, Limits};
 use crate::logs::{Kind, LogStore, LogWriter};
 
 /// What to run and where.
@@ -28,6 +29,20 @@ pub struct ProcessSpec {
     /// What kind of workload it is, and its name (may be empty): they name its log.
     pub kind: Kind,
     pub name: String,
+    /// Limits of its cgroup; unset ones take the daemon's defaults.
+    pub limits: Limits,
+    /// User and group to run as (names or ids); empty: the daemon's default.
+    pub user: String,
+    pub group: String,
+}
+
+/// What every workload gets unless its request says otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkloadDefaults {
+    /// Limits applied to every workload cgroup (`--default-pids-max`, ...).
+    pub limits: Limits,
+    /// User a workload runs as when none is given (`--default-user`); empty: root.
+    pub user: String,
 }
 
 impl ProcessSpec {
@@ -52,6 +67,7 @@ pub struct Processes {
     pub(super) running: Arc<AtomicUsize>,
     /// The program run as `<monitor_exe> monitor SPEC` for detached processes.
     pub(super) monitor_exe: PathBuf,
+    pub(super) defaults: Arc<WorkloadDefaults>,
 }
 
 impl Processes {
@@ -64,7 +80,45 @@ impl Processes {
             running: Arc::new(AtomicUsize::new(0)),
             // This very binary, even if the file was replaced by an upgrade.
             monitor_exe: PathBuf::from("/proc/self/exe"),
+            defaults: Arc::default(),
         }
+    }
+
+    /// Applies `defaults` to every workload started from now on.
+    pub fn with_defaults(mut self, defaults: WorkloadDefaults) -> Self {
+        self.defaults = Arc::new(defaults);
+        self
+    }
+
+    pub fn defaults(&self) -> &WorkloadDefaults {
+        &self.defaults
+    }
+
+    /// Resolves who `spec` runs as, then creates its cgroup with its limits;
+    /// blocking. On failure nothing is left: the cgroup is removed again.
+    pub(super) fn prepare(&self, spec: &ProcessSpec) -> Result<Option<Identity>, ProcessError> {
+        let identity = identity::resolve(&spec.user, &spec.group, &self.defaults.user)?;
+        let limits = spec.limits.or(self.defaults.limits);
+        crate::cgroups::check_controllers(self.cgroups.as_ref(), &limits).map_err(|source| {
+            ProcessError::Cgroup {
+                path: spec.cgroup.as_str().to_string(),
+                source,
+            }
+        })?;
+        let made = self
+            .cgroups
+            .create(&spec.cgroup)
+            .and_then(|()| self.cgroups.set_limits(&spec.cgroup, &limits));
+        if let Err(source) = made {
+            if let Err(e) = self.cgroups.remove(&spec.cgroup) {
+                tracing::warn!(cgroup = spec.cgroup.as_str(), error = %e, "removing the cgroup of a failed start");
+            }
+            return Err(ProcessError::Cgroup {
+                path: spec.cgroup.as_str().to_string(),
+                source,
+            });
+        }
+        Ok(identity)
     }
 
     /// Uses `exe` as the monitor program (tests run from other binaries).
@@ -99,18 +153,14 @@ impl Processes {
     /// has exited, the rest of its cgroup is killed and its output drained.
     pub fn spawn(&self, spec: ProcessSpec) -> Result<ProcessHandle, ProcessError> {
         let program = spec.program()?;
-        let cgroup_err = |source| ProcessError::Cgroup {
-            path: spec.cgroup.as_str().to_string(),
-            source,
-        };
         let (dir, writer) =
             open_log(&self.logs, spec.kind, &spec.name).map_err(|source| ProcessError::Log {
                 program: program.clone(),
                 source,
             })?;
         let started = blocking_io(|| {
-            self.cgroups.create(&spec.cgroup).map_err(cgroup_err)?;
-            self.start(&spec).map_err(|source| {
+            let identity = self.prepare(&spec)?;
+            self.start(&spec, identity.as_ref()).map_err(|source| {
                 if let Err(e) = self.cgroups.remove(&spec.cgroup) {
                     tracing::warn!(cgroup = spec.cgroup.as_str(), error = %e, "removing cgroup of a failed start");
                 }
@@ -132,8 +182,12 @@ impl Processes {
     }
 
     /// Launches the child into its cgroup and takes ownership of it.
-    fn start(&self, spec: &ProcessSpec) -> std::io::Result<Started> {
-        let l = launch(&spec.argv, &self.cgroups.procs_files(&spec.cgroup))?;
+    fn start(&self, spec: &ProcessSpec, identity: Option<&Identity>) -> std::io::Result<Started> {
+        let l = launch(
+            &spec.argv,
+            &self.cgroups.procs_files(&spec.cgroup),
+            identity,
+        )?;
         // Take ownership of the child first, so any later error still kills and reaps it.
         let exit = ChildExit::from_pidfd(l.pid, l.pidfd)?;
         Ok(Started {

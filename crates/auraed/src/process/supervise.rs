@@ -36,11 +36,8 @@ pub struct Finished {
 impl Finished {
     /// The output as text, at most `limit` bytes per stream (read from its log).
     pub async fn output(&self, limit: usize) -> OutputText {
-        let dir = self.log_dir.clone();
-        let read = tokio::task::spawn_blocking(move || read_output(&dir, limit))
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r);
+        // In place: no hop to another thread for what is mostly a small read.
+        let read = super::output::blocking_io(|| read_output(&self.log_dir, limit));
         read.unwrap_or_else(|e| OutputText {
             stdout: String::new(),
             stderr: format!("[aurae: the output log could not be read: {e}]"),
@@ -164,20 +161,23 @@ pub(super) async fn supervise(s: Supervised) -> Result<Finished, ProcessError> {
     if leftovers {
         kill_all(&s.cgroups, &s.cgroup).await;
     }
-    let cgroups = s.cgroups.clone();
-    let cgroup = s.cgroup.clone();
-    match tokio::task::spawn_blocking(move || cgroups.remove(&cgroup)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(cgroup = s.cgroup.as_str(), error = %e, "removing cgroup"),
-        Err(e) => tracing::warn!(cgroup = s.cgroup.as_str(), error = %e, "removing cgroup"),
-    }
     let (exit, message) = match &status {
         Ok(exit) => (Some(*exit), exit.describe()),
         Err(e) => (None, format!("lost track of the process: {e}")),
     };
     let log_dir = s.output.dir().to_path_buf();
-    s.output.close(exit, message).await;
-    s.running.fetch_sub(1, Ordering::Relaxed);
+    // Every process is gone and the log holds all output: that is the result.
+    let drained = s.output.drain().await;
+    // Removing the empty cgroup and closing the log do not change it, so
+    // they run after the caller has it (off a RunExecutable's reply path).
+    let (cgroups, cgroup, running) = (s.cgroups.clone(), s.cgroup.clone(), s.running.clone());
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = cgroups.remove(&cgroup) {
+            tracing::warn!(cgroup = cgroup.as_str(), error = %e, "removing cgroup");
+        }
+        drained.finish(exit, message);
+        running.fetch_sub(1, Ordering::Relaxed);
+    });
     let exit = status.map_err(|source| ProcessError::Wait { pid: s.pid, source })?;
     Ok(Finished {
         pid: s.pid,

@@ -39,8 +39,19 @@ struct ChildArgs<'a> {
     procs: &'a [CString],
     /// Sources for fds 0, 1 and 2; all >= 3, so no dup2 clobbers another.
     stdio: [RawFd; 3],
+    /// Who to become before exec, if not the daemon's identity.
+    creds: Option<Creds<'a>>,
     /// The errno of the step that failed, 0 if the child exec'd.
     errno: AtomicI32,
+}
+
+/// The credentials the child takes after it placed itself in its cgroup
+/// (writing cgroup.procs needs the daemon's privileges).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Creds<'a> {
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub groups: &'a [libc::gid_t],
 }
 
 /// The kernel's `struct sigaction` (not glibc's): the handler comes first on
@@ -120,8 +131,9 @@ pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
 }
 
 /// Starts `path` with `argv` and `envp` in a new session, after writing
-/// itself into each of `procs` (cgroup.procs files), with `stdio` as its
-/// fds 0, 1 and 2 (each must be above 2; see [`above_stdio`]). Returns the
+/// itself into each of `procs` (cgroup.procs files) and taking `creds`,
+/// with `stdio` as its fds 0, 1 and 2 (each must be above 2; see
+/// [`above_stdio`]). Returns the
 /// pid and a pidfd once the child has exec'd; when a step before exec
 /// failed, the child has been reaped and its errno is returned.
 pub(crate) fn spawn_into(
@@ -130,6 +142,7 @@ pub(crate) fn spawn_into(
     envp: &[CString],
     procs: &[CString],
     stdio: [BorrowedFd<'_>; 3],
+    creds: Option<Creds<'_>>,
 ) -> io::Result<(i32, OwnedFd)> {
     let stdio = stdio.map(|fd| fd.as_raw_fd());
     if stdio.iter().any(|fd| *fd <= 2) {
@@ -154,6 +167,7 @@ pub(crate) fn spawn_into(
         envp: envp_ptrs.as_ptr(),
         procs,
         stdio,
+        creds,
         errno: AtomicI32::new(0),
     };
     let mut stack = vec![0u8; CHILD_STACK];
@@ -236,41 +250,24 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     }
 }
 
-/// Resets every caught signal to its default (handlers are daemon code that
-/// must not run here; the child has its own table, CLONE_SIGHAND is unset)
-/// and SIGPIPE too, which Rust programs ignore and std resets for children.
+/// Resets every signal to its default disposition, as systemd does for a
+/// service: caught ones (handlers are daemon code that must not run here;
+/// the child has its own table, CLONE_SIGHAND is unset) and ignored ones
+/// too. An ignored SIGTERM would otherwise pass from the monitor (which
+/// ignores it to outlive the daemon) to the workload, which then could
+/// only be stopped by SIGKILL after the grace period; and Rust programs
+/// ignore SIGPIPE, which std resets for its children as well.
 fn reset_signals() {
+    let dfl = KernelSigaction {
+        handler: libc::SIG_DFL,
+        rest: [0; 4],
+    };
     for sig in 1..NSIG {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        let mut old = KernelSigaction {
-            handler: 0,
-            rest: [0; 4],
-        };
-        // SAFETY: rt_sigaction reading the current action into `old`, which is
-        // at least as large as the kernel's struct sigaction.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                sig,
-                std::ptr::null::<KernelSigaction>(),
-                &mut old as *mut KernelSigaction,
-                KERNEL_SIGSET,
-            )
-        };
-        if rc != 0 {
-            continue;
-        }
-        let keep = old.handler == libc::SIG_DFL || old.handler == libc::SIG_IGN;
-        if keep && sig != libc::SIGPIPE {
-            continue;
-        }
-        let dfl = KernelSigaction {
-            handler: libc::SIG_DFL,
-            rest: [0; 4],
-        };
-        // SAFETY: rt_sigaction installing SIG_DFL with no flags and an empty mask.
+        // SAFETY: rt_sigaction installing SIG_DFL with no flags and an empty
+        // mask; invalid numbers (32, 33 under glibc) just fail with EINVAL.
         unsafe {
             libc::syscall(
                 libc::SYS_rt_sigaction,
@@ -295,7 +292,38 @@ fn errno() -> i32 {
     }
 }
 
-/// Session, cgroup, stdio, signal mask, exec; returns the errno of the step
+/// Groups first, then gid, then uid (after setuid the rest is no longer
+/// allowed); returns the errno of the step that failed, 0 on success.
+///
+/// Raw syscalls, not glibc's setuid family: in a multi-threaded process
+/// those broadcast the change to every thread of the daemon (the shared
+/// memory makes this child look like one of them); the raw calls change
+/// this task only, which is this child.
+fn become_user(creds: &Creds) -> i32 {
+    // SAFETY: setgroups reads `groups.len()` gids from a valid slice.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_setgroups,
+            creds.groups.len(),
+            creds.groups.as_ptr(),
+        )
+    };
+    if rc != 0 {
+        return errno();
+    }
+    let (uid, gid) = (creds.uid, creds.gid);
+    // SAFETY: setresgid/setresuid take plain integers.
+    if unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) } != 0 {
+        return errno();
+    }
+    // SAFETY: as above.
+    if unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) } != 0 {
+        return errno();
+    }
+    0
+}
+
+/// Session, cgroup, credentials, stdio, signal mask, exec; returns the errno of the step
 /// that failed (it returns only on failure).
 fn enter_and_exec(args: &ChildArgs) -> i32 {
     // A session of its own: a terminal's Ctrl-C aimed at the daemon must not
@@ -318,6 +346,12 @@ fn enter_and_exec(args: &ChildArgs) -> i32 {
         unsafe { libc::close(fd) };
         if n < 0 {
             return write_errno;
+        }
+    }
+    if let Some(creds) = &args.creds {
+        let rc = become_user(creds);
+        if rc != 0 {
+            return rc;
         }
     }
     for (target, src) in (0..).zip(args.stdio) {
@@ -360,6 +394,53 @@ mod tests {
             .collect()
     }
 
+    /// Runs `sh -c script` with `envp`, stdout and stderr into one pipe;
+    /// returns its pid, its pidfd (not yet waited for) and its output.
+    fn sh(script: &str, envp: &[&str]) -> (i32, OwnedFd, String) {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        let null = above_stdio(std::fs::File::open("/dev/null").expect("null").into()).expect("fd");
+        let w = above_stdio(w).expect("fd");
+        let path = resolve("sh", Some(OsStr::new("/bin:/usr/bin"))).expect("sh");
+        let argv = cstrings(&["sh", "-c", script]);
+        let (pid, pidfd) = spawn_into(
+            &path,
+            &argv,
+            &cstrings(envp),
+            &[],
+            [null.as_fd(), w.as_fd(), w.as_fd()],
+            None,
+        )
+        .expect("spawn");
+        drop(w);
+        let mut out = String::new();
+        std::fs::File::from(r)
+            .read_to_string(&mut out)
+            .expect("read");
+        (pid, pidfd, out)
+    }
+
+    #[test]
+    fn the_child_ignores_no_signal_the_daemon_ignores() {
+        // As the monitor ignores SIGTERM; SIGUSR2 is unused by the test harness.
+        // SAFETY: SIG_IGN installs no handler code.
+        unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGUSR2,
+                nix::sys::signal::SigHandler::SigIgn,
+            )
+        }
+        .expect("ignore SIGUSR2");
+        let (_pid, pidfd, out) = sh("grep -E '^Sig(Ign|Blk)' /proc/self/status", &[]);
+        let _ = nix::sys::wait::waitid(
+            nix::sys::wait::Id::PIDFd(pidfd.as_fd()),
+            nix::sys::wait::WaitPidFlag::WEXITED,
+        );
+        assert_eq!(
+            out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
+            "the daemon's ignored and blocked signals are not inherited"
+        );
+    }
+
     #[test]
     fn resolves_like_execvp() {
         let path = Some(OsStr::new("/nonexistent-dir::/bin:/usr/bin"));
@@ -373,19 +454,7 @@ mod tests {
 
     #[test]
     fn runs_a_program_with_its_stdio_and_reports_exec_errors() {
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
-        let null = above_stdio(std::fs::File::open("/dev/null").expect("null").into()).expect("fd");
-        let w = above_stdio(w).expect("fd");
-        let sh = resolve("sh", Some(OsStr::new("/bin:/usr/bin"))).expect("sh");
-        let argv = cstrings(&["sh", "-c", "echo out-$X; exit 3"]);
-        let envp = cstrings(&["X=1"]);
-        let (pid, pidfd) = spawn_into(&sh, &argv, &envp, &[], [null.as_fd(), w.as_fd(), w.as_fd()])
-            .expect("spawn");
-        drop(w);
-        let mut out = String::new();
-        std::fs::File::from(r)
-            .read_to_string(&mut out)
-            .expect("read");
+        let (pid, pidfd, out) = sh("echo out-$X; exit 3", &["X=1"]);
         assert_eq!(out, "out-1\n");
         let status = nix::sys::wait::waitid(
             nix::sys::wait::Id::PIDFd(std::os::fd::AsFd::as_fd(&pidfd)),
@@ -398,12 +467,14 @@ mod tests {
         );
 
         let missing = CString::new("/nonexistent/aurae").expect("path");
+        let null = above_stdio(std::fs::File::open("/dev/null").expect("null").into()).expect("fd");
         let err = spawn_into(
             &missing,
             &cstrings(&["/nonexistent/aurae"]),
-            &envp,
+            &[],
             &[],
             [null.as_fd(), null.as_fd(), null.as_fd()],
+            None,
         )
         .expect_err("exec fails");
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT));

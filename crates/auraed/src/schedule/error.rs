@@ -33,6 +33,19 @@ pub enum ScheduleError {
         existing: String,
         requested: String,
     },
+    #[error(
+        "{name:?} is already registered ({state}) with {existing}, not {requested}: destroy it first to change them"
+    )]
+    SettingsDiffer {
+        name: String,
+        state: &'static str,
+        existing: String,
+        requested: String,
+    },
+    #[error(transparent)]
+    Limits(#[from] crate::cgroups::LimitError),
+    #[error(transparent)]
+    Identity(#[from] crate::process::IdentityError),
     #[error("auraed is shutting down: retry once it is back")]
     ShuttingDown,
     #[error(transparent)]

@@ -27,10 +27,10 @@ pub use supervisor::{
     START_LIMIT_BURST, START_LIMIT_INTERVAL,
 };
 
-use crate::cgroups::CgroupPath;
+use crate::cgroups::{CgroupPath, Limits};
 use crate::executables::split_command;
 use crate::observe::WorkloadCounts;
-use crate::process::{Adopted, DetachedRecord, Processes};
+use crate::process::{resolve_identity, Adopted, DetachedRecord, Processes};
 use crate::state::StateDb;
 use crate::validation::validate_name;
 use crate::workload::Status as MetaStatus;
@@ -47,12 +47,16 @@ const FIRST_START_WAIT: Duration = Duration::from_secs(5);
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(5);
 
 /// An executable to keep running: its name, its command line (split like a
-/// systemd `ExecStart=` line) and a free-form comment.
+/// systemd `ExecStart=` line), a free-form comment, the limits of its
+/// cgroup and who it runs as (unset: the daemon's defaults).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnitSpec {
     pub name: String,
     pub command: String,
     pub comment: String,
+    pub limits: Limits,
+    pub user: String,
+    pub group: String,
 }
 
 /// A registered executable as listed, with its current state in `message`.
@@ -238,6 +242,9 @@ impl Schedule {
                     name: name.clone(),
                     command: u.record.command.clone(),
                     comment: u.record.comment.clone(),
+                    limits: u.record.limits,
+                    user: u.record.user.clone(),
+                    group: u.record.group.clone(),
                 },
                 message: lock(&u.state).message(),
             })
@@ -255,7 +262,11 @@ impl Schedule {
     async fn enable_now(&self, exe: UnitSpec) -> Result<String, ScheduleError> {
         let name = name_of(&exe.name)?;
         validate_command(&exe)?;
-        let cgroup = self.cgroup_parent.join(&name)?;
+        exe.limits.validate()?;
+        crate::cgroups::check_controllers(self.processes.cgroups().as_ref(), &exe.limits)?;
+        // Refused now rather than accepted and then failing at each start.
+        resolve_identity(&exe.user, &exe.group, &self.processes.defaults().user)?;
+        let cgroup = self.cgroup_parent.workload(&name)?;
         let name_lock = self.name_lock(&name);
         let guard = name_lock.lock().await;
         if self.registry().shutting_down {
@@ -265,6 +276,9 @@ impl Schedule {
             command: exe.command.clone(),
             comment: exe.comment.clone(),
             enabled: true,
+            limits: exe.limits,
+            user: exe.user.clone(),
+            group: exe.group.clone(),
         };
         let (existing, supervised) = match self.registry().units.get(&name) {
             Some(u) => (Some(u.record.clone()), u.supervised()),
@@ -277,6 +291,14 @@ impl Schedule {
                     state: if old.enabled { "enabled" } else { "disabled" },
                     existing: old.command.clone(),
                     requested: wanted.command,
+                });
+            }
+            if old.settings() != wanted.settings() {
+                return Err(ScheduleError::SettingsDiffer {
+                    name,
+                    state: if old.enabled { "enabled" } else { "disabled" },
+                    existing: old.settings(),
+                    requested: wanted.settings(),
                 });
             }
         }
@@ -388,11 +410,17 @@ impl Schedule {
         let launch = split_command(&unit.record.command)
             .map_err(|e| e.to_string())
             .and_then(|argv| {
-                let cgroup = self.cgroup_parent.join(name).map_err(|e| e.to_string())?;
+                let cgroup = self
+                    .cgroup_parent
+                    .workload(name)
+                    .map_err(|e| e.to_string())?;
                 Ok(Launch {
                     name: name.to_string(),
                     argv,
                     cgroup,
+                    limits: unit.record.limits,
+                    user: unit.record.user.clone(),
+                    group: unit.record.group.clone(),
                     processes: self.processes.clone(),
                     runs: self.detached.then(|| self.store.clone()),
                     adopt,

@@ -12,15 +12,45 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::error::ScheduleError;
+use crate::cgroups::Limits;
 use crate::process::DetachedRecord;
 use crate::state::{StateDb, Table};
 
 /// One registered executable as stored (the layout of `schedule.units.v1`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Fields added later have serde defaults, so older records stay readable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub command: String,
     pub comment: String,
     pub enabled: bool,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub group: String,
+}
+
+impl Record {
+    /// Its limits, user and group as a person reads them (for messages).
+    pub fn settings(&self) -> String {
+        let show = |v: Option<u64>| v.map_or("default".to_string(), |n| n.to_string());
+        let or_default = |s: &str| {
+            if s.is_empty() {
+                "default".to_string()
+            } else {
+                format!("{s:?}")
+            }
+        };
+        format!(
+            "user {} group {} pids {} memory_bytes {} cpu_millis {}",
+            or_default(&self.user),
+            or_default(&self.group),
+            show(self.limits.pids),
+            show(self.limits.memory_bytes),
+            show(self.limits.cpu_millis),
+        )
+    }
 }
 
 const UNITS: Table<Record> = Table::new("schedule.units.v1");
@@ -81,7 +111,51 @@ mod tests {
             command: command.into(),
             comment: format!("about {command}"),
             enabled,
+            ..Default::default()
         }
+    }
+
+    #[test]
+    fn records_of_older_daemons_stay_readable_and_new_fields_persist() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(StateDb::open(dir.path()).expect("open"));
+        // What a daemon without limits, user and group wrote.
+        #[derive(Serialize)]
+        struct Old {
+            command: String,
+            comment: String,
+            enabled: bool,
+        }
+        let old: Table<Old> = Table::new("schedule.units.v1");
+        let written = Old {
+            command: "sleep 1".into(),
+            comment: String::new(),
+            enabled: true,
+        };
+        db.put(&old, "legacy", &written).expect("put old");
+        let s = Store::new(db);
+        let new = Record {
+            limits: Limits::from_wire(10, 1 << 20, 100),
+            user: "nobody".into(),
+            group: "nogroup".into(),
+            ..rec("sleep 2", true)
+        };
+        s.put("new", &new).expect("put new");
+        let all = s.load().expect("load");
+        assert_eq!(
+            all["legacy"],
+            Record {
+                command: "sleep 1".into(),
+                enabled: true,
+                ..Default::default()
+            }
+        );
+        assert_eq!(all["new"], new);
+        assert!(
+            new.settings().contains("user \"nobody\""),
+            "{}",
+            new.settings()
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::store::Store;
-use crate::cgroups::CgroupPath;
+use crate::cgroups::{CgroupPath, Limits};
 use crate::logs::Kind;
 use crate::process::{
     Adopted, DetachedRecord, Finished, ProcessError, ProcessHandle, ProcessSpec, Processes,
@@ -142,6 +142,9 @@ pub struct Launch {
     pub name: String,
     pub argv: Vec<std::ffi::OsString>,
     pub cgroup: CgroupPath,
+    pub limits: Limits,
+    pub user: String,
+    pub group: String,
     pub processes: Processes,
     /// Where runs are recorded when processes are detached (started through
     /// a monitor so they outlive the daemon); `None` runs them attached.
@@ -359,6 +362,9 @@ async fn start(launch: &Launch, name: &str) -> Result<ProcessHandle, ProcessErro
         cgroup: launch.cgroup.clone(),
         kind: Kind::Schedule,
         name: name.to_string(),
+        limits: launch.limits,
+        user: launch.user.clone(),
+        group: launch.group.clone(),
     };
     let handle = match &launch.runs {
         None => launch.processes.spawn(spec)?,

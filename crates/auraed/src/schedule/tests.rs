@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::*;
-use crate::cgroups::{CgroupDriver, CgroupError, CgroupVersion};
+use crate::cgroups::{CgroupDriver, CgroupError, CgroupVersion, Limits};
 use crate::logs::{LogLimits, LogStore};
 use crate::state::StateDb;
 
@@ -54,6 +54,15 @@ impl CgroupDriver for FakeCgroups {
     fn remove(&self, path: &CgroupPath) -> Result<(), CgroupError> {
         self.record(format!("remove {path}"));
         Ok(())
+    }
+    fn set_limits(&self, path: &CgroupPath, limits: &Limits) -> Result<(), CgroupError> {
+        if !limits.is_empty() {
+            self.record(format!("set_limits {path} {limits:?}"));
+        }
+        Ok(())
+    }
+    fn has_controller(&self, _: &str) -> bool {
+        true
     }
     fn exists(&self, _: &CgroupPath) -> bool {
         false
@@ -106,6 +115,7 @@ fn exe(name: &str, command: &str) -> UnitSpec {
         name: name.into(),
         command: command.into(),
         comment: format!("test {name}"),
+        ..Default::default()
     }
 }
 

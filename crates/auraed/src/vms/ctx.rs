@@ -11,7 +11,7 @@ use super::fetch::DiskCache;
 use super::qmp::Qmp;
 use super::store::{VmRecord, Want, MACHINES};
 use super::{disk, qemu};
-use crate::cgroups::CgroupPath;
+use crate::cgroups::{CgroupPath, Limits};
 use crate::images::ImageStore;
 use crate::logs::Kind;
 use crate::process::{DetachedRecord, ProcessHandle, ProcessSpec, Processes};
@@ -92,12 +92,20 @@ impl Ctx {
         });
         let spec = ProcessSpec {
             argv: argv.iter().map(Into::into).collect(),
-            cgroup: self.cgroup_parent.join(name).map_err(|e| VmError::Boot {
-                name: name.to_string(),
-                detail: e.to_string(),
-            })?,
+            cgroup: self
+                .cgroup_parent
+                .workload(name)
+                .map_err(|e| VmError::Boot {
+                    name: name.to_string(),
+                    detail: e.to_string(),
+                })?,
             kind: Kind::Vm,
             name: name.to_string(),
+            limits: Limits::default(),
+            // QEMU opens /dev/kvm and the VM's files in the daemon's state
+            // directory: it runs as the daemon, whatever --default-user says.
+            user: "root".to_string(),
+            group: String::new(),
         };
         let (handle, run) = self
             .processes

@@ -214,7 +214,7 @@ impl Harness {
     /// Pids in the cell's cgroups.
     pub fn pids(&self, cell: &str) -> Vec<i32> {
         self.driver
-            .pids(&self.parent.join(cell).unwrap())
+            .pids(&self.parent.workload(cell).unwrap())
             .unwrap_or_default()
     }
 
@@ -223,7 +223,7 @@ impl Harness {
     pub fn traces(&self, cell: &str) -> Vec<String> {
         let mut left = Vec::new();
         for dir in hierarchy_dirs() {
-            let d = dir.join(self.parent.as_str()).join(cell);
+            let d = dir.join(self.parent.workload(cell).unwrap().as_str());
             if d.exists() {
                 left.push(format!("cgroup {}", d.display()));
             }

@@ -399,9 +399,14 @@ pub fn exec_pids(d: &TestDaemon) -> Vec<i32> {
 
 /// Names of the transient cgroups under `<root>/exec` in every hierarchy.
 pub fn exec_cgroups(d: &TestDaemon) -> Vec<PathBuf> {
+    cgroups_under(d, "exec")
+}
+
+/// The cgroups directly under `<root>/<sub>` in every hierarchy.
+pub fn cgroups_under(d: &TestDaemon, sub: &str) -> Vec<PathBuf> {
     d.cgroup_dirs()
         .iter()
-        .filter_map(|dir| std::fs::read_dir(dir.join("exec")).ok())
+        .filter_map(|dir| std::fs::read_dir(dir.join(sub)).ok())
         .flat_map(|rd| rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()))
         .collect()
 }

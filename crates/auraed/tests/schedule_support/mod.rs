@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use aurae_proto::meta::AuraeMeta;
 use aurae_proto::runtime::Executable;
+use auraed::cgroups::WORKLOAD_SUFFIX;
 
 use crate::common::{cgroup_mounts, pids_under, TestDaemon};
 
@@ -118,7 +119,11 @@ pub async fn disabled(d: &TestDaemon) -> BTreeMap<String, (String, Line)> {
 pub fn cgroup_dirs(d: &TestDaemon, name: &str) -> Vec<PathBuf> {
     cgroup_mounts()
         .into_iter()
-        .map(|m| m.join(d.cgroup_root()).join("schedule").join(name))
+        .map(|m| {
+            m.join(d.cgroup_root())
+                .join("schedule")
+                .join(format!("{name}{WORKLOAD_SUFFIX}"))
+        })
         .collect()
 }
 

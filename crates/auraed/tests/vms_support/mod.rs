@@ -321,7 +321,7 @@ pub fn vm_pids(d: &TestDaemon, name: &str) -> Vec<i32> {
     let mut v: Vec<i32> = d
         .cgroup_dirs()
         .iter()
-        .flat_map(|dir| crate::common::pids_under(&dir.join("vms").join(name)))
+        .flat_map(|dir| crate::common::pids_under(&dir.join("vms").join(format!("{name}.scope"))))
         .collect();
     v.sort();
     v.dedup();
@@ -331,7 +331,7 @@ pub fn vm_pids(d: &TestDaemon, name: &str) -> Vec<i32> {
 pub fn vm_cgroups(d: &TestDaemon, name: &str) -> Vec<PathBuf> {
     d.cgroup_dirs()
         .iter()
-        .map(|dir| dir.join("vms").join(name))
+        .map(|dir| dir.join("vms").join(format!("{name}.scope")))
         .filter(|p| p.exists())
         .collect()
 }
