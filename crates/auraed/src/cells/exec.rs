@@ -149,16 +149,17 @@ pub(crate) async fn exec(inner: &Arc<Inner>, req: ExecRequest) -> Result<ExecRes
             .map_err(|e| CellError::Exec(format!("creating a pipe: {e}")))
     };
     let ((spec_r, spec_w), (out_r, out_w), (err_r, err_w)) = (pipe()?, pipe()?, pipe()?);
-    let (pid, pidfd) = match blocking_io(|| launch_with(&argv, &procs, [spec_r, out_w, err_w])) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(CellError::Exec(format!(
-                "starting the exec helper {}: {e}",
-                exe.display()
-            )));
-        }
-    };
+    let (pid, pidfd) =
+        match blocking_io(|| launch_with(&argv, &procs, [spec_r, out_w, err_w], None)) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(CellError::Exec(format!(
+                    "starting the exec helper {}: {e}",
+                    exe.display()
+                )));
+            }
+        };
     // Owns the helper from here: dropping it (a cancelled call) kills it.
     let child = ChildExit::from_pidfd(pid, pidfd)
         .map_err(|e| CellError::Exec(format!("watching the exec helper: {e}")))?;
@@ -221,7 +222,7 @@ async fn wait_and_close(
     let timed_out = why.is_some();
     let message = why.unwrap_or_else(|| exit.describe());
     tracing::info!(kind = "cell-exec", cell = %req.cell, container = %req.container, pid, caller = %req.caller, exit = %message, duration_ms = began.elapsed().as_millis() as u64, "workload ended");
-    output.close(Some(exit), message).await;
+    output.drain().await.finish(Some(exit), message);
     Ok((exit, timed_out))
 }
 
