@@ -23,7 +23,10 @@ def main():
     proto_dir, socket, ca, crt, key, command = sys.argv[1:7]
     out = tempfile.mkdtemp(prefix="aurae-grpcio-")
     protos = ["meta.proto", "runtime.proto"]
-    rc = protoc.main(["protoc", f"-I{proto_dir}", f"--python_out={out}", f"--grpc_python_out={out}", *protos])
+    # The well-known types (google/protobuf/wrappers.proto) ship with
+    # grpc_tools, as `python3 -m grpc_tools.protoc` adds them itself.
+    well_known = os.path.join(os.path.dirname(protoc.__file__), "_proto")
+    rc = protoc.main(["protoc", f"-I{proto_dir}", f"-I{well_known}", f"--python_out={out}", f"--grpc_python_out={out}", *protos])
     if rc != 0:
         sys.exit(f"protoc failed with {rc}")
     sys.path.insert(0, out)
