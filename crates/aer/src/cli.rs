@@ -112,6 +112,8 @@ mod tests {
             "256",
             "--vcpus",
             "2",
+            "--network",
+            "bridge:br0",
         ])
         .expect("parses");
         let Command::Vm(cmd::vm::VmCommand::Run {
@@ -119,12 +121,14 @@ mod tests {
             image,
             memory,
             vcpus,
+            network,
         }) = cli.command
         else {
             panic!("not vm run")
         };
         assert_eq!((name.as_str(), image.as_str()), ("web", "http://h/d.qcow2"));
         assert_eq!((memory, vcpus), (Some(256), Some(2)));
+        assert_eq!(network, "bridge:br0");
         assert!(
             Cli::try_parse_from(["aer", "vm", "rm"]).is_err(),
             "rm needs a name"

@@ -106,6 +106,7 @@ const ADDITIVE_FIELDS: &[(&str, i32)] = &[
     ("runtime.Limits.pids", 3),
     ("runtime.VirtualMachine.memory_mib", 4),
     ("runtime.VirtualMachine.vcpus", 5),
+    ("runtime.VirtualMachine.network", 6),
     ("runtime.VirtualMachineStatus.proc", 3),
     ("runtime.SpawnRequest.name", 1),
     ("runtime.SpawnRequest.memory_mib", 2),

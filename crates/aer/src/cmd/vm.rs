@@ -28,6 +28,10 @@ pub enum VmCommand {
         /// Virtual CPUs [default: 1]
         #[arg(long)]
         vcpus: Option<u32>,
+        /// user (QEMU user-mode NAT), none (no NIC), or bridge:NAME (a TAP
+        /// on the existing Linux bridge NAME) [default: user]
+        #[arg(long, default_value = "user")]
+        network: String,
     },
     /// List VMs with their status, pid, image and digest
     List,
@@ -49,6 +53,7 @@ pub async fn run(ctx: &Ctx, cmd: VmCommand) -> Result<ExitCode> {
             image,
             memory,
             vcpus,
+            network,
         } => {
             let vm = VirtualMachine {
                 meta: Some(AuraeMeta {
@@ -58,6 +63,7 @@ pub async fn run(ctx: &Ctx, cmd: VmCommand) -> Result<ExitCode> {
                 image,
                 memory_mib: memory.unwrap_or(0),
                 vcpus: vcpus.unwrap_or(0),
+                network,
                 ..Default::default()
             };
             if !ctx.json() {

@@ -100,18 +100,20 @@ impl From<VmError> for Status {
             VmError::Name(_) | VmError::BadSize { .. } | VmError::BadImage { .. } => {
                 Status::invalid_argument(msg)
             }
-            VmError::NotADisk { .. } | VmError::TooLarge { .. } => Status::invalid_argument(msg),
+            VmError::NotADisk { .. } | VmError::TooLarge { .. } | VmError::BadNetwork { .. } => {
+                Status::invalid_argument(msg)
+            }
             VmError::AlreadyExists { .. } => Status::already_exists(msg),
             VmError::NotFound { .. } | VmError::HttpNotFound { .. } => Status::not_found(msg),
-            VmError::WrongState { .. } | VmError::DigestMismatch { .. } => {
-                Status::failed_precondition(msg)
-            }
+            VmError::WrongState { .. }
+            | VmError::DigestMismatch { .. }
+            | VmError::NoBridge { .. } => Status::failed_precondition(msg),
             VmError::Unreachable { .. } | VmError::HttpStatus { .. } | VmError::ShuttingDown => {
                 Status::unavailable(msg)
             }
             VmError::Image(e) => Status::new(image_code(&e), msg),
             VmError::Boot { .. } | VmError::Process { .. } => Status::failed_precondition(msg),
-            VmError::State(_) | VmError::Io { .. } => Status::internal(msg),
+            VmError::State(_) | VmError::Io { .. } | VmError::Tap { .. } => Status::internal(msg),
         }
     }
 }

@@ -30,6 +30,7 @@ pub fn vm_spec(vm: VirtualMachine, caller: String) -> Result<VmSpec, Status> {
         image: vm.image,
         memory_mib: vm.memory_mib,
         vcpus: vm.vcpus,
+        network: vm.network,
         caller,
     })
 }

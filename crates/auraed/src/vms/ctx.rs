@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::accel::Accel;
 use super::error::VmError;
 use super::fetch::DiskCache;
+use super::net::{self, Network};
 use super::qmp::Qmp;
 use super::store::{VmRecord, Want, MACHINES};
 use super::{disk, qemu};
@@ -33,6 +34,8 @@ pub struct Ctx {
     pub(super) cgroup_parent: CgroupPath,
     pub(super) accel: Accel,
     pub(super) stop_timeout: Duration,
+    /// This daemon's TAP names start with it (see `net::tap_prefix`).
+    pub(super) tap_prefix: String,
 }
 
 impl Ctx {
@@ -42,6 +45,13 @@ impl Ctx {
 
     pub(super) fn overlay_path(&self, name: &str) -> PathBuf {
         self.machines_dir.join(name).join("overlay.qcow2")
+    }
+
+    /// Removes the VM's TAP, if it has one: called whenever it goes off.
+    pub(super) async fn release_net(&self, record: &VmRecord) {
+        if !record.tap.is_empty() {
+            net::remove_tap(&record.tap).await;
+        }
     }
 
     /// Writes `record` durably; a failure is logged (the VM goes on).
@@ -82,6 +92,15 @@ impl Ctx {
             .map_err(|e| VmError::io(format!("creating {}", run_dir.display()), e))?;
         let _ = std::fs::remove_file(&qmp);
         let overlay = self.overlay_path(name);
+        let network = Network::parse(&record.network)?;
+        let tap = match &network {
+            Network::User => None,
+            Network::None => Some(""),
+            Network::Bridge(bridge) => {
+                net::create_tap(&record.tap, bridge).await?;
+                Some(record.tap.as_str())
+            }
+        };
         let argv = qemu::argv(&qemu::QemuArgs {
             name,
             accel: self.accel,
@@ -89,32 +108,16 @@ impl Ctx {
             vcpus: record.vcpus,
             overlay: &overlay,
             qmp: &qmp,
+            tap,
         });
-        let spec = ProcessSpec {
-            argv: argv.iter().map(Into::into).collect(),
-            cgroup: self
-                .cgroup_parent
-                .workload(name)
-                .map_err(|e| VmError::Boot {
-                    name: name.to_string(),
-                    detail: e.to_string(),
-                })?,
-            kind: Kind::Vm,
-            name: name.to_string(),
-            limits: Limits::default(),
-            // QEMU opens /dev/kvm and the VM's files in the daemon's state
-            // directory: it runs as the daemon, whatever --default-user says.
-            user: "root".to_string(),
-            group: String::new(),
+        let spawned = self.spawn(name, &argv).await;
+        let (handle, run) = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                self.release_net(record).await;
+                return Err(e);
+            }
         };
-        let (handle, run) = self
-            .processes
-            .spawn_detached(spec)
-            .await
-            .map_err(|source| VmError::Process {
-                name: name.to_string(),
-                source,
-            })?;
         let mut recorded = record.clone();
         recorded.want = Want::Running;
         recorded.message.clear();
@@ -140,6 +143,7 @@ impl Ctx {
                     Err(e) => format!("{why}; {e}"),
                 };
                 let _ = std::fs::remove_file(&qmp);
+                self.release_net(record).await;
                 // The record as it was before this boot (e.g. still stopped).
                 self.persist(name, record).await;
                 Err(VmError::Boot {
@@ -148,6 +152,38 @@ impl Ctx {
                 })
             }
         }
+    }
+
+    /// QEMU, detached, in the VM's cgroup.
+    async fn spawn(
+        &self,
+        name: &str,
+        argv: &[String],
+    ) -> Result<(ProcessHandle, DetachedRecord), VmError> {
+        let spec = ProcessSpec {
+            argv: argv.iter().map(Into::into).collect(),
+            cgroup: self
+                .cgroup_parent
+                .workload(name)
+                .map_err(|e| VmError::Boot {
+                    name: name.to_string(),
+                    detail: e.to_string(),
+                })?,
+            kind: Kind::Vm,
+            name: name.to_string(),
+            limits: Limits::default(),
+            // QEMU opens /dev/kvm and the VM's files in the daemon's state
+            // directory: it runs as the daemon, whatever --default-user says.
+            user: "root".to_string(),
+            group: String::new(),
+        };
+        self.processes
+            .spawn_detached(spec)
+            .await
+            .map_err(|source| VmError::Process {
+                name: name.to_string(),
+                source,
+            })
     }
 
     /// Resolves `image` (always at its source) to a cached, checked base

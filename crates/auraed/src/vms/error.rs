@@ -63,6 +63,18 @@ pub enum VmError {
         #[source]
         source: std::io::Error,
     },
+    #[error("network {value:?}: {detail} (expected \"user\", \"none\" or \"bridge:NAME\")")]
+    BadNetwork { value: String, detail: String },
+    #[error(
+        "bridge {bridge:?} does not exist: create it first (ip link add {bridge} type bridge)"
+    )]
+    NoBridge { bridge: String },
+    #[error("tap device {tap} on bridge {bridge}: {detail}")]
+    Tap {
+        tap: String,
+        bridge: String,
+        detail: String,
+    },
     #[error("the daemon is shutting down")]
     ShuttingDown,
 }

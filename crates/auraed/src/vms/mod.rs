@@ -6,6 +6,7 @@
 //! - `fetch`: URL images, conditional re-resolve, cache by digest.
 //! - `disk`: `qemu-img info` checks and the per-VM overlay.
 //! - `qemu`, `qmp`: the hypervisor's command line and its control socket.
+//! - `net`: user-mode, none, or a TAP of its own on an existing bridge.
 //! - `store`: the VMs' records in the state database.
 //! - `supervisor`: one task per running VM (stop, power-off, restarts).
 //!
@@ -20,6 +21,7 @@ mod ctx;
 mod disk;
 mod error;
 mod fetch;
+mod net;
 mod qemu;
 mod qmp;
 mod store;
@@ -61,6 +63,8 @@ pub struct VmSpec {
     pub memory_mib: u32,
     /// 0: the default.
     pub vcpus: u32,
+    /// `""`/`user`, `none` or `bridge:NAME`.
+    pub network: String,
     pub caller: String,
 }
 
@@ -130,6 +134,7 @@ impl Vms {
             cgroup_parent: config.cgroup_parent,
             accel,
             stop_timeout: config.stop_timeout,
+            tap_prefix: net::tap_prefix(&config.state_dir),
         });
         let machines = records
             .into_iter()
@@ -175,6 +180,7 @@ impl Vms {
             .processes
             .clean_leftovers(&self.ctx.cgroup_parent, recorded, "vm")
             .await;
+        self.clean_leftover_taps().await;
         let wanted: Vec<(String, VmRecord, SharedState)> = self
             .machines()
             .iter()
@@ -194,6 +200,7 @@ impl Vms {
                             tracing::info!(kind = "vm", name = %name, "vm guest powered off while the daemon was down");
                             record.want = Want::PoweredOff;
                             record.message = "the guest powered itself off".into();
+                            self.ctx.release_net(&record).await;
                             self.ctx.persist(&name, &record).await;
                             let mut s = lock(&state);
                             s.status = Status::Complete;
@@ -215,6 +222,23 @@ impl Vms {
             let sup = Supervisor::start(self.ctx.clone(), name.clone(), record, state, handle);
             if let Some(m) = self.machines().get_mut(&name) {
                 m.supervisor = Some(sup);
+            }
+        }
+    }
+
+    /// Removes this daemon's TAPs that no VM that should run owns (a VM
+    /// being created, or stopped, when an earlier daemon died).
+    async fn clean_leftover_taps(&self) {
+        let owned: HashSet<String> = self
+            .machines()
+            .values()
+            .filter(|m| m.record.want == Want::Running)
+            .map(|m| m.record.tap.clone())
+            .collect();
+        for tap in net::taps_with_prefix(&self.ctx.tap_prefix) {
+            if !owned.contains(&tap) {
+                tracing::info!(kind = "vm", tap = %tap, "removing a tap device left by an earlier daemon");
+                net::remove_tap(&tap).await;
             }
         }
     }
@@ -269,6 +293,13 @@ impl Vms {
                 detail: "no image given".into(),
             });
         }
+        let tap = match net::Network::parse(&spec.network)? {
+            net::Network::Bridge(bridge) => {
+                net::check_bridge(&bridge)?;
+                net::tap_name(&self.ctx.tap_prefix, &name)
+            }
+            _ => String::new(),
+        };
         let _reserved = self.reserve(&name)?;
         let ctx = &self.ctx;
         let ctx::Resolved {
@@ -304,6 +335,8 @@ impl Vms {
             memory_mib,
             vcpus,
             want: Want::Running,
+            network: spec.network.clone(),
+            tap,
             message: String::new(),
             run: None,
         };
@@ -423,7 +456,7 @@ impl Vms {
     }
 
     async fn delete_now(&self, name: String) -> Result<VmView, VmError> {
-        let (lock_, _, _) = self.entry(&name)?;
+        let (lock_, mut record_tap, _) = self.entry(&name)?;
         let _g = lock_.lock().await;
         let sup = self
             .machines()
@@ -432,6 +465,10 @@ impl Vms {
         if let Some(s) = sup {
             s.stop().await;
         }
+        if let Some(m) = self.machines().get(&name) {
+            record_tap = m.record.clone();
+        }
+        self.ctx.release_net(&record_tap).await;
         let mut view = self
             .view(&name)
             .ok_or(VmError::NotFound { name: name.clone() })?;

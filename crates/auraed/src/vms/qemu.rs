@@ -1,5 +1,5 @@
 //! The QEMU command line of a VM: q35, the chosen accelerator, the overlay
-//! as a virtio disk, user-mode networking, the serial console on stdout
+//! as a virtio disk, user-mode networking (or a TAP, or none), the serial console on stdout
 //! (which the monitor writes to the VM's log) and QMP on a Unix socket.
 
 use std::path::Path;
@@ -16,6 +16,8 @@ pub struct QemuArgs<'a> {
     pub vcpus: u32,
     pub overlay: &'a Path,
     pub qmp: &'a Path,
+    /// `None`: user-mode networking; `Some("")`: no NIC; `Some(tap)`: that TAP.
+    pub tap: Option<&'a str>,
 }
 
 pub fn argv(a: &QemuArgs<'_>) -> Vec<String> {
@@ -35,15 +37,24 @@ pub fn argv(a: &QemuArgs<'_>) -> Vec<String> {
         "stdio,id=console,signal=off",
         "-serial",
         "chardev:console",
-        // Empty romfile: no iPXE option ROM needed (nor always installed).
-        "-netdev",
-        "user,id=net0",
-        "-device",
-        "virtio-net-pci,netdev=net0,romfile=",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    let netdev = match a.tap {
+        None => Some("user,id=net0".to_string()),
+        Some("") => None,
+        Some(tap) => Some(format!("tap,id=net0,ifname={tap},script=no,downscript=no")),
+    };
+    if let Some(netdev) = netdev {
+        // Empty romfile: no iPXE option ROM needed (nor always installed).
+        v.extend([
+            "-netdev".into(),
+            netdev,
+            "-device".into(),
+            "virtio-net-pci,netdev=net0,romfile=".into(),
+        ]);
+    }
     v.extend([
         "-m".into(),
         a.memory_mib.to_string(),
@@ -78,6 +89,7 @@ mod tests {
             vcpus: 2,
             overlay: Path::new("/s/a,b/overlay.qcow2"),
             qmp: Path::new("/r/qmp.sock"),
+            tap: None,
         });
         let line = v.join(" ");
         assert!(
@@ -91,6 +103,31 @@ mod tests {
         );
         assert!(
             line.contains("-qmp unix:/r/qmp.sock,server=on,wait=off"),
+            "{line}"
+        );
+        assert!(line.contains("-netdev user,id=net0 -device virtio-net-pci"));
+    }
+
+    #[test]
+    fn the_network_is_a_tap_or_nothing_when_asked() {
+        let mut a = QemuArgs {
+            name: "web",
+            accel: Accel::Tcg,
+            memory_mib: 512,
+            vcpus: 1,
+            overlay: Path::new("/o"),
+            qmp: Path::new("/q"),
+            tap: Some("vt1234-abcdef01"),
+        };
+        let line = argv(&a).join(" ");
+        assert!(
+            line.contains("-netdev tap,id=net0,ifname=vt1234-abcdef01,script=no,downscript=no -device virtio-net-pci,netdev=net0"),
+            "{line}"
+        );
+        a.tap = Some("");
+        let line = argv(&a).join(" ");
+        assert!(
+            !line.contains("-netdev") && !line.contains("virtio-net"),
             "{line}"
         );
     }

@@ -36,6 +36,12 @@ pub struct VmRecord {
     pub memory_mib: u32,
     pub vcpus: u32,
     pub want: Want,
+    /// `""`/`user`, `none` or `bridge:NAME` (as given; see `net`).
+    #[serde(default)]
+    pub network: String,
+    /// The TAP device made at each boot ("" unless on a bridge).
+    #[serde(default)]
+    pub tap: String,
     /// Why it is off or failed ("" when running).
     #[serde(default)]
     pub message: String,
@@ -63,6 +69,8 @@ mod tests {
             memory_mib: 512,
             vcpus: 1,
             want: Want::PoweredOff,
+            network: "bridge:br0".into(),
+            tap: "vt0000-00000000".into(),
             message: "the guest powered off".into(),
             run: None,
         };

@@ -122,6 +122,7 @@ async fn supervise(
                     record.want = Want::Failed;
                     record.message = why.clone();
                     record.run = None;
+                    ctx.release_net(&record).await;
                     ctx.persist(name, &record).await;
                     return set(&state, Status::Error, 0, why);
                 }
@@ -178,6 +179,7 @@ async fn supervise(
             tracing::info!(kind = "vm", name, pid, "vm guest powered off");
             record.want = Want::PoweredOff;
             record.message = "the guest powered itself off".into();
+            ctx.release_net(&record).await;
             ctx.persist(name, &record).await;
             return set(&state, Status::Complete, 0, record.message.clone());
         }
@@ -231,6 +233,7 @@ pub(super) async fn off(ctx: &Ctx, name: &str, record: &mut VmRecord, state: &Sh
     record.want = Want::Stopped;
     record.run = None;
     record.message = "stopped".into();
+    ctx.release_net(record).await;
     ctx.persist(name, record).await;
     set(state, Status::Passive, 0, "stopped");
 }

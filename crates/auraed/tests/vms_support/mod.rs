@@ -17,7 +17,7 @@ use aurae_proto::vms::{ListVmsRequest, VmInfo, VmRef};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_stream::StreamExt;
 
-use crate::common::TestDaemon;
+use crate::common::{Builder, TestDaemon};
 
 /// The line the test disks' init prints on the serial console.
 pub const MARKER: &str = "AURAE-VM-READY";
@@ -66,13 +66,16 @@ fn which(program: &str) -> bool {
 /// A daemon for VM tests: TCG forced (the result is the same on this host,
 /// and the tests do not depend on the host's KVM), a short power-off wait.
 pub async fn daemon() -> TestDaemon {
+    daemon_builder().start().await
+}
+
+/// [`daemon`]'s settings, for a test that adds flags of its own.
+pub fn daemon_builder() -> Builder {
     TestDaemon::builder()
         .arg("--vm-accel")
         .arg("tcg")
         .arg("--vm-stop-timeout")
         .arg("20")
-        .start()
-        .await
 }
 
 /// A loopback HTTP/1.1 server for files of one directory: GET with ETag and
