@@ -20,8 +20,16 @@ fn require_root(test: &str) -> bool {
     false
 }
 
+/// Runs a copy of aer placed in `home` (a 0755 directory of the test):
+/// the build's own copy may sit under a directory nobody cannot enter
+/// (a clone in a 0700 temp dir, as CI makes).
 fn aer_as_nobody(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aer"))
+    let aer = home.join("aer");
+    if !aer.exists() {
+        std::fs::copy(env!("CARGO_BIN_EXE_aer"), &aer).expect("copy aer");
+        std::fs::set_permissions(&aer, std::fs::Permissions::from_mode(0o755)).expect("chmod aer");
+    }
+    Command::new(&aer)
         .args(args)
         .env_clear()
         .env("HOME", home)
