@@ -27,3 +27,17 @@ impl Status {
         }
     }
 }
+
+/// An executable as RunExecutable and the schedule take it: its name, its
+/// command line (split like a systemd `ExecStart=` line), a free-form
+/// comment, the limits of its cgroup and who it runs as (unset: the
+/// daemon's defaults).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecutableSpec {
+    pub name: String,
+    pub command: String,
+    pub comment: String,
+    pub limits: crate::cgroups::Limits,
+    pub user: String,
+    pub group: String,
+}

@@ -12,7 +12,7 @@ use aurae_proto::runtime::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{caller, limits_in, meta, name_in, status};
+use super::{caller, executable_spec, meta, status};
 use crate::cells::Cells;
 use crate::executables::{Executables, RunRequest, RunResult};
 use crate::vms::Vms;
@@ -40,12 +40,7 @@ fn not_yet(what: &str) -> Status {
 /// An `Executable` as the executables subsystem takes it.
 pub fn run_request(exe: Executable, caller: String) -> RunRequest {
     RunRequest {
-        name: name_in(&exe.meta),
-        command: exe.command,
-        comment: exe.comment,
-        limits: limits_in(exe.limits.as_ref()),
-        user: exe.user,
-        group: exe.group,
+        spec: executable_spec(exe),
         caller,
     }
 }

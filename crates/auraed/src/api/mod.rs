@@ -77,6 +77,18 @@ pub(crate) fn status(s: Status) -> i32 {
     wire as i32
 }
 
+/// An `Executable` as RunExecutable and the schedule take it.
+pub fn executable_spec(exe: aurae_proto::runtime::Executable) -> crate::workload::ExecutableSpec {
+    crate::workload::ExecutableSpec {
+        name: name_in(&exe.meta),
+        command: exe.command,
+        comment: exe.comment,
+        limits: limits_in(exe.limits.as_ref()),
+        user: exe.user,
+        group: exe.group,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

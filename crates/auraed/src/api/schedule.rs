@@ -12,20 +12,8 @@ use aurae_proto::schedule::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{limits_in, limits_out, meta, name_in};
-use crate::schedule::{ListedUnit, Schedule, UnitSpec};
-
-/// An `Executable` as the schedule takes it.
-pub fn unit_spec(exe: Executable) -> UnitSpec {
-    UnitSpec {
-        name: name_in(&exe.meta),
-        command: exe.command,
-        comment: exe.comment,
-        limits: limits_in(exe.limits.as_ref()),
-        user: exe.user,
-        group: exe.group,
-    }
-}
+use super::{executable_spec, limits_out, meta, name_in};
+use crate::schedule::{ListedUnit, Schedule};
 
 /// A listed unit as the wire `Executable`, its state in `meta.message`.
 pub fn listed_executable(u: ListedUnit) -> Executable {
@@ -94,7 +82,7 @@ impl ScheduleExecutable for ScheduleExecutableService {
         &self,
         req: Request<Executable>,
     ) -> Result<Response<ExecutableEnableResponse>, Status> {
-        let unit = unit_spec(req.into_inner());
+        let unit = executable_spec(req.into_inner());
         let name = unit.name.clone();
         let message = self.schedule.enable(unit).await?;
         Ok(Response::new(ExecutableEnableResponse {

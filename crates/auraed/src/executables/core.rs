@@ -6,11 +6,11 @@ use std::time::Instant;
 
 use super::error::ExecutableError;
 use super::split::split_command;
-use crate::cgroups::{CgroupPath, Limits};
+use crate::cgroups::CgroupPath;
 use crate::logs::Kind;
 use crate::process::{ProcessError, ProcessSpec, Processes};
 use crate::validation::validate_name;
-use crate::workload::Status;
+use crate::workload::{ExecutableSpec, Status};
 
 /// Bytes of stdout and of stderr returned in a [`RunResult`] (the stream has all).
 pub const RESPONSE_OUTPUT_LIMIT: usize = 16 << 20;
@@ -21,14 +21,8 @@ pub const MAX_COMMAND_LEN: usize = 64 * 1024;
 /// `ExecStart=` line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunRequest {
-    pub name: String,
-    pub command: String,
-    pub comment: String,
-    /// Limits of its cgroup; unset ones take the daemon's defaults.
-    pub limits: Limits,
-    /// User and group to run as (names or ids); empty: the daemon's default.
-    pub user: String,
-    pub group: String,
+    /// What to run; unset limits, user and group take the daemon's defaults.
+    pub spec: ExecutableSpec,
     /// Who asked (the client certificate's identity), for the audit trail.
     pub caller: String,
 }
@@ -85,20 +79,21 @@ impl Executables {
     /// Runs `exe` to its end. Dropping the returned future (client cancel or
     /// deadline) stops the process and everything in its cgroup.
     pub async fn run(&self, req: RunRequest) -> Result<RunResult, ExecutableError> {
-        let name = req.name;
+        let RunRequest { spec: exe, caller } = req;
+        let name = exe.name;
         if !name.is_empty() {
             validate_name("meta.name", &name)?;
         }
-        if req.command.len() > MAX_COMMAND_LEN {
+        if exe.command.len() > MAX_COMMAND_LEN {
             return Err(ExecutableError::CommandTooLong {
-                len: req.command.len(),
+                len: exe.command.len(),
             });
         }
-        let argv = split_command(&req.command)?;
+        let argv = split_command(&exe.command)?;
         if argv.is_empty() {
             return Err(ExecutableError::EmptyCommand);
         }
-        req.limits.validate()?;
+        exe.limits.validate()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let cgroup = self
             .cgroup_parent
@@ -109,15 +104,15 @@ impl Executables {
             cgroup,
             kind: Kind::Exec,
             name: name.clone(),
-            limits: req.limits,
-            user: req.user,
-            group: req.group,
+            limits: exe.limits,
+            user: exe.user,
+            group: exe.group,
         };
         let began = Instant::now();
         let handle = match self.processes.spawn(spec) {
             Ok(h) => h,
             Err(e @ ProcessError::Start { .. }) => {
-                tracing::info!(kind = "exec", name = %name, command = %req.command, caller = %req.caller, error = %e, "workload could not start");
+                tracing::info!(kind = "exec", name = %name, command = %exe.command, caller = %caller, error = %e, "workload could not start");
                 return Ok(RunResult {
                     name,
                     message: e.to_string(),
@@ -129,12 +124,12 @@ impl Executables {
             Err(e) => return Err(e.into()),
         };
         let pid = handle.pid();
-        tracing::info!(kind = "exec", name = %name, pid, command = %req.command, caller = %req.caller, "workload started");
+        tracing::info!(kind = "exec", name = %name, pid, command = %exe.command, caller = %caller, "workload started");
         // A dropped call (cancel, deadline) stops the process; the end is logged either way.
         let mut audit = AuditEnd {
             name: &name,
             pid,
-            caller: &req.caller,
+            caller: &caller,
             began,
             exit: None,
         };

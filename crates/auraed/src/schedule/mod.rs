@@ -27,7 +27,7 @@ pub use supervisor::{
     START_LIMIT_BURST, START_LIMIT_INTERVAL,
 };
 
-use crate::cgroups::{CgroupPath, Limits};
+use crate::cgroups::CgroupPath;
 use crate::executables::split_command;
 use crate::observe::WorkloadCounts;
 use crate::process::{resolve_identity, Adopted, DetachedRecord, Processes};
@@ -37,7 +37,7 @@ use crate::workload::Status as MetaStatus;
 use supervisor::{lock, Launch, SharedState, Supervisor};
 
 /// Longest accepted command line.
-pub const MAX_COMMAND_LEN: usize = 64 * 1024;
+pub use crate::executables::MAX_COMMAND_LEN;
 /// Longest accepted comment.
 pub const MAX_COMMENT_LEN: usize = 4 * 1024;
 /// How long Enable waits for the first start before answering (it answers
@@ -46,18 +46,8 @@ const FIRST_START_WAIT: Duration = Duration::from_secs(5);
 /// Added to the stop grace period to bound `shutdown`.
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(5);
 
-/// An executable to keep running: its name, its command line (split like a
-/// systemd `ExecStart=` line), a free-form comment, the limits of its
-/// cgroup and who it runs as (unset: the daemon's defaults).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UnitSpec {
-    pub name: String,
-    pub command: String,
-    pub comment: String,
-    pub limits: Limits,
-    pub user: String,
-    pub group: String,
-}
+/// An executable to keep running.
+pub use crate::workload::ExecutableSpec as UnitSpec;
 
 /// A registered executable as listed, with its current state in `message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
