@@ -21,6 +21,22 @@ pub fn print_json(value: &Value) {
     println!("{value:#}");
 }
 
+/// `1536` -> `1.5 KiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
 /// The proto name of a `meta.Status`; a number this build does not know
 /// (from a newer daemon) is shown as such rather than hidden.
 pub fn status_name(status: i32) -> String {
@@ -99,6 +115,11 @@ pub fn vm_info(v: &VmInfo) -> Value {
         "digest": v.digest,
         "status": status_name(v.status),
         "proc": proc(v.proc.as_ref()),
+        "progress": v.progress.as_ref().map(|p| json!({
+            "phase": p.phase,
+            "bytes_done": p.bytes_done,
+            "bytes_total": p.bytes_total,
+        })),
     })
 }
 

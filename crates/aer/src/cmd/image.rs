@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio_stream::StreamExt;
 
 use super::Ctx;
-use crate::output::print_json;
+use crate::output::{human_bytes, print_json};
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -141,22 +141,6 @@ fn print_prune(ctx: &Ctx, r: &PruneImagesResponse) {
         r.blobs_removed,
         r.layers_removed
     );
-}
-
-/// `1536` -> `1.5 KiB`.
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
 
 async fn pull(ctx: &Ctx, image: String) -> Result<ExitCode> {

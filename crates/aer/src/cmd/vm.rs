@@ -1,17 +1,24 @@
 //! `aer vm run|list|stop|start|rm|console`: long-lived virtual machines.
+use std::future::Future;
+use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use aurae_client::Client;
 use aurae_proto::meta::AuraeMeta;
 use aurae_proto::observe::LogChannelType;
 use aurae_proto::runtime::{VirtualMachine, VirtualMachineStatus};
-use aurae_proto::vms::{ListVmsRequest, VmInfo, VmRef};
+use aurae_proto::vms::{ListVmsRequest, VmInfo, VmProgress, VmRef};
 use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::Ctx;
-use crate::output::{meta_text, print_json, status_name, vm_info, vm_status};
+use crate::output::{human_bytes, meta_text, print_json, status_name, vm_info, vm_status};
+
+/// How often `aer vm run` asks how far the disk image has come.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Subcommand)]
 pub enum VmCommand {
@@ -69,10 +76,18 @@ pub async fn run(ctx: &Ctx, cmd: VmCommand) -> Result<ExitCode> {
             if !ctx.json() {
                 eprintln!("aer: fetching the disk image and booting {name}...");
             }
-            let s = client
-                .core()
-                .run_virtual_machine(vm)
-                .await
+            let mut core = client.core();
+            let call = core.run_virtual_machine(vm);
+            // A bar only for a person watching: not in JSON, not when piped.
+            let answer = if !ctx.json()
+                && std::io::stdout().is_terminal()
+                && std::io::stderr().is_terminal()
+            {
+                with_progress(&client, &name, call).await
+            } else {
+                call.await
+            };
+            let s = answer
                 .with_context(|| format!("could not run vm {name}"))?
                 .into_inner();
             print_status(ctx, &s);
@@ -91,6 +106,55 @@ pub async fn run(ctx: &Ctx, cmd: VmCommand) -> Result<ExitCode> {
         VmCommand::Console { name } => console(ctx, &client, &name).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Awaits `call` (a RunVirtualMachine) while drawing on stderr the
+/// progress List reports for the VM being created.
+async fn with_progress<T>(client: &Client, name: &str, call: impl Future<Output = T>) -> T {
+    let bar = ProgressBar::new(0);
+    let style = ProgressStyle::with_template("{prefix} {msg:11} [{bar:30}] {bytes}/{total_bytes}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(name.to_string());
+    tokio::pin!(call);
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    let out = loop {
+        tokio::select! {
+            out = &mut call => break out,
+            _ = tick.tick() => {
+                let asked = tokio::time::timeout(PROGRESS_EVERY * 4, list_vms(client)).await;
+                if let Some(p) = asked.ok().and_then(Result::ok).and_then(|l| progress_of(l, name)) {
+                    bar.set_message(p.phase);
+                    bar.set_length(p.bytes_total.max(p.bytes_done));
+                    bar.set_position(p.bytes_done);
+                }
+            }
+        }
+    };
+    bar.finish_and_clear();
+    out
+}
+
+/// The creation progress of `name` in a List answer.
+fn progress_of(list: Vec<VmInfo>, name: &str) -> Option<VmProgress> {
+    list.into_iter()
+        .find(|v| v.meta.as_ref().is_some_and(|m| m.name == name))
+        .and_then(|v| v.progress)
+}
+
+/// `downloading 1.5 MiB of 3.0 MiB`, `checking`.
+fn progress_text(p: &VmProgress) -> String {
+    match (p.bytes_done, p.bytes_total) {
+        (0, 0) => p.phase.clone(),
+        (done, 0) => format!("{} {}", p.phase, human_bytes(done)),
+        (done, total) => format!(
+            "{} {} of {}",
+            p.phase,
+            human_bytes(done),
+            human_bytes(total)
+        ),
+    }
 }
 
 async fn list_vms(client: &Client) -> Result<Vec<VmInfo>> {
@@ -181,8 +245,36 @@ fn print_list(list: &[VmInfo]) {
             status_name(v.status),
             v.image
         );
-        if let Some(m) = v.meta.as_ref().filter(|m| !m.message.is_empty()) {
+        if let Some(p) = &v.progress {
+            println!("{:<20} being created: {}", "", progress_text(p));
+        } else if let Some(m) = v.meta.as_ref().filter(|m| !m.message.is_empty()) {
             println!("{:<20} {}", "", m.message);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(phase: &str, done: u64, total: u64) -> VmProgress {
+        VmProgress {
+            phase: phase.into(),
+            bytes_done: done,
+            bytes_total: total,
+        }
+    }
+
+    #[test]
+    fn progress_reads_as_a_phase_and_sizes() {
+        assert_eq!(progress_text(&p("resolving", 0, 0)), "resolving");
+        assert_eq!(
+            progress_text(&p("downloading", 1536, 0)),
+            "downloading 1.5 KiB"
+        );
+        assert_eq!(
+            progress_text(&p("downloading", 1536, 3 << 20)),
+            "downloading 1.5 KiB of 3.0 MiB"
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use aurae_proto::meta::ProcessMeta;
 use aurae_proto::runtime::{VirtualMachine, VirtualMachineStatus};
 use aurae_proto::vms::vms_server::Vms as VmsApi;
-use aurae_proto::vms::{ListVmsRequest, ListVmsResponse, VmInfo, VmRef};
+use aurae_proto::vms::{ListVmsRequest, ListVmsResponse, VmInfo, VmProgress, VmRef};
 use tonic::{Request, Response, Status};
 
 use super::{caller, meta, name_in, status};
@@ -50,6 +50,11 @@ fn vm_info(v: VmView) -> VmInfo {
         digest: v.digest,
         status: status(v.status),
         proc: v.pid.map(|pid| ProcessMeta { pid }),
+        progress: v.progress.map(|p| VmProgress {
+            phase: p.phase.as_str().to_string(),
+            bytes_done: p.bytes_done,
+            bytes_total: p.bytes_total,
+        }),
     }
 }
 

@@ -38,6 +38,10 @@ pub trait PullProgress: Send + Sync {
     /// `done` of `total` bytes of layer `digest` are stored. A layer already
     /// stored is reported once with `done == total`.
     fn layer(&self, digest: &str, total: u64, done: u64);
+
+    /// The layers to store add up to `total` bytes (per their manifest),
+    /// said once before any [`PullProgress::layer`].
+    fn layers(&self, _total: u64) {}
 }
 
 /// A pulled image, ready for [`super::mount_rootfs`].
@@ -260,6 +264,14 @@ impl ImageStore {
         let mut digests = Vec::with_capacity(manifest.layers.len());
         for desc in &manifest.layers {
             digests.push(descriptor_digest(&r, desc, "layer")?);
+        }
+        if let Some(p) = progress {
+            p.layers(
+                manifest
+                    .layers
+                    .iter()
+                    .fold(0u64, |a, d| a.saturating_add(d.size.max(0) as u64)),
+            );
         }
         // Downloads run in parallel, each to its end even when one fails,
         // so that none is still going once pull returns.

@@ -9,6 +9,7 @@ use super::accel::Accel;
 use super::error::VmError;
 use super::fetch::DiskCache;
 use super::net::{self, Network};
+use super::progress::{Phase, Progress};
 use super::qmp::Qmp;
 use super::store::{VmRecord, Want, MACHINES};
 use super::{disk, qemu};
@@ -189,11 +190,17 @@ impl Ctx {
     /// Resolves `image` (always at its source) to a cached, checked base
     /// disk: its digest, path and format, and for a containerDisk the image
     /// store's layers it lives in (to be leased while a VM uses it).
-    pub(super) async fn resolve(&self, image: &str) -> Result<Resolved, VmError> {
+    /// `progress` follows the download.
+    pub(super) async fn resolve(
+        &self,
+        image: &str,
+        progress: &Progress,
+    ) -> Result<Resolved, VmError> {
         let (digest, path, layers) = if image.starts_with("http://")
             || image.starts_with("https://")
         {
-            let f = self.cache.fetch(image).await?;
+            let f = self.cache.fetch(image, progress).await?;
+            progress.phase(Phase::Checking);
             tracing::info!(kind = "vm", image, digest = %f.digest, downloaded = f.downloaded, "disk image resolved");
             match disk::inspect(image, &f.path).await {
                 Ok(format) => {
@@ -216,7 +223,8 @@ impl Ctx {
                 detail: "only http:// and https:// URLs are fetched".into(),
             });
         } else {
-            let pulled = self.images.pull(image, None).await?;
+            let pulled = self.images.pull(image, Some(progress)).await?;
+            progress.phase(Phase::Checking);
             let path = container_disk(&pulled.layers).ok_or_else(|| VmError::NotADisk {
                 image: image.to_string(),
                 detail:

@@ -22,6 +22,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::error::VmError;
+use super::progress::Progress;
 
 /// Largest disk image accepted.
 pub const MAX_DISK_BYTES: u64 = 64 << 30;
@@ -92,8 +93,9 @@ impl DiskCache {
         }
     }
 
-    /// Resolves `url` at its server and returns the cached image it serves.
-    pub async fn fetch(&self, url: &str) -> Result<Fetched, VmError> {
+    /// Resolves `url` at its server and returns the cached image it serves;
+    /// a download is counted in `progress`.
+    pub async fn fetch(&self, url: &str, progress: &Progress) -> Result<Fetched, VmError> {
         let (location, pinned) = split_pin(url)?;
         let entry_path = self.root.join("urls").join(format!(
             "{}.json",
@@ -150,7 +152,7 @@ impl DiskCache {
                 .map(str::to_string)
         };
         let (etag, last_modified) = (header(ETAG), header(LAST_MODIFIED));
-        let (digest, downloaded, path) = self.download(url, resp).await?;
+        let (digest, downloaded, path) = self.download(url, resp, progress).await?;
         check_pin(url, pinned, &digest).inspect_err(|_| {
             let _ = std::fs::remove_file(&path);
         })?;
@@ -182,6 +184,7 @@ impl DiskCache {
         &self,
         url: &str,
         resp: reqwest::Response,
+        progress: &Progress,
     ) -> Result<(String, u64, PathBuf), VmError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let path = self.root.join("tmp").join(format!(
@@ -197,6 +200,7 @@ impl DiskCache {
         let mut file = tokio::fs::File::from_std(file);
         let mut hasher = Sha256::new();
         let mut n: u64 = 0;
+        progress.start_download(resp.content_length());
         let mut body = resp.bytes_stream();
         let result = async {
             while let Some(chunk) = body.next().await {
@@ -218,6 +222,7 @@ impl DiskCache {
                 file.write_all(&chunk)
                     .await
                     .map_err(|e| VmError::io("writing a download", e))?;
+                progress.add(chunk.len() as u64);
             }
             file.sync_all()
                 .await
@@ -302,5 +307,41 @@ mod tests {
         assert!(check_pin(&url, pin.clone(), &format!("sha256:{hex}")).is_ok());
         let e = check_pin(&url, pin, "sha256:00").expect_err("mismatch");
         assert!(matches!(e, VmError::DigestMismatch { .. }));
+    }
+
+    /// Serves `body` once on loopback with a Content-Length.
+    async fn serve_once(body: Vec<u8>) -> String {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.expect("accept");
+            let mut request = vec![0u8; 4096];
+            let _ = conn.read(&mut request).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            conn.write_all(head.as_bytes()).await.expect("head");
+            conn.write_all(&body).await.expect("body");
+        });
+        format!("http://{addr}/d.raw")
+    }
+
+    #[tokio::test]
+    async fn a_download_is_counted_against_its_content_length() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = DiskCache::open(dir.path()).expect("cache");
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let url = serve_once(body.clone()).await;
+        let progress = Progress::default();
+        let f = cache.fetch(&url, &progress).await.expect("fetch");
+        assert_eq!(f.downloaded, body.len() as u64);
+        let v = progress.view();
+        assert_eq!(v.phase, super::super::progress::Phase::Downloading);
+        assert_eq!(v.bytes_done, body.len() as u64);
+        assert_eq!(v.bytes_total, body.len() as u64, "from Content-Length");
     }
 }

@@ -7,6 +7,7 @@
 //! - `disk`: `qemu-img info` checks and the per-VM overlay.
 //! - `qemu`, `qmp`: the hypervisor's command line and its control socket.
 //! - `net`: user-mode, none, or a TAP of its own on an existing bridge.
+//! - `progress`: the phase and bytes downloaded of a VM being created.
 //! - `store`: the VMs' records in the state database.
 //! - `supervisor`: one task per running VM (stop, power-off, restarts).
 //!
@@ -22,6 +23,7 @@ mod disk;
 mod error;
 mod fetch;
 mod net;
+mod progress;
 mod qemu;
 mod qmp;
 mod store;
@@ -46,6 +48,8 @@ use crate::validation::validate_name;
 use crate::workload::Status;
 use ctx::Ctx;
 use fetch::DiskCache;
+use progress::{Creating, CreationGuard};
+pub use progress::{Phase, ProgressView};
 use store::{VmRecord, MACHINES};
 use supervisor::{lock, SharedState, Supervisor, VmState};
 
@@ -78,6 +82,8 @@ pub struct VmView {
     /// The hypervisor's pid while it runs.
     pub pid: Option<i32>,
     pub message: String,
+    /// Set while the VM is being created.
+    pub progress: Option<ProgressView>,
 }
 
 /// Where things go, and the daemon's choices.
@@ -105,8 +111,8 @@ struct Machine {
 pub struct Vms {
     ctx: Arc<Ctx>,
     machines: Mutex<BTreeMap<String, Machine>>,
-    /// Names being created (not yet in `machines`).
-    creating: Mutex<HashSet<String>>,
+    /// VMs being created (not yet in `machines`).
+    creating: Creating,
     shutting_down: AtomicBool,
 }
 
@@ -162,7 +168,7 @@ impl Vms {
         Ok(Arc::new(Self {
             ctx,
             machines: Mutex::new(machines),
-            creating: Mutex::new(HashSet::new()),
+            creating: Creating::default(),
             shutting_down: AtomicBool::new(false),
         }))
     }
@@ -300,14 +306,15 @@ impl Vms {
             }
             _ => String::new(),
         };
-        let _reserved = self.reserve(&name)?;
+        let reserved = self.reserve(&name, &spec.image)?;
+        let progress = reserved.progress();
         let ctx = &self.ctx;
         let ctx::Resolved {
             digest,
             base,
             format,
             layers,
-        } = ctx.resolve(&spec.image).await?;
+        } = ctx.resolve(&spec.image, progress).await?;
         let overlay = ctx.overlay_path(&name);
         let dir = overlay.parent().map(Path::to_path_buf).unwrap_or_default();
         let _ = std::fs::remove_dir_all(&dir);
@@ -340,6 +347,7 @@ impl Vms {
             message: String::new(),
             run: None,
         };
+        progress.phase(Phase::Booting);
         let (handle, run) = match ctx.boot(&name, &record).await {
             Ok(b) => b,
             Err(e) => {
@@ -378,10 +386,32 @@ impl Vms {
         self.view(&name).ok_or(VmError::NotFound { name })
     }
 
-    /// Every VM, sorted by name.
+    /// Every VM, sorted by name, with those being created (`Standby`,
+    /// with their progress).
     pub fn list(&self) -> Vec<VmView> {
         let names: Vec<String> = self.machines().keys().cloned().collect();
-        names.iter().filter_map(|n| self.view(n)).collect()
+        let mut views: Vec<VmView> = names.iter().filter_map(|n| self.view(n)).collect();
+        let creating: Vec<VmView> = self
+            .creating
+            .list()
+            .into_iter()
+            // Created a moment ago: already listed from its record.
+            .filter(|(name, _, _)| !names.contains(name))
+            .map(|(name, image, progress)| VmView {
+                name,
+                image,
+                digest: String::new(),
+                status: Status::Standby,
+                pid: None,
+                message: format!("being created: {}", progress.phase.as_str()),
+                progress: Some(progress),
+            })
+            .collect();
+        if !creating.is_empty() {
+            views.extend(creating);
+            views.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        views
     }
 
     /// Boots a VM that is off again, on the same overlay.
@@ -519,45 +549,26 @@ impl Vms {
             status: s.status,
             pid: (s.pid > 0).then_some(s.pid),
             message: s.message,
+            progress: None,
         })
     }
 
-    fn reserve(&self, name: &str) -> Result<Reservation<'_>, VmError> {
-        let exists = self.machines().contains_key(name);
-        let mut creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
-        if exists || !creating.insert(name.to_string()) {
-            return Err(VmError::AlreadyExists {
-                name: name.to_string(),
-            });
+    fn reserve(&self, name: &str, image: &str) -> Result<CreationGuard<'_>, VmError> {
+        let already = || VmError::AlreadyExists {
+            name: name.to_string(),
+        };
+        if self.machines().contains_key(name) {
+            return Err(already());
         }
+        let guard = self.creating.begin(name, image).ok_or_else(already)?;
         if self.shutting_down.load(Ordering::SeqCst) {
-            creating.remove(name);
             return Err(VmError::ShuttingDown);
         }
-        Ok(Reservation {
-            vms: self,
-            name: name.to_string(),
-        })
+        Ok(guard)
     }
 
     fn machines(&self) -> MutexGuard<'_, BTreeMap<String, Machine>> {
         self.machines.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// A name held while its VM is being created.
-struct Reservation<'a> {
-    vms: &'a Vms,
-    name: String,
-}
-
-impl Drop for Reservation<'_> {
-    fn drop(&mut self) {
-        self.vms
-            .creating
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.name);
     }
 }
 
