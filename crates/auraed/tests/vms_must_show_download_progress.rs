@@ -54,20 +54,20 @@ async fn half_then_wait(body: Vec<u8>) -> (String, oneshot::Sender<()>) {
 /// Lists until `name` shows bytes received, within a minute.
 async fn listed_downloading(d: &TestDaemon, name: &str) -> VmInfo {
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut listed = list(d).await;
-        if let Some(v) = listed.remove(name) {
-            if v.progress.as_ref().is_some_and(|p| p.bytes_done > 0) {
-                return v;
-            }
+    while Instant::now() < deadline {
+        let seen = list(d)
+            .await
+            .remove(name)
+            .filter(|v| v.progress.as_ref().is_some_and(|p| p.bytes_done > 0));
+        match seen {
+            Some(v) => return v,
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
         }
-        assert!(
-            Instant::now() < deadline,
-            "no download progress of {name} listed within a minute:\n{}",
-            d.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    panic!(
+        "no download progress of {name} listed within a minute:\n{}",
+        d.log()
+    )
 }
 
 /// Runs `name` from `body` served in two halves, checks what List says
