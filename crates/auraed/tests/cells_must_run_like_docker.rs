@@ -14,30 +14,13 @@ mod cells_support;
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use aurae_client::Client;
 use aurae_proto::cells::ExecRequest;
 use cells_support::{cell, push_derived, ImageSpec};
-use common::{require_registry, TestDaemon};
-
-fn aer_path() -> PathBuf {
-    let aer = std::path::Path::new(env!("CARGO_BIN_EXE_auraed")).with_file_name("aer");
-    assert!(
-        aer.exists(),
-        "{} is missing: build it first (cargo build -p aer)",
-        aer.display()
-    );
-    aer
-}
-
-fn aer(d: &TestDaemon, args: &[&str]) -> Command {
-    let mut cmd = Command::new(aer_path());
-    cmd.arg("--config").arg(&d.config_path).args(args);
-    cmd
-}
+use common::{aer, require_registry, TestDaemon};
 
 /// Waits until container `container` of cell `name` runs; returns its pid.
 async fn running_pid(c: &Client, name: &str, container: &str) -> i32 {

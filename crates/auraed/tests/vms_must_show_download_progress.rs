@@ -3,6 +3,9 @@
 //! once the call ends the progress is gone: no entry after a failure, and
 //! the running VM without progress after a success.
 //!
+//! `aer vm run` draws it as a bar on a terminal (a pty from `script`), and
+//! draws nothing when piped.
+//!
 //! The test's server sends the first half of the image, then waits until
 //! the test has seen the progress: no timing is assumed.
 
@@ -13,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use aurae_proto::meta::Status;
 use aurae_proto::vms::VmInfo;
-use common::TestDaemon;
+use common::{aer, aer_path, TestDaemon};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
 use tonic::Code;
@@ -140,4 +143,92 @@ async fn list_shows_the_progress_of_a_disk_image_download_until_the_call_ends() 
     assert_eq!(listed_pid(slow), pid_of(&s));
     call(&d, Call::Delete, "slow").await.expect("delete slow");
     assert!(list(&d).await.is_empty());
+}
+
+/// Waits for `child`, within a TCG boot's time.
+async fn finished(child: tokio::process::Child) -> std::process::Output {
+    tokio::time::timeout(BOOT, child.wait_with_output())
+        .await
+        .expect("aer ends within a boot")
+        .expect("aer's output")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aer_vm_run_draws_the_progress_on_a_terminal_and_nothing_when_piped() {
+    if !require_vms("vms_must_show_download_progress (aer)") {
+        return;
+    }
+    let disk = std::fs::read(fixtures().join("disk.qcow2")).expect("the test disk");
+    let total = disk.len() as u64;
+    let d = daemon().await;
+
+    // On a terminal: `script` gives aer a pty; its screen is script's stdout.
+    let (url, release) = half_then_wait(disk.clone()).await;
+    let command = format!(
+        "{} --config {} vm run tty {url}",
+        aer_path().display(),
+        d.config_path.display()
+    );
+    let mut child = tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    let mut screen = child.stdout.take().expect("stdout");
+    let mut seen = Vec::new();
+    let wanted = b"downloading";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen.windows(wanted.len()).any(|w| w == wanted) {
+        let mut buf = [0u8; 4096];
+        let left = deadline.saturating_duration_since(Instant::now());
+        use tokio::io::AsyncReadExt;
+        match tokio::time::timeout(left, screen.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => panic!(
+                "no bar on aer's terminal; it showed:\n{}\n{}",
+                String::from_utf8_lossy(&seen),
+                d.log()
+            ),
+        }
+    }
+    release.send(()).expect("the server waits");
+    let out = finished(child).await;
+    let mut rest = Vec::new();
+    use tokio::io::AsyncReadExt;
+    let _ = screen.read_to_end(&mut rest).await;
+    seen.extend_from_slice(&out.stdout);
+    seen.extend_from_slice(&rest);
+    let shown = String::from_utf8_lossy(&seen);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("MiB"), "sizes on the bar: {shown}");
+    assert!(shown.contains("vm tty: STATUS_ACTIVE"), "{shown}");
+    call(&d, Call::Delete, "tty").await.expect("delete tty");
+
+    // Piped: the same download, no bar.
+    let (url, release) = half_then_wait(disk).await;
+    let child = tokio::process::Command::from(aer(&d, &["vm", "run", "piped", &url]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("aer");
+    let v = listed_downloading(&d, "piped").await;
+    assert!(v.progress.is_some_and(|p| p.bytes_total == total));
+    release.send(()).expect("the server waits");
+    let out = finished(child).await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("vm piped: STATUS_ACTIVE pid "),
+        "{stdout}"
+    );
+    assert_eq!(
+        stderr, "aer: fetching the disk image and booting piped...\n",
+        "nothing drawn when piped"
+    );
+    call(&d, Call::Delete, "piped").await.expect("delete piped");
 }
