@@ -197,6 +197,12 @@ async fn console(ctx: &Ctx, client: &Client, name: &str) -> Result<()> {
     else {
         bail!("no vm named {name}");
     };
+    if let Some(p) = &vm.progress {
+        bail!(
+            "vm {name} is being created ({}): its console opens once it boots",
+            progress_text(p)
+        );
+    }
     let Some(pid) = vm.proc.as_ref().map(|p| p.pid) else {
         bail!(
             "vm {name} is not running ({}): start it with aer vm start {name}",
