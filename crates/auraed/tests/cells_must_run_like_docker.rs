@@ -14,7 +14,6 @@ mod cells_support;
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,20 +22,8 @@ use aurae_proto::cells::ExecRequest;
 use cells_support::{cell, push_derived, ImageSpec};
 use common::{require_registry, TestDaemon};
 
-fn aer_path() -> PathBuf {
-    let aer = std::path::Path::new(env!("CARGO_BIN_EXE_auraed")).with_file_name("aer");
-    assert!(
-        aer.exists(),
-        "{} is missing: build it first (cargo build -p aer)",
-        aer.display()
-    );
-    aer
-}
-
 fn aer(d: &TestDaemon, args: &[&str]) -> Command {
-    let mut cmd = Command::new(aer_path());
-    cmd.arg("--config").arg(&d.config_path).args(args);
-    cmd
+    cells_support::aer(&d.config_path, args)
 }
 
 /// Waits until container `container` of cell `name` runs; returns its pid.

@@ -37,11 +37,11 @@ use crate::workload::Status as MetaStatus;
 
 /// How long to wait, beyond the grace period, for a killed container's
 /// supervisor to reap it and drain its output.
-const REAP_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The least time a container's create or start may take, whatever the
 /// grace period: a start is no stop, and a loaded node is slow.
-const MIN_STEP_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const MIN_STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Refuses, before anything is created, images that have nothing to run.
 pub(crate) fn check_runnable(req: &CellRequest, pulled: &[PulledImage]) -> Result<(), CellError> {
@@ -64,12 +64,12 @@ enum Outcome {
     NotStarted(String),
 }
 
-struct ContainerRun {
-    name: String,
+pub(super) struct ContainerRun {
+    pub name: String,
     image: PulledImage,
     /// The bundle: config.json and the root filesystem.
-    dir: PathBuf,
-    rootfs: Option<Box<dyn MountedRootfs>>,
+    pub dir: PathBuf,
+    pub rootfs: Option<Box<dyn MountedRootfs>>,
     /// The helper's control socket, from create to teardown.
     control: Option<Control>,
     pid: Option<i32>,
@@ -79,6 +79,20 @@ struct ContainerRun {
 }
 
 impl ContainerRun {
+    /// Container `name` of the cell in `cell_dir`, from its pulled image.
+    pub fn new(cell_dir: &Path, name: &str, image: PulledImage) -> Self {
+        ContainerRun {
+            name: name.to_string(),
+            image,
+            dir: cell_dir.join("containers").join(name),
+            rootfs: None,
+            control: None,
+            pid: None,
+            handle: None,
+            outcome: None,
+        }
+    }
+
     fn status(&self) -> (MetaStatus, String) {
         outcome_status(self.outcome.as_ref())
     }
@@ -124,16 +138,7 @@ pub(crate) async fn run(
         .containers
         .iter()
         .zip(pulled)
-        .map(|(c, image)| ContainerRun {
-            name: c.name.clone(),
-            image,
-            dir: dir.join("containers").join(&c.name),
-            rootfs: None,
-            control: None,
-            pid: None,
-            handle: None,
-            outcome: None,
-        })
+        .map(|(c, image)| ContainerRun::new(&dir, &c.name, image))
         .collect();
     let mut cell = CellRun {
         inner,
@@ -215,7 +220,7 @@ impl CellRun {
             let c = &self.containers[i];
             let exe = self.inner.processes.exe().to_path_buf();
             let state = self.dir.join("state");
-            let created = runtime::create(&exe, &c.name, &c.dir, &state, within).await;
+            let created = runtime::create(&exe, &c.name, &c.dir, &state, within, None).await;
             match created.and_then(|created| self.adopt(i, created)) {
                 Ok(pid) => {
                     tracing::debug!(cell = %self.name, container = %self.containers[i].name, pid, create_ms = ms(began.elapsed()), "container created");
@@ -488,8 +493,9 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// The blocking part of setting a cell up.
-fn set_up_blocking(
+/// The blocking part of setting a cell up: the sandbox (directory,
+/// namespaces, network) and every container's bundle and cgroup.
+pub(super) fn set_up_blocking(
     inner: &Inner,
     name: &str,
     dir: &Path,

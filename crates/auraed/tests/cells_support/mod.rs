@@ -28,6 +28,25 @@ pub const BUSYBOX: &str = "127.0.0.1:5000/aurae/busybox:latest";
 #[path = "../common/registry.rs"]
 mod registry;
 
+/// The aer binary from the same target directory as auraed's (`cargo test
+/// --workspace` builds it; alone: `cargo build -p aer`).
+pub fn aer_path() -> PathBuf {
+    let aer = Path::new(env!("CARGO_BIN_EXE_auraed")).with_file_name("aer");
+    assert!(
+        aer.exists(),
+        "{} is missing: build it first (cargo build -p aer)",
+        aer.display()
+    );
+    aer
+}
+
+/// `aer --config <config> ARGS...`.
+pub fn aer(config: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(aer_path());
+    cmd.arg("--config").arg(config).args(args);
+    cmd
+}
+
 /// Root and the registry with the test images; without them the test is
 /// skipped (with the reason), or fails when CI is set.
 pub fn fixture(test: &str) -> bool {
@@ -157,7 +176,7 @@ impl ApiCells {
     }
 
     pub async fn shutdown(&self) {
-        self.0.shutdown().await
+        self.0.shutdown(false).await
     }
 
     pub fn clean_leftovers(&self) {
