@@ -339,3 +339,39 @@ async fn a_start_that_fails_must_leave_nothing() {
     assert!(left.is_empty(), "{left:#?}\n{}", d.log());
     remove_bridge("halfstart");
 }
+
+/// `--stop-workloads-at-exit` (a node being drained) stops detached cells
+/// with the daemon, gracefully, and the next daemon lists them stopped.
+#[tokio::test]
+async fn a_draining_daemon_must_stop_detached_cells_and_keep_them() {
+    let test = "a_draining_daemon_must_stop_detached_cells_and_keep_them";
+    if !fixture(test) {
+        return;
+    }
+    let image = push_derived(
+        "drain-trap",
+        "v1",
+        &ImageSpec::sh("trap 'exit 4' TERM; while true; do sleep 0.1; done"),
+    )
+    .await;
+    let mut d = TestDaemon::builder()
+        .arg("--stop-workloads-at-exit")
+        .start()
+        .await;
+    let c = d.client().await;
+    let mut spec = cell("drain", &[("trap", &image)]);
+    spec.network = "none".into();
+    c.start_cell(spec).await.expect("start");
+    let pid = running_pid(&c, "drain").await;
+    drop(c);
+    assert!(d.stop().expect("exit").success(), "{}", d.log());
+    assert!(!alive(pid), "stopped with the daemon");
+    d.restart().await;
+    let c = d.client().await;
+    let kept = listed(&c, "drain").await.expect("kept");
+    assert_eq!(kept.status, Status::Passive as i32, "{kept:?}");
+    assert_eq!(kept.containers[0].exit_code, Some(4), "graceful: {kept:?}");
+    c.remove_cell("drain", false).await.expect("rm");
+    let left = traces(&d, "drain", "none");
+    assert!(left.is_empty(), "{left:#?}\n{}", d.log());
+}

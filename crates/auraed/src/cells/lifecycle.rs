@@ -206,21 +206,27 @@ impl CellRun {
         result
     }
 
-    /// Creates every container, then starts them all. Returns the failure
+    /// Creates every container (all at once), then starts them all. Returns the failure
     /// message if one could not be created or started (or the cell was
     /// stopped meanwhile); the others are then never started.
     async fn create_and_start(&mut self) -> Option<String> {
         let entry = self.reservation.entry.clone();
         let within = self.inner.processes.grace().max(MIN_STEP_TIMEOUT);
-        for i in 0..self.containers.len() {
-            if self.stopping() {
-                return Some(self.not_started("the cell was stopped before it started"));
-            }
-            let began = Instant::now();
-            let c = &self.containers[i];
-            let exe = self.inner.processes.exe().to_path_buf();
-            let state = self.dir.join("state");
-            let created = runtime::create(&exe, &c.name, &c.dir, &state, within, None).await;
+        if self.stopping() {
+            return Some(self.not_started("the cell was stopped before it started"));
+        }
+        let began = Instant::now();
+        let exe = self.inner.processes.exe().to_path_buf();
+        let state = self.dir.join("state");
+        // Every container at once: each helper runs libcontainer in a process of its own.
+        let creates = self
+            .containers
+            .iter()
+            .map(|c| runtime::create(&exe, &c.name, &c.dir, &state, within, None));
+        let created = futures::future::join_all(creates).await;
+        let mut failure = None;
+        // Each created one is supervised, also after a failure, so that teardown stops it.
+        for (i, created) in created.into_iter().enumerate() {
             match created.and_then(|created| self.adopt(i, created)) {
                 Ok(pid) => {
                     tracing::debug!(cell = %self.name, container = %self.containers[i].name, pid, create_ms = ms(began.elapsed()), "container created");
@@ -229,8 +235,13 @@ impl CellRun {
                         v.message = "created".to_string();
                     });
                 }
-                Err(why) => return Some(self.failed(i, why)),
+                Err(why) => {
+                    failure.get_or_insert((i, why));
+                }
             }
+        }
+        if let Some((i, why)) = failure {
+            return Some(self.failed(i, why));
         }
         for i in 0..self.containers.len() {
             if self.stopping() {
