@@ -375,3 +375,42 @@ async fn a_draining_daemon_must_stop_detached_cells_and_keep_them() {
     let left = traces(&d, "drain", "none");
     assert!(left.is_empty(), "{left:#?}\n{}", d.log());
 }
+
+/// A container that ends while no daemon runs is reported by the next one,
+/// with its exit (its helper recorded it), and the cell is PASSIVE.
+#[tokio::test]
+async fn an_exit_while_the_daemon_was_down_must_be_reported() {
+    let test = "an_exit_while_the_daemon_was_down_must_be_reported";
+    if !fixture(test) {
+        return;
+    }
+    let image = push_derived("away-sleep", "v1", &ImageSpec::sh("exec sleep 1000")).await;
+    let mut d = TestDaemon::start().await;
+    let c = d.client().await;
+    let mut spec = cell("away", &[("sleep", &image)]);
+    spec.network = "none".into();
+    c.start_cell(spec).await.expect("start");
+    let pid = running_pid(&c, "away").await;
+    drop(c);
+    d.kill9();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the container");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    d.restart().await;
+    let c = d.client().await;
+    let away = listed(&c, "away").await.expect("kept");
+    assert_eq!(away.status, Status::Passive as i32, "{away:?}");
+    let k = &away.containers[0];
+    assert_eq!(k.exit_code, Some(137), "{away:?}");
+    assert_eq!(
+        k.meta.as_ref().map(|m| m.message.as_str()),
+        Some("killed by signal 9 (SIGKILL) (while the daemon was down)"),
+        "{away:?}"
+    );
+    c.remove_cell("away", false).await.expect("rm");
+    let left = traces(&d, "away", "none");
+    assert!(left.is_empty(), "{left:#?}\n{}", d.log());
+}

@@ -484,6 +484,9 @@ async fn adopt_one(inner: &Arc<Inner>, db: &Arc<StateDb>, name: String, mut reco
     for (i, r) in ended_while_away {
         tracing::info!(cell = %name, container = %record.containers[i].name, "the container ended while the daemon was down");
         ended(&entry, &mut record, i, r);
+        const AWAY: &str = " (while the daemon was down)";
+        record.containers[i].message.push_str(AWAY);
+        entry.update(i, |v| v.message.push_str(AWAY));
     }
     tracing::info!(cell = %name, running = handles.len(), "detached cell adopted from the previous daemon");
     if handles.is_empty() {
