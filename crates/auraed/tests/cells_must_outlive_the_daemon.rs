@@ -184,6 +184,12 @@ fn traces(d: &TestDaemon, name: &str, network: &str) -> Vec<String> {
     left
 }
 
+/// Asserts that nothing of cell `name` is left on the host.
+fn assert_gone(d: &TestDaemon, name: &str, network: &str) {
+    let left = traces(d, name, network);
+    assert!(left.is_empty(), "{left:#?}\n{}", d.log());
+}
+
 #[tokio::test]
 async fn a_started_cell_must_survive_daemon_restarts_until_rm() {
     let test = "a_started_cell_must_survive_daemon_restarts_until_rm";
@@ -240,6 +246,24 @@ async fn a_started_cell_must_survive_daemon_restarts_until_rm() {
         seen = more_ticks_than(&d, "life", seen + 3).await.len();
     }
 
+    // Exec reaches an adopted container (the basis of CRI ExecSync).
+    let exec = d
+        .client()
+        .await
+        .exec_in_cell(aurae_proto::cells::ExecRequest {
+            cell: "life".into(),
+            container: "tick".into(),
+            command: "hostname".into(),
+            timeout_seconds: 10,
+        })
+        .await
+        .expect("exec");
+    assert_eq!(
+        (exec.exit_code, exec.stdout.as_str()),
+        (0, "life\n"),
+        "{exec:?}"
+    );
+
     let out = run(&d, &["cell", "rm", "life"]);
     assert!(!out.status.success(), "{}", text(&out));
     assert!(
@@ -288,8 +312,7 @@ async fn a_started_cell_must_survive_daemon_restarts_until_rm() {
     let out = run(&d, &["cell", "rm", "life"]);
     assert!(out.status.success(), "{}\n{}", text(&out), d.log());
     assert!(listed(&c, "life").await.is_none());
-    let left = traces(&d, "life", &network);
-    assert!(left.is_empty(), "{left:#?}");
+    assert_gone(&d, "life", &network);
     assert_code(c.remove_cell("life", false).await, tonic::Code::NotFound);
     // No record either: the next daemon knows nothing of it.
     d.restart().await;
@@ -321,8 +344,7 @@ async fn a_start_that_fails_must_leave_nothing() {
         .unwrap_or_default();
     assert!(message.contains("\"bad\""), "{message}");
     assert!(listed(&c, "half").await.is_none());
-    let left = traces(&d, "half", &network);
-    assert!(left.is_empty(), "{left:#?}\n{}", d.log());
+    assert_gone(&d, "half", &network);
     // Validation comes before anything is made.
     assert_code(
         c.start_cell(cell("bad name!", &[("good", &good)])).await,
@@ -335,8 +357,7 @@ async fn a_start_that_fails_must_leave_nothing() {
         .expect("start");
     assert_eq!(ok.status, Status::Active as i32, "{ok:?}");
     c.remove_cell("half", true).await.expect("rm --force");
-    let left = traces(&d, "half", &network);
-    assert!(left.is_empty(), "{left:#?}\n{}", d.log());
+    assert_gone(&d, "half", &network);
     remove_bridge("halfstart");
 }
 
@@ -372,8 +393,7 @@ async fn a_draining_daemon_must_stop_detached_cells_and_keep_them() {
     assert_eq!(kept.status, Status::Passive as i32, "{kept:?}");
     assert_eq!(kept.containers[0].exit_code, Some(4), "graceful: {kept:?}");
     c.remove_cell("drain", false).await.expect("rm");
-    let left = traces(&d, "drain", "none");
-    assert!(left.is_empty(), "{left:#?}\n{}", d.log());
+    assert_gone(&d, "drain", "none");
 }
 
 /// A container that ends while no daemon runs is reported by the next one,
@@ -411,6 +431,5 @@ async fn an_exit_while_the_daemon_was_down_must_be_reported() {
         "{away:?}"
     );
     c.remove_cell("away", false).await.expect("rm");
-    let left = traces(&d, "away", "none");
-    assert!(left.is_empty(), "{left:#?}\n{}", d.log());
+    assert_gone(&d, "away", "none");
 }
