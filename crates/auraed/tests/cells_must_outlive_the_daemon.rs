@@ -60,11 +60,12 @@ fn install_network(d: &TestDaemon, tag: &str, n: u8) -> String {
     name
 }
 
-/// The bridge a test's network made on the host.
+/// The bridge and the IPAM store a test's network made on the host.
 fn remove_bridge(tag: &str) {
     let _ = std::process::Command::new("ip")
         .args(["link", "del", &format!("aurt-{tag}")])
         .output();
+    let _ = std::fs::remove_dir_all(Path::new(IPAM_STORE).join(format!("aurae-t-{tag}")));
 }
 
 fn run(d: &TestDaemon, args: &[&str]) -> Output {
