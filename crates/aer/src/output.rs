@@ -101,6 +101,8 @@ pub fn running_cell(c: &RunningCell) -> Value {
         "meta": meta(c.meta.as_ref()),
         "containers": c.containers.iter().map(container_status).collect::<Vec<_>>(),
         "ip": c.ip,
+        "status": status_name(c.status),
+        "detached": c.detached,
     })
 }
 
@@ -220,8 +222,14 @@ mod tests {
             ip: String::new(),
             meta: am("web", ""),
             containers: c.container_statuses.clone(),
+            status: Status::Passive as i32,
+            detached: true,
         });
         assert_eq!(r["containers"][0]["meta"]["name"], "nginx");
+        assert_eq!(
+            (r["status"].as_str(), r["detached"].as_bool()),
+            (Some("STATUS_PASSIVE"), Some(true))
+        );
         let l = log_item(&LogItem {
             channel: "stdout".into(),
             line: "x".into(),

@@ -434,6 +434,25 @@ async fn every_rpc_must_survive_random_and_mutated_messages() {
         .await
         .unwrap_or_else(|e| panic!("the daemon does not answer: {e}\n{}", d.log()));
 
+    // Detached cells (cells.Cells/Start) stay by design until removed, as a
+    // user would: remove them; their removal must leave nothing either.
+    let cells = client.list_cells().await.expect("list cells").cells;
+    for cell in cells.iter().filter(|c| c.detached) {
+        let name = cell
+            .meta
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        client
+            .remove_cell(name.clone(), true)
+            .await
+            .unwrap_or_else(|e| panic!("removing detached cell {name}: {e}\n{}", d.log()));
+    }
+    eprintln!(
+        "{} detached cells removed",
+        cells.iter().filter(|c| c.detached).count()
+    );
+
     // Nothing of the calls is left (cancelled calls end asynchronously).
     let leftovers = || {
         let pids: Vec<i32> = d.cgroup_dirs().iter().flat_map(|c| pids_under(c)).collect();

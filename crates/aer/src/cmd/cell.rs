@@ -1,11 +1,11 @@
-//! `aer cell run|list|ps|logs|exec|stop`: cells of containers.
+//! `aer cell run|start|list|ps|logs|exec|stop|rm`: cells of containers.
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use aurae_proto::cells::RunningCell;
 use aurae_proto::meta::AuraeMeta;
 use aurae_proto::runtime::{Cell, CellStatus, Container, ContainerStatus, PortMapping};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::cell_output::Followers;
@@ -13,29 +13,56 @@ use super::cell_run::run_cell;
 use super::Ctx;
 use crate::output::{meta, meta_text, print_json, running_cell, status_name};
 
+/// What `run` and `start` take: the cell's name, images and network.
+#[derive(Debug, Args)]
+pub struct CellArgs {
+    /// Cell name
+    name: String,
+    /// Images, one container each; NAME=IMAGE names the container,
+    /// otherwise it is named after the image
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<String>,
+    /// CNI network: "none" for loopback only, or a configured network's
+    /// name; without it, the node's default network
+    #[arg(long, value_name = "none|NAME")]
+    network: Option<String>,
+    /// Forward a host port to a port of the cell (repeatable), as
+    /// `docker run -p`: HOST:CONTAINER, HOST:CONTAINER/udp
+    #[arg(short = 'p', long = "publish", value_name = "HOST:CONTAINER[/udp]", value_parser = parse_publish)]
+    publish: Vec<PortMapping>,
+}
+
+impl CellArgs {
+    fn cell(self) -> Cell {
+        Cell {
+            meta: Some(am(&self.name)),
+            containers: containers(&self.images),
+            network: self.network.unwrap_or_default(),
+            ports: self.publish,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum CellCommand {
     /// Run a cell and wait until it stops (Ctrl-C stops it)
-    Run {
-        /// Cell name
+    Run(CellArgs),
+    /// Start a cell in the background: it runs on after this command and a
+    /// restart of auraed, until `aer cell rm` (as `docker run -d`)
+    Start(CellArgs),
+    /// Remove a cell started with `aer cell start` (a running one only
+    /// with --force, which stops it first)
+    Rm {
         name: String,
-        /// Images, one container each; NAME=IMAGE names the container,
-        /// otherwise it is named after the image
-        #[arg(required = true, value_name = "IMAGE")]
-        images: Vec<String>,
-        /// CNI network: "none" for loopback only, or a configured network's
-        /// name; without it, the node's default network
-        #[arg(long, value_name = "none|NAME")]
-        network: Option<String>,
-        /// Forward a host port to a port of the cell (repeatable), as
-        /// `docker run -p`: HOST:CONTAINER, HOST:CONTAINER/udp
-        #[arg(short = 'p', long = "publish", value_name = "HOST:CONTAINER[/udp]", value_parser = parse_publish)]
-        publish: Vec<PortMapping>,
+        /// Stop the cell first if it is running
+        #[arg(short, long)]
+        force: bool,
     },
-    /// List running cells with their containers' pids and status
+    /// List cells (running, and stopped ones of `aer cell start`) with
+    /// their containers' pids and status
     #[command(visible_alias = "ps")]
     List,
-    /// Show a running cell's container output (stdout to stdout, stderr to
+    /// Show a cell's container output, also of a stopped one (stdout to stdout, stderr to
     /// stderr; prefixed with the container's name when there are several)
     Logs {
         /// Cell name
@@ -49,26 +76,41 @@ pub enum CellCommand {
     /// Run a command in a running container and exit with its code:
     /// aer cell exec CELL CONTAINER -- CMD [ARGS...]
     Exec(super::cell_exec::ExecArgs),
-    /// Stop a running cell
+    /// Stop a running cell (one of `aer cell start` stays until `aer cell rm`)
     Stop { name: String },
 }
 
 pub async fn run(ctx: &Ctx, cmd: CellCommand) -> Result<ExitCode> {
     let client = ctx.client().await?;
     match cmd {
-        CellCommand::Run {
-            name,
-            images,
-            network,
-            publish,
-        } => {
-            let cell = Cell {
-                meta: Some(am(&name)),
-                containers: containers(&images),
-                network: network.unwrap_or_default(),
-                ports: publish,
-            };
-            run_cell(ctx, &client, cell).await
+        CellCommand::Run(args) => run_cell(ctx, &client, args.cell()).await,
+        CellCommand::Start(args) => {
+            let name = args.name.clone();
+            let status = client
+                .start_cell(args.cell())
+                .await
+                .with_context(|| format!("could not start cell {name}"))?;
+            if ctx.json() {
+                print_json(&crate::output::cell_status(&status));
+            } else {
+                println!("{}{}", name, ip_suffix(&status.ip));
+                for line in container_lines(&status.container_statuses, "  ") {
+                    println!("{line}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CellCommand::Rm { name, force } => {
+            let r = client
+                .remove_cell(name.clone(), force)
+                .await
+                .with_context(|| format!("could not remove cell {name}"))?;
+            if ctx.json() {
+                print_json(&json!({ "meta": meta(r.meta.as_ref()) }));
+            } else {
+                println!("removed {name}");
+            }
+            Ok(ExitCode::SUCCESS)
         }
         CellCommand::List => {
             let cells = client
@@ -174,7 +216,7 @@ async fn logs(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The running cell `name`, or an error that says how to see the others.
+/// The cell `name` as List shows it, or an error that says how to see the others.
 pub(super) async fn running_cell_named(
     client: &aurae_client::Client,
     name: &str,
@@ -187,9 +229,7 @@ pub(super) async fn running_cell_named(
     cells
         .into_iter()
         .find(|c| c.meta.as_ref().is_some_and(|m| m.name == name))
-        .with_context(|| {
-            format!("cell {name} is not running; see the running cells with aer cell list")
-        })
+        .with_context(|| format!("there is no cell {name}; see the cells with aer cell list"))
 }
 
 fn am(name: &str) -> AuraeMeta {
@@ -278,7 +318,12 @@ fn print_cells(cells: &[RunningCell]) {
         println!("no cells running");
     }
     for cell in cells {
-        println!("{}{}", meta_text(cell.meta.as_ref()), ip_suffix(&cell.ip));
+        let detached = if cell.detached { "  (detached)" } else { "" };
+        println!(
+            "{}{}{detached}",
+            meta_text(cell.meta.as_ref()),
+            ip_suffix(&cell.ip)
+        );
         for line in container_lines(&cell.containers, "  ") {
             println!("{line}");
         }

@@ -1,8 +1,9 @@
 //! `cells.Cells` (additive: see proto/cells.proto)
 use aurae_proto::cells::{
-    ExecRequest, ExecResponse, ListCellsRequest, ListCellsResponse, StopCellRequest,
-    StopCellResponse,
+    ExecRequest, ExecResponse, ListCellsRequest, ListCellsResponse, RemoveCellRequest,
+    RemoveCellResponse, StopCellRequest, StopCellResponse,
 };
+use aurae_proto::runtime::{Cell, CellStatus};
 
 use crate::{Client, ClientError};
 
@@ -20,6 +21,27 @@ impl Client {
         Ok(self
             .cells()
             .stop(StopCellRequest { name: name.into() })
+            .await?
+            .into_inner())
+    }
+
+    /// Starts a detached cell: it stays after the call, until `remove_cell`.
+    pub async fn start_cell(&self, cell: Cell) -> Result<CellStatus, ClientError> {
+        Ok(self.cells().start(cell).await?.into_inner())
+    }
+
+    /// Removes a detached cell; `force` stops a running one first.
+    pub async fn remove_cell(
+        &self,
+        name: impl Into<String>,
+        force: bool,
+    ) -> Result<RemoveCellResponse, ClientError> {
+        Ok(self
+            .cells()
+            .remove(RemoveCellRequest {
+                name: name.into(),
+                force,
+            })
             .await?
             .into_inner())
     }

@@ -5,7 +5,8 @@
 use aurae_proto::cells::cells_server::Cells as CellsApi;
 use aurae_proto::cells::{
     ExecRequest as WireExecRequest, ExecResponse, ListCellsRequest, ListCellsResponse,
-    RunningCell as WireRunningCell, StopCellRequest, StopCellResponse,
+    RemoveCellRequest, RemoveCellResponse, RunningCell as WireRunningCell, StopCellRequest,
+    StopCellResponse,
 };
 use aurae_proto::meta::{AuraeMeta, ProcessMeta};
 use aurae_proto::runtime::{Cell, CellStatus, ContainerStatus};
@@ -73,6 +74,8 @@ pub fn running_cell(c: RunningCell) -> WireRunningCell {
         meta: meta(c.name, c.phase),
         containers: c.containers.into_iter().map(container_status).collect(),
         ip: ip_text(c.ip),
+        status: status(c.status),
+        detached: c.detached,
     }
 }
 
@@ -137,6 +140,23 @@ impl CellsApi for CellsService {
         validate_name("name", &name).map_err(CellError::CellName)?;
         let meta = stop_cell(&self.cells, &name).await?;
         Ok(Response::new(StopCellResponse { meta: Some(meta) }))
+    }
+
+    async fn start(&self, req: Request<Cell>) -> Result<Response<CellStatus>, Status> {
+        let result = self.cells.start(cell_spec(req.into_inner())).await?;
+        Ok(Response::new(cell_status(result)))
+    }
+
+    async fn remove(
+        &self,
+        req: Request<RemoveCellRequest>,
+    ) -> Result<Response<RemoveCellResponse>, Status> {
+        let RemoveCellRequest { name, force } = req.into_inner();
+        validate_name("name", &name).map_err(CellError::CellName)?;
+        let message = self.cells.remove(&name, force).await?;
+        Ok(Response::new(RemoveCellResponse {
+            meta: Some(AuraeMeta { name, message }),
+        }))
     }
 
     async fn exec(&self, req: Request<WireExecRequest>) -> Result<Response<ExecResponse>, Status> {

@@ -145,8 +145,14 @@ impl From<CellError> for Status {
             CellError::NotRunning { .. } => Status::failed_precondition(msg),
             CellError::NoNetworking { .. } => Status::failed_precondition(msg),
             CellError::Network { source, .. } => Status::new(cni_code(&source), msg),
-            CellError::AlreadyRunning { .. } => Status::already_exists(msg),
+            CellError::AlreadyRunning { .. } | CellError::Exists { .. } => {
+                Status::already_exists(msg)
+            }
             CellError::NotFound { .. } => Status::not_found(msg),
+            CellError::StillRunning { .. }
+            | CellError::BoundToCall { .. }
+            | CellError::NoState
+            | CellError::ContainerStart { .. } => Status::failed_precondition(msg),
             CellError::StoppedBeforeStart { .. } => Status::aborted(msg),
             CellError::ShuttingDown => Status::unavailable(msg),
             // Keep the image layer's code (NOT_FOUND, UNAVAILABLE, ...), add which container.
@@ -154,6 +160,7 @@ impl From<CellError> for Status {
             CellError::Io { .. }
             | CellError::Cgroup { .. }
             | CellError::Task(_)
+            | CellError::State { .. }
             | CellError::Exec(_) => Status::internal(msg),
         }
     }

@@ -20,6 +20,7 @@ use crate::cgroups::{CgroupPath, HOST_MOUNT_ROOT};
 use crate::cni::Cni;
 use crate::observe::WorkloadCounts;
 use crate::process::Processes;
+use crate::state::StateDb;
 use crate::workload::Status as MetaStatus;
 
 /// How long `shutdown` waits for cells beyond their grace period.
@@ -40,6 +41,8 @@ pub(crate) struct Inner {
     pub dir: PathBuf,
     /// CNI networking of the sandboxes; without it every cell has loopback only.
     pub network: OnceLock<Arc<Cni>>,
+    /// Where detached cells are recorded; without it, Start is refused.
+    state: OnceLock<Arc<StateDb>>,
     shutdown: CancellationToken,
     running: Mutex<HashMap<String, Arc<Entry>>>,
 }
@@ -51,6 +54,8 @@ pub(crate) enum Phase {
     Starting,
     Running,
     Stopping,
+    /// A detached cell whose containers have all exited; kept until removed.
+    Stopped,
 }
 
 impl Phase {
@@ -60,6 +65,15 @@ impl Phase {
             Phase::Starting => "starting",
             Phase::Running => "running",
             Phase::Stopping => "stopping",
+            Phase::Stopped => "stopped",
+        }
+    }
+
+    fn status(self) -> MetaStatus {
+        match self {
+            Phase::Pulling | Phase::Starting => MetaStatus::Standby,
+            Phase::Running | Phase::Stopping => MetaStatus::Active,
+            Phase::Stopped => MetaStatus::Passive,
         }
     }
 }
@@ -117,6 +131,11 @@ pub struct RunningCell {
     pub phase: String,
     pub containers: Vec<ContainerResult>,
     pub ip: Option<IpAddr>,
+    /// STANDBY while it starts, ACTIVE while it runs, PASSIVE once a
+    /// detached cell's containers have all exited.
+    pub status: MetaStatus,
+    /// Started by Start (outlives its call and the daemon), not by RunCell.
+    pub detached: bool,
 }
 
 /// A cell from the moment its name is taken until its teardown is done.
@@ -127,6 +146,12 @@ pub(crate) struct Entry {
     view: Mutex<(Phase, Vec<ContainerView>)>,
     ip: Mutex<Option<IpAddr>>,
     done: watch::Sender<bool>,
+    /// Started by Start: kept until Remove, not ended with a call.
+    pub detached: bool,
+    /// Set once a detached cell's containers have all exited.
+    pub idle: watch::Sender<bool>,
+    /// Cancelled at daemon exit to leave a detached cell's containers running.
+    pub abandon: Mutex<Vec<CancellationToken>>,
 }
 
 impl Entry {
@@ -136,6 +161,29 @@ impl Entry {
 
     pub fn set_phase(&self, phase: Phase) {
         self.lock().0 = phase;
+    }
+
+    /// Whether the cell's name was given back (the cell is gone).
+    pub fn released(&self) -> bool {
+        *self.done.borrow()
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.lock().0
+    }
+
+    /// Every container as List shows it.
+    pub fn views(&self) -> Vec<ContainerView> {
+        self.lock().1.clone()
+    }
+
+    /// Waits until a detached cell is idle or the entry is released.
+    pub async fn settled(&self) {
+        let (mut idle, mut done) = (self.idle.subscribe(), self.done.subscribe());
+        tokio::select! {
+            _ = idle.wait_for(|d| *d) => {}
+            _ = done.wait_for(|d| *d) => {}
+        }
     }
 
     pub fn set_ip(&self, ip: Option<IpAddr>) {
@@ -169,6 +217,8 @@ impl Entry {
             phase: view.0.as_str().to_string(),
             containers: view.1.iter().map(ContainerView::to_result).collect(),
             ip: self.ip(),
+            status: view.0.status(),
+            detached: self.detached,
         }
     }
 }
@@ -178,19 +228,23 @@ impl Entry {
 pub(crate) struct Reservation {
     inner: Arc<Inner>,
     pub entry: Arc<Entry>,
+    kept: bool,
+}
+
+impl Reservation {
+    /// Keeps the name after this reservation (a started detached cell):
+    /// only `Inner::release` gives it back.
+    pub fn keep(mut self) -> Arc<Entry> {
+        self.kept = true;
+        self.entry.clone()
+    }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        let mut running = self.inner.lock_running();
-        if running
-            .get(&self.entry.name)
-            .is_some_and(|e| Arc::ptr_eq(e, &self.entry))
-        {
-            running.remove(&self.entry.name);
+        if !self.kept {
+            self.inner.release(&self.entry);
         }
-        drop(running);
-        self.entry.done.send_replace(true);
     }
 }
 
@@ -199,16 +253,28 @@ impl Inner {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes `req.name` for this call, or says why not.
-    fn reserve(self: &Arc<Self>, req: &CellRequest) -> Result<Reservation, CellError> {
+    /// Gives the name of `entry` back and tells `stop` and `shutdown` that
+    /// the cell is gone.
+    pub fn release(&self, entry: &Arc<Entry>) {
+        let mut running = self.lock_running();
+        if running
+            .get(&entry.name)
+            .is_some_and(|e| Arc::ptr_eq(e, entry))
+        {
+            running.remove(&entry.name);
+        }
+        drop(running);
+        entry.done.send_replace(true);
+    }
+
+    /// Takes `req.name` for this call (or for a detached cell), or says why not.
+    pub fn reserve(
+        self: &Arc<Self>,
+        req: &CellRequest,
+        detached: bool,
+    ) -> Result<Reservation, CellError> {
         if self.shutdown.is_cancelled() {
             return Err(CellError::ShuttingDown);
-        }
-        let mut running = self.lock_running();
-        if running.contains_key(&req.name) {
-            return Err(CellError::AlreadyRunning {
-                cell: req.name.clone(),
-            });
         }
         let views = req
             .containers
@@ -221,18 +287,54 @@ impl Inner {
                 exit_code: None,
             })
             .collect();
-        let entry = Arc::new(Entry {
-            name: req.name.clone(),
-            stop: self.shutdown.child_token(),
-            view: Mutex::new((Phase::Pulling, views)),
-            ip: Mutex::new(None),
-            done: watch::channel(false).0,
-        });
-        running.insert(req.name.clone(), entry.clone());
+        let entry = self.register(&req.name, Phase::Pulling, views, None, detached)?;
         Ok(Reservation {
             inner: self.clone(),
             entry,
+            kept: false,
         })
+    }
+
+    /// Adds cell `name` to the registry, or says why not. A detached cell
+    /// is not stopped by the daemon's shutdown: its stop token stands alone.
+    pub fn register(
+        &self,
+        name: &str,
+        phase: Phase,
+        views: Vec<ContainerView>,
+        ip: Option<IpAddr>,
+        detached: bool,
+    ) -> Result<Arc<Entry>, CellError> {
+        let mut running = self.lock_running();
+        if let Some(existing) = running.get(name) {
+            let cell = name.to_string();
+            return Err(if existing.phase() == Phase::Stopped {
+                CellError::Exists { cell }
+            } else {
+                CellError::AlreadyRunning { cell }
+            });
+        }
+        let entry = Arc::new(Entry {
+            name: name.to_string(),
+            stop: if detached {
+                CancellationToken::new()
+            } else {
+                self.shutdown.child_token()
+            },
+            view: Mutex::new((phase, views)),
+            ip: Mutex::new(ip),
+            done: watch::channel(false).0,
+            detached,
+            idle: watch::channel(phase == Phase::Stopped).0,
+            abandon: Mutex::new(Vec::new()),
+        });
+        running.insert(name.to_string(), entry.clone());
+        Ok(entry)
+    }
+
+    /// The state database, which detached cells need.
+    pub fn state(&self) -> Result<Arc<StateDb>, CellError> {
+        self.state.get().cloned().ok_or(CellError::NoState)
     }
 
     /// The running cell `name`.
@@ -246,7 +348,7 @@ impl Inner {
     }
 
     /// Pulls every image of the cell, all at once; the first failure wins.
-    async fn pull_all(&self, req: &CellRequest) -> Result<Vec<PulledImage>, CellError> {
+    pub async fn pull_all(&self, req: &CellRequest) -> Result<Vec<PulledImage>, CellError> {
         let pulls = req.containers.iter().map(|c| async move {
             self.images
                 .pull(&c.image)
@@ -306,10 +408,44 @@ impl Cells {
                     .unwrap_or_else(|_| runtime_dir.to_path_buf())
                     .join("cells"),
                 network: OnceLock::new(),
+                state: OnceLock::new(),
                 shutdown: CancellationToken::new(),
                 running: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Records detached cells (Start) in `state`, so that a restarted
+    /// daemon adopts them.
+    pub fn with_state(self, state: Arc<StateDb>) -> Self {
+        let _ = self.inner.state.set(state);
+        self
+    }
+
+    /// Starts `cell` detached: it outlives the call and the daemon, until
+    /// Remove (see `detached`). Answers once every container has started.
+    pub async fn start(&self, cell: CellSpec) -> Result<CellResult, CellError> {
+        super::detached::start(&self.inner, cell).await
+    }
+
+    /// Removes cell `name`: containers, sandbox, network, cgroups, record.
+    /// A running cell is refused unless `force`, which stops it first.
+    pub async fn remove(&self, name: &str, force: bool) -> Result<String, CellError> {
+        super::detached::remove(&self.inner, name, force).await
+    }
+
+    /// Takes the detached cells of an earlier daemon back (see
+    /// `detached::adopt_all`). Call at startup, before `clean_leftovers`.
+    pub async fn adopt(&self) {
+        super::detached::adopt_all(&self.inner).await
+    }
+
+    /// Whether detached cells still run (they stay at daemon exit).
+    pub fn keeps_running(&self) -> bool {
+        self.inner
+            .lock_running()
+            .values()
+            .any(|e| e.detached && e.phase() != Phase::Stopped)
     }
 
     /// Connects every cell's sandbox to a CNI network (see `Cell.network`).
@@ -324,7 +460,7 @@ impl Cells {
     /// still removes everything, in the background.
     pub async fn run(&self, cell: CellSpec) -> Result<CellResult, CellError> {
         let req = request::validate(&cell)?;
-        let reservation = self.inner.reserve(&req)?;
+        let reservation = self.inner.reserve(&req, false)?;
         let entry = reservation.entry.clone();
         // From here on, a dropped call stops the cell.
         let _stop_on_drop = entry.stop.clone().drop_guard();
@@ -363,18 +499,24 @@ impl Cells {
     }
 
     /// Stops cell `name` and returns once it is torn down; its RunCell call
-    /// then returns the containers' statuses. The answer is the outcome's message.
+    /// then returns the containers' statuses. A detached cell's containers
+    /// are stopped and its record kept (PASSIVE, with their exit codes)
+    /// until Remove. The answer is the outcome's message.
     pub async fn stop(&self, name: &str) -> Result<String, CellError> {
-        let entry = self.inner.lock_running().get(name).cloned();
-        let Some(entry) = entry else {
-            return Err(CellError::NotFound {
-                cell: name.to_string(),
-            });
-        };
+        let entry = self.inner.entry(name).ok_or_else(|| CellError::NotFound {
+            cell: name.to_string(),
+        })?;
+        if entry.detached && entry.phase() == Phase::Stopped {
+            return Ok("already stopped".to_string());
+        }
         tracing::info!(cell = name, "stopping cell on request");
         entry.stop.cancel();
-        let mut done = entry.done.subscribe();
-        let _ = done.wait_for(|d| *d).await;
+        if entry.detached {
+            entry.settled().await;
+        } else {
+            let mut done = entry.done.subscribe();
+            let _ = done.wait_for(|d| *d).await;
+        }
         Ok("stopped".to_string())
     }
 
@@ -416,15 +558,34 @@ impl Cells {
         }
     }
 
-    /// Stops every cell and waits (bounded) until they are torn down.
-    /// New RunCell calls are refused from now on.
-    pub async fn shutdown(&self) {
+    /// Stops every cell bound to a call and waits (bounded) until they are
+    /// torn down. Detached cells stay running for the next daemon, unless
+    /// `stop_detached` (`--stop-workloads-at-exit`): then their containers
+    /// are stopped too and their records kept. New calls are refused from
+    /// now on.
+    pub async fn shutdown(&self, stop_detached: bool) {
         self.inner.shutdown.cancel();
         let entries: Vec<Arc<Entry>> = self.inner.lock_running().values().cloned().collect();
+        for e in entries.iter().filter(|e| e.detached) {
+            if stop_detached {
+                e.stop.cancel();
+            } else {
+                for t in e.abandon.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                    t.cancel();
+                }
+            }
+        }
         let all = futures::future::join_all(entries.iter().map(|e| {
-            let mut done = e.done.subscribe();
+            let e = e.clone();
             async move {
-                let _ = done.wait_for(|d| *d).await;
+                match (e.detached, stop_detached) {
+                    (false, _) => {
+                        let mut done = e.done.subscribe();
+                        let _ = done.wait_for(|d| *d).await;
+                    }
+                    (true, true) => e.settled().await,
+                    (true, false) => {}
+                }
             }
         }));
         if tokio::time::timeout(self.inner.processes.grace() + SHUTDOWN_SLACK, all)

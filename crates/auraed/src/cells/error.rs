@@ -11,6 +11,7 @@ use crate::cni::CniError;
 use crate::executables::split::SplitError;
 use crate::executables::MAX_COMMAND_LEN;
 use crate::images::ImageError;
+use crate::state::StateError;
 use crate::validation::NameError;
 
 use super::network::MAX_PORTS;
@@ -59,6 +60,28 @@ pub enum CellError {
     AlreadyRunning { cell: String },
     #[error("no cell named {cell:?} is running: see the running cells with aer cell list")]
     NotFound { cell: String },
+    #[error("a stopped cell named {cell:?} exists: remove it first (aer cell rm {cell}) or pick another name")]
+    Exists { cell: String },
+    #[error(
+        "cell {cell:?} is running: stop it first (aer cell stop {cell}) or remove it with --force"
+    )]
+    StillRunning { cell: String },
+    #[error("cell {cell:?} is bound to its RunCell call: stop it (aer cell stop {cell}) and it is removed")]
+    BoundToCall { cell: String },
+    #[error("this runtime keeps no state: detached cells need the daemon's state database")]
+    NoState,
+    #[error("cell {cell:?}: container {container:?} could not start: {reason}")]
+    ContainerStart {
+        cell: String,
+        container: String,
+        reason: String,
+    },
+    #[error("recording cell {cell:?}")]
+    State {
+        cell: String,
+        #[source]
+        source: Box<StateError>,
+    },
     #[error("cell {cell:?} was stopped before its containers started")]
     StoppedBeforeStart { cell: String },
     #[error("auraed is shutting down: retry once it is back")]

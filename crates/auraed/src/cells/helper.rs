@@ -27,11 +27,22 @@
 //!
 //! If the daemon's end of the socket closes (the daemon died, or dropped
 //! the container), the helper kills the init: a cell is bound to its call.
+//!
+//! Detached (`--log-dir`, for cells started outside a RunCell call): the
+//! helper works like `auraed monitor` once the container runs. It is in a
+//! session of its own, holds the container's output pipes itself, writes
+//! the output into the log directory and, when the init exits, kills what
+//! is left in the container's cgroup and records the exit in the log's end
+//! marker. The daemon may go away after the start: the container, its
+//! output and its exit status stay, and a restarted daemon adopts the
+//! helper as it adopts a monitor (`crate::process::Processes::adopt`).
+//! Before the start, a closed socket still kills the init.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
@@ -41,8 +52,12 @@ use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use serde::{Deserialize, Serialize};
 
+use crate::cgroups::{CgroupDriver, CgroupPath};
 use crate::error_chain::chain;
-use crate::process::{ignore_stop_signals, pidfd_open, wait_child, ExitKind};
+use crate::logs::{LogLimits, LogWriter};
+use crate::process::{
+    ignore_stop_signals, pidfd_open, supervise_to_end, wait_child, ExitKind, Started,
+};
 
 /// What the helper is told on its command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -56,6 +71,86 @@ pub struct HelperArgs {
     /// The bundle: config.json and the root filesystem.
     #[arg(long)]
     pub bundle: PathBuf,
+    /// Detached: the log directory that receives the container's output
+    /// and its end marker.
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
+    /// Detached: the container's cgroup (relative to the cgroup mounts),
+    /// emptied when its init exits.
+    #[arg(long, requires = "log_dir")]
+    pub cgroup: Option<String>,
+    /// Detached: the log's segment size and count.
+    #[arg(long, default_value_t = LogLimits::default().max_segment_bytes)]
+    pub max_segment_bytes: u64,
+    #[arg(long, default_value_t = LogLimits::default().max_segments)]
+    pub max_segments: usize,
+}
+
+/// What a detached helper needs to watch its container after the start.
+struct Detached {
+    log_dir: PathBuf,
+    writer: LogWriter,
+    cgroup: CgroupPath,
+    driver: Arc<dyn CgroupDriver>,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+impl Detached {
+    /// Opens the log and the cgroup and puts pipes of its own on fds 1 and
+    /// 2, which the container's init then gets (see `create`).
+    fn prepare(args: &HelperArgs, log_dir: &std::path::Path) -> Result<Self, String> {
+        let _ = nix::unistd::setsid();
+        let limits = LogLimits {
+            max_segment_bytes: args.max_segment_bytes,
+            max_segments: args.max_segments,
+        };
+        let writer = LogWriter::open(log_dir, limits)
+            .map_err(|e| format!("opening the log {}: {e}", log_dir.display()))?;
+        let cgroup = CgroupPath::new(args.cgroup.as_deref().unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+        let driver = crate::cgroups::detect_host().map_err(|e| e.to_string())?;
+        let mut ends = Vec::new();
+        for fd in [1, 2] {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| format!("creating a pipe: {e}"))?;
+            // SAFETY: dup2 onto a standard fd that this process owns.
+            if unsafe { libc::dup2(w.as_raw_fd(), fd) } < 0 {
+                return Err(format!(
+                    "moving a pipe onto fd {fd}: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            ends.push(r);
+        }
+        let (Some(stderr), Some(stdout)) = (ends.pop(), ends.pop()) else {
+            return Err("creating the output pipes".into());
+        };
+        Ok(Self {
+            log_dir: log_dir.to_path_buf(),
+            writer,
+            cgroup,
+            driver,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Watches the running container to its end, like `auraed monitor`.
+    fn watch(self, pid: i32) -> i32 {
+        supervise_to_end(
+            &self.log_dir,
+            Started {
+                pid,
+                writer: Arc::new(Mutex::new(self.writer)),
+                stdout: self.stdout,
+                stderr: self.stderr,
+                cgroup: self.cgroup,
+                driver: self.driver,
+            },
+        );
+        0
+    }
 }
 
 /// One line from the helper to the daemon.
@@ -82,6 +177,11 @@ pub fn run(args: &HelperArgs) -> i32 {
         return 1;
     };
     let mut control = Control::new(UnixStream::from(control));
+    let detached = match args.log_dir.as_deref().map(|d| Detached::prepare(args, d)) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => return control.fail(e, None),
+    };
     let (mut container, pid) = match create(args) {
         Ok(c) => c,
         Err(e) => return control.fail(e, None),
@@ -111,6 +211,11 @@ pub fn run(args: &HelperArgs) -> i32 {
         started: Some(true),
         ..Default::default()
     });
+    if let Some(detached) = detached {
+        // From here on the container does not depend on the daemon.
+        drop(control);
+        return detached.watch(pid);
+    }
     loop {
         match init.until_command(&mut control) {
             Event::Exited(exit) => mirror(exit),

@@ -38,6 +38,9 @@ pub trait MountedRootfs: Send + Sync {
     fn path(&self) -> &Path;
     /// Unmounts it; safe to call once more after a failure.
     fn unmount(&mut self) -> Result<(), String>;
+    /// Leaves it mounted for a container that outlives the daemon's handle
+    /// (a detached cell: its removal unmounts everything under its directory).
+    fn leave_mounted(self: Box<Self>);
 }
 
 pub trait ImageSource: Send + Sync + 'static {
@@ -108,6 +111,12 @@ impl MountedRootfs for StoreRootfs {
         match self.rootfs.take() {
             Some(r) => r.unmount().map_err(|e| crate::error_chain::chain(&e)),
             None => Ok(()),
+        }
+    }
+
+    fn leave_mounted(mut self: Box<Self>) {
+        if let Some(r) = self.rootfs.take() {
+            r.leave_mounted();
         }
     }
 }

@@ -37,11 +37,11 @@ use crate::workload::Status as MetaStatus;
 
 /// How long to wait, beyond the grace period, for a killed container's
 /// supervisor to reap it and drain its output.
-const REAP_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The least time a container's create or start may take, whatever the
 /// grace period: a start is no stop, and a loaded node is slow.
-const MIN_STEP_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const MIN_STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Refuses, before anything is created, images that have nothing to run.
 pub(crate) fn check_runnable(req: &CellRequest, pulled: &[PulledImage]) -> Result<(), CellError> {
@@ -64,12 +64,12 @@ enum Outcome {
     NotStarted(String),
 }
 
-struct ContainerRun {
-    name: String,
+pub(super) struct ContainerRun {
+    pub name: String,
     image: PulledImage,
     /// The bundle: config.json and the root filesystem.
-    dir: PathBuf,
-    rootfs: Option<Box<dyn MountedRootfs>>,
+    pub dir: PathBuf,
+    pub rootfs: Option<Box<dyn MountedRootfs>>,
     /// The helper's control socket, from create to teardown.
     control: Option<Control>,
     pid: Option<i32>,
@@ -79,6 +79,20 @@ struct ContainerRun {
 }
 
 impl ContainerRun {
+    /// Container `name` of the cell in `cell_dir`, from its pulled image.
+    pub fn new(cell_dir: &Path, name: &str, image: PulledImage) -> Self {
+        ContainerRun {
+            name: name.to_string(),
+            image,
+            dir: cell_dir.join("containers").join(name),
+            rootfs: None,
+            control: None,
+            pid: None,
+            handle: None,
+            outcome: None,
+        }
+    }
+
     fn status(&self) -> (MetaStatus, String) {
         outcome_status(self.outcome.as_ref())
     }
@@ -124,16 +138,7 @@ pub(crate) async fn run(
         .containers
         .iter()
         .zip(pulled)
-        .map(|(c, image)| ContainerRun {
-            name: c.name.clone(),
-            image,
-            dir: dir.join("containers").join(&c.name),
-            rootfs: None,
-            control: None,
-            pid: None,
-            handle: None,
-            outcome: None,
-        })
+        .map(|(c, image)| ContainerRun::new(&dir, &c.name, image))
         .collect();
     let mut cell = CellRun {
         inner,
@@ -201,21 +206,27 @@ impl CellRun {
         result
     }
 
-    /// Creates every container, then starts them all. Returns the failure
+    /// Creates every container (all at once), then starts them all. Returns the failure
     /// message if one could not be created or started (or the cell was
     /// stopped meanwhile); the others are then never started.
     async fn create_and_start(&mut self) -> Option<String> {
         let entry = self.reservation.entry.clone();
         let within = self.inner.processes.grace().max(MIN_STEP_TIMEOUT);
-        for i in 0..self.containers.len() {
-            if self.stopping() {
-                return Some(self.not_started("the cell was stopped before it started"));
-            }
-            let began = Instant::now();
-            let c = &self.containers[i];
-            let exe = self.inner.processes.exe().to_path_buf();
-            let state = self.dir.join("state");
-            let created = runtime::create(&exe, &c.name, &c.dir, &state, within).await;
+        if self.stopping() {
+            return Some(self.not_started("the cell was stopped before it started"));
+        }
+        let began = Instant::now();
+        let exe = self.inner.processes.exe().to_path_buf();
+        let state = self.dir.join("state");
+        // Every container at once: each helper runs libcontainer in a process of its own.
+        let creates = self
+            .containers
+            .iter()
+            .map(|c| runtime::create(&exe, &c.name, &c.dir, &state, within, None));
+        let created = futures::future::join_all(creates).await;
+        let mut failure = None;
+        // Each created one is supervised, also after a failure, so that teardown stops it.
+        for (i, created) in created.into_iter().enumerate() {
             match created.and_then(|created| self.adopt(i, created)) {
                 Ok(pid) => {
                     tracing::debug!(cell = %self.name, container = %self.containers[i].name, pid, create_ms = ms(began.elapsed()), "container created");
@@ -224,8 +235,13 @@ impl CellRun {
                         v.message = "created".to_string();
                     });
                 }
-                Err(why) => return Some(self.failed(i, why)),
+                Err(why) => {
+                    failure.get_or_insert((i, why));
+                }
             }
+        }
+        if let Some((i, why)) = failure {
+            return Some(self.failed(i, why));
         }
         for i in 0..self.containers.len() {
             if self.stopping() {
@@ -488,8 +504,9 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// The blocking part of setting a cell up.
-fn set_up_blocking(
+/// The blocking part of setting a cell up: the sandbox (directory,
+/// namespaces, network) and every container's bundle and cgroup.
+pub(super) fn set_up_blocking(
     inner: &Inner,
     name: &str,
     dir: &Path,

@@ -21,6 +21,7 @@
 
 mod cgroup;
 mod core;
+mod detached;
 mod error;
 mod exec;
 pub mod exec_helper;
@@ -33,6 +34,7 @@ mod request;
 mod runtime;
 mod sandbox;
 mod spec;
+mod store;
 mod user;
 
 pub use self::core::{CellResult, Cells, ContainerResult, RunningCell};

@@ -35,6 +35,14 @@ pub(crate) struct Control {
     stream: BufReader<UnixStream>,
 }
 
+/// Where a detached container's helper writes its output and exit (see
+/// `helper`): the container then outlives the daemon.
+pub(crate) struct DetachedLog<'a> {
+    pub log_dir: &'a Path,
+    pub cgroup: &'a str,
+    pub limits: crate::logs::LogLimits,
+}
+
 /// Runs `<exe> container` to create container `id` from the bundle
 /// (config.json) at `bundle`, with libcontainer's state under `state_root`.
 /// Waits at most `within` for the answer.
@@ -44,8 +52,9 @@ pub(crate) async fn create(
     bundle: &Path,
     state_root: &Path,
     within: Duration,
+    detached: Option<DetachedLog<'_>>,
 ) -> Result<Created, String> {
-    let argv: Vec<std::ffi::OsString> = vec![
+    let mut argv: Vec<std::ffi::OsString> = vec![
         exe.into(),
         "container".into(),
         "--root".into(),
@@ -55,6 +64,18 @@ pub(crate) async fn create(
         "--bundle".into(),
         bundle.into(),
     ];
+    if let Some(d) = detached {
+        argv.extend([
+            "--log-dir".into(),
+            d.log_dir.into(),
+            "--cgroup".into(),
+            d.cgroup.into(),
+            "--max-segment-bytes".into(),
+            d.limits.max_segment_bytes.to_string().into(),
+            "--max-segments".into(),
+            d.limits.max_segments.to_string().into(),
+        ]);
+    }
     let (ours, theirs) =
         std::os::unix::net::UnixStream::pair().map_err(|e| format!("creating a socket: {e}"))?;
     let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("creating a pipe: {e}"));
@@ -145,7 +166,7 @@ mod tests {
     async fn create_with(script: &str, within: Duration) -> Result<Created, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let exe = fake_helper(dir.path(), script);
-        create(&exe, "c", dir.path(), dir.path(), within).await
+        create(&exe, "c", dir.path(), dir.path(), within, None).await
     }
 
     #[tokio::test]

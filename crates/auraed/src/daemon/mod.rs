@@ -183,7 +183,10 @@ pub async fn run(
         config.cni_conf_dir.clone(),
         config.cni_bin_dirs(),
         state.clone(),
-    )));
+    )))
+    .with_state(state.clone());
+    // Detached cells first: what they hold is not a leftover.
+    cells.adopt().await;
     cells.clean_leftovers();
     let schedule = Schedule::open(
         state.clone(),
@@ -276,9 +279,9 @@ pub async fn run(
     Ok(())
 }
 
-/// Every kind of workload at once: scheduled executables and VMs are left
-/// running for the next daemon unless `stop_scheduled`; cells and
-/// RunExecutable calls are bound to the daemon and stopped.
+/// Every kind of workload at once: scheduled executables, VMs and detached
+/// cells are left running for the next daemon unless `stop_scheduled`;
+/// RunCell cells and RunExecutable calls are bound to the daemon and stopped.
 async fn stop_workloads(
     schedule: &Schedule,
     cells: &Cells,
@@ -290,7 +293,7 @@ async fn stop_workloads(
     processes.shutdown();
     tokio::join!(
         schedule.shutdown(stop_scheduled),
-        cells.shutdown(),
+        cells.shutdown(stop_scheduled),
         vms.shutdown(stop_scheduled)
     );
 }
@@ -307,6 +310,9 @@ async fn remove_cgroup_root(
     let deadline = tokio::time::Instant::now() + within;
     let busy = |p: &CgroupPath| driver.pids(p).is_ok_and(|p| !p.is_empty());
     for sub in ["exec", "cells"] {
+        if sub == "cells" && cells.keeps_running() {
+            continue;
+        }
         let Ok(path) = root.join(sub) else { continue };
         while busy(&path) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -316,7 +322,9 @@ async fn remove_cgroup_root(
         }
     }
     // libcontainer made the cells' parents in hierarchies the driver does not use.
-    cells.remove_cgroup_parent();
+    if !cells.keeps_running() {
+        cells.remove_cgroup_parent();
+    }
     if busy(root) {
         tracing::info!(
             cgroup = root.as_str(),

@@ -180,6 +180,13 @@ impl Rootfs {
         &self.container_dir
     }
 
+    /// Leaves the root filesystem mounted and leased for a container that
+    /// outlives this handle (a detached cell's); the cell's removal
+    /// unmounts it (`remove_rootfs`).
+    pub fn leave_mounted(mut self) {
+        self.done = true;
+    }
+
     pub(super) fn set_lease(&mut self, lease: PathBuf) {
         self.lease = Some(lease);
     }

@@ -54,6 +54,9 @@ pub enum Kind {
     Exec,
     /// A container of a cell.
     Cell,
+    /// A container of a detached cell (its helper writes the log, which
+    /// outlives the daemon).
+    DetachedCell,
     /// A scheduled executable (its monitor writes the log).
     Schedule,
     /// A virtual machine's console (its monitor writes the log).
@@ -65,6 +68,7 @@ impl Kind {
         match self {
             Kind::Exec => "exec",
             Kind::Cell => "cell",
+            Kind::DetachedCell => "detached-cell",
             Kind::Schedule => "schedule",
             Kind::Vm => "vm",
         }
@@ -79,6 +83,7 @@ impl Kind {
         match name.split('.').next()? {
             "exec" => Some(Kind::Exec),
             "cell" => Some(Kind::Cell),
+            "detached-cell" => Some(Kind::DetachedCell),
             "schedule" => Some(Kind::Schedule),
             "vm" => Some(Kind::Vm),
             _ => None,

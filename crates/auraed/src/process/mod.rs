@@ -30,7 +30,7 @@ pub use error::ProcessError;
 pub use exit::ExitKind;
 pub use identity::{resolve as resolve_identity, Identity, IdentityError};
 pub(crate) use launch::launch_with;
-pub(crate) use monitor::{ignore_stop_signals, wait_child};
+pub(crate) use monitor::{ignore_stop_signals, supervise as supervise_to_end, wait_child, Started};
 pub(crate) use output::{blocking_io, open_log, OutputLog};
 pub(crate) use pidfd::{pidfd_open, ChildExit};
 pub use spawn::{ProcessSpec, Processes, WorkloadDefaults};

@@ -65,7 +65,7 @@ pub fn run(spec_json: &str) -> i32 {
                 pid: Some(started.pid),
                 error: None,
             });
-            supervise(&spec, started);
+            supervise(&spec.log_dir, started);
             0
         }
         Err(e) => {
@@ -93,13 +93,15 @@ pub(crate) fn ignore_stop_signals() {
     }
 }
 
-struct Started {
-    pid: i32,
-    writer: Arc<Mutex<LogWriter>>,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
-    cgroup: CgroupPath,
-    driver: Arc<dyn cgroups::CgroupDriver>,
+/// A started workload as the monitor watches it: also what a detached
+/// container's helper hands over once its container runs.
+pub(crate) struct Started {
+    pub pid: i32,
+    pub writer: Arc<Mutex<LogWriter>>,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    pub cgroup: CgroupPath,
+    pub driver: Arc<dyn cgroups::CgroupDriver>,
 }
 
 fn start(spec_json: &str) -> Result<(MonitorSpec, Started), String> {
@@ -151,7 +153,9 @@ fn reply(r: &MonitorReply) {
     }
 }
 
-fn supervise(spec: &MonitorSpec, s: Started) {
+/// Copies the workload's output into its log until it exits, kills what is
+/// left in its cgroup, drains the output and writes the end marker.
+pub(crate) fn supervise(log_dir: &std::path::Path, s: Started) {
     let (done_tx, done_rx) = mpsc::channel();
     for (fd, stream) in [(s.stdout, Stream::Stdout), (s.stderr, Stream::Stderr)] {
         let writer = s.writer.clone();
@@ -187,10 +191,7 @@ fn supervise(spec: &MonitorSpec, s: Started) {
     };
     let mut w = s.writer.lock().unwrap_or_else(|p| p.into_inner());
     if let Err(e) = w.finish(&end_marker(exit, message)) {
-        eprintln!(
-            "auraed monitor: closing the log {}: {e}",
-            spec.log_dir.display()
-        );
+        eprintln!("auraed monitor: closing the log {}: {e}", log_dir.display());
     }
 }
 

@@ -65,6 +65,12 @@ impl ChildExit {
         self.pid
     }
 
+    /// Lets the process outlive this handle: dropping it no longer kills
+    /// it (a detached container's helper, watched again through its record).
+    pub fn disown(mut self) {
+        self.kill_on_drop = false;
+    }
+
     /// Sends `signal` to the process itself (not its cgroup).
     pub fn signal(&self, signal: i32) -> io::Result<()> {
         // SAFETY: pidfd_send_signal with a valid pidfd, a null siginfo and no flags.

@@ -157,7 +157,7 @@ impl ApiCells {
     }
 
     pub async fn shutdown(&self) {
-        self.0.shutdown().await
+        self.0.shutdown(false).await
     }
 
     pub fn clean_leftovers(&self) {
