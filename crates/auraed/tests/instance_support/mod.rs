@@ -180,7 +180,7 @@ pub fn qemu_args(
 ) -> Vec<String> {
     let mut args: Vec<String> = [
         "-M",
-        "microvm,acpi=off",
+        "pc",
         "-nodefaults",
         "-no-user-config",
         "-nographic",
@@ -207,7 +207,7 @@ pub fn qemu_args(
         "-netdev".to_string(),
         format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
         "-device".to_string(),
-        format!("virtio-net-device,netdev=n0,mac={mac}"),
+        format!("virtio-net-pci,netdev=n0,mac={mac},romfile="),
     ]);
     args
 }
