@@ -188,8 +188,15 @@ async fn instance_image_must_boot_auraed_as_pid1() {
         tokio::spawn(async move { c.run_executable(exe("/bin/busybox sleep 600")).await })
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while run(&c, "/bin/busybox pgrep -f 'sleep 600'").await.exit_code != "0" {
-        assert!(Instant::now() < deadline, "the workload did not start");
+    loop {
+        let ps = run(&c, "/bin/busybox ps -o pid,args").await;
+        if ps.stdout.contains("busybox sleep 600") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the workload did not start: {ps:?}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     // The call may end with the daemon before it answers.
