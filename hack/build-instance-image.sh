@@ -3,7 +3,7 @@
 # boots, from Debian packages and this repository only:
 #
 #   $OUT/vmlinux         Debian's kernel, uncompressed out of its bzImage, for
-#                        QEMU's PVH direct boot (-M microvm,acpi=off -kernel)
+#                        QEMU's PVH direct boot (-kernel; argv in docs/instances.md)
 #   $OUT/initramfs.cpio  newc cpio: a static auraed as /init, a static busybox
 #                        with its applet links, /dev/console, the kernel
 #                        modules an instance loads and their modules.dep

@@ -2,7 +2,8 @@
 //! as docs/instances.md gives the argv: auraed is PID 1, brings up the
 //! network from `ip=`, serves mTLS on the instance's address with the
 //! certificate in the per-instance archive, refuses a client from another
-//! CA, runs executables in the guest, and a SIGTERM to PID 1 stops the
+//! CA, runs executables in the guest, mounts the parent's 9p share
+//! read-only, and a SIGTERM to PID 1 stops the
 //! daemon and its workloads and makes QEMU exit by itself.
 
 mod common;
@@ -105,8 +106,11 @@ async fn instance_image_must_boot_auraed_as_pid1() {
     .expect("per-instance initramfs");
 
     let cmdline = format!(
-        "console=ttyS0 reboot=t panic=-1 quiet ip={address}::{gateway}:255.255.255.0:{NAME}:eth0:off aurae.port=8080"
+        "console=ttyS0 reboot=t panic=-1 quiet ip={address}::{gateway}:255.255.255.0:{NAME}:eth0:off aurae.port=8080 aurae.preload=aurae-images"
     );
+    let share = dir.path().join("share");
+    std::fs::create_dir(&share).expect("share");
+    std::fs::write(share.join("marker"), "from the parent\n").expect("marker");
     let log = dir.path().join("console.log");
     let mut qemu = Qemu(
         Command::new("qemu-system-x86_64")
@@ -116,6 +120,7 @@ async fn instance_image_must_boot_auraed_as_pid1() {
                 &cmdline,
                 &net.tap,
                 "52:54:00:12:34:56",
+                &share,
             ))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).expect("console log"))
@@ -161,6 +166,12 @@ async fn instance_image_must_boot_auraed_as_pid1() {
     }
     let filesystems = run(&c, "/bin/busybox cat /proc/filesystems").await;
     assert!(filesystems.stdout.contains("overlay"), "{filesystems:?}");
+
+    // The parent's share, read-only.
+    let marker = run(&c, "/bin/busybox cat /var/lib/aurae/images-preload/marker").await;
+    assert_eq!(marker.stdout, "from the parent\n", "{marker:?}");
+    let write = run(&c, "/bin/busybox touch /var/lib/aurae/images-preload/x").await;
+    assert_ne!(write.exit_code, "0", "the share is writable: {write:?}");
 
     // A client certificate from another CA is refused.
     let (from, to) = validity();

@@ -170,13 +170,15 @@ fn ip(args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// QEMU's argv for an instance, as docs/instances.md gives it.
+/// QEMU's argv for an instance, as docs/instances.md gives it, with
+/// `share` offered read-only as the 9p tag `aurae-images`.
 pub fn qemu_args(
     image: &Path,
     initramfs: &Path,
     cmdline: &str,
     tap: &str,
     mac: &str,
+    share: &Path,
 ) -> Vec<String> {
     let mut args: Vec<String> = [
         "-M",
@@ -208,6 +210,13 @@ pub fn qemu_args(
         format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
         "-device".to_string(),
         format!("virtio-net-pci,netdev=n0,mac={mac},romfile="),
+        "-fsdev".to_string(),
+        format!(
+            "local,id=f0,path={},security_model=none,readonly=on",
+            share.display()
+        ),
+        "-device".to_string(),
+        "virtio-9p-pci,fsdev=f0,mount_tag=aurae-images".to_string(),
     ]);
     args
 }
