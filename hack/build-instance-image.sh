@@ -37,11 +37,9 @@ done
 [ -x "$BUSYBOX" ] || { say "$BUSYBOX is missing: apt-get install busybox-static"; exit 1; }
 [ -f /etc/ssl/certs/ca-certificates.crt ] || { say "no CA bundle: apt-get install ca-certificates"; exit 1; }
 
-# The kernel the metapackage points at today.
-KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-[ -n "$KPKG" ] || { say "cannot resolve linux-image-amd64 (apt-get update?)"; exit 1; }
-KPKG_VERSION=$(apt-cache policy "$KPKG" | awk '/Candidate:/{print $2}')
-SOURCES=$(cd "$REPO" && find Cargo.toml Cargo.lock proto crates hack/build-instance-image.sh \
+. "$REPO/hack/debian-kernel.sh"
+kernel_package build-instance-image
+SOURCES=$(cd "$REPO" && find Cargo.toml Cargo.lock proto crates hack/build-instance-image.sh hack/debian-kernel.sh \
 	-path '*/tests' -prune -o -type f \( -name '*.rs' -o -name '*.toml' -o -name '*.proto' -o -name '*.sh' -o -name Cargo.lock \) -print |
 	LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
 STAMP="$KPKG $KPKG_VERSION ca $(sha256sum </etc/ssl/certs/ca-certificates.crt | cut -c1-8) busybox $(dpkg-query -W -f '${Version}' busybox-static 2>/dev/null || echo unknown) auraed $SOURCES"
@@ -63,15 +61,7 @@ if readelf -ld "$AURAED" | grep -q -e 'Requesting program interpreter' -e '(NEED
 fi
 
 mkdir -p "$OUT"
-WORK=$(mktemp -d /var/tmp/aurae-instance.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-chmod 755 "$WORK"
-
-apt-get download -q "$KPKG" >/dev/null 2>&1 || apt-get download "$KPKG"
-dpkg-deb -x ./"$KPKG"_*.deb kernel
-VMLINUZ=$(ls kernel/boot/vmlinuz-*)
-KVER=${VMLINUZ##*/vmlinuz-}
+unpack_kernel aurae-instance
 KMOD=kernel/lib/modules/$KVER
 
 # vmlinux: the bzImage's payload is an XZ stream; the first one that

@@ -15,9 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aurae_client::Client;
-use aurae_proto::meta::AuraeMeta;
-use aurae_proto::runtime::{Executable, ExecutableStatus};
+use aurae_proto::runtime::ExecutableStatus;
 use auraed::instances::cpio::{write_instance_initramfs, InstancePki};
+use common::exe;
 use instance_support::*;
 
 const NAME: &str = "inst-test";
@@ -29,17 +29,6 @@ impl Drop for Qemu {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn exe(command: &str) -> Executable {
-    Executable {
-        meta: Some(AuraeMeta {
-            name: "t".into(),
-            message: String::new(),
-        }),
-        command: command.into(),
-        ..Default::default()
     }
 }
 

@@ -31,16 +31,7 @@ pub fn require_instances(test: &str) -> bool {
     } else {
         None
     };
-    match missing {
-        None => true,
-        Some(why) if std::env::var_os("CI").is_some() => {
-            panic!("{test}: {why}, and CI must not skip it")
-        }
-        Some(why) => {
-            eprintln!("skipping {test}: {why}");
-            false
-        }
-    }
+    crate::common::require(test, missing.map(str::to_string))
 }
 
 /// Runs the build script (a no-op when the image is current) and returns
