@@ -15,6 +15,8 @@ pub mod daemon;
 pub mod error_chain;
 pub mod executables;
 pub mod images;
+pub mod init;
+pub mod instances;
 pub mod logs;
 pub mod mountinfo;
 pub mod observe;

@@ -109,6 +109,11 @@ impl PkiInitArgs {
 }
 
 fn main() -> ExitCode {
+    // The kernel started this binary as init in an instance: its argv is
+    // the kernel's leftovers, not a command line (see init/).
+    if auraed::init::is_pid1() {
+        auraed::init::run();
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Monitor { spec }) => {
