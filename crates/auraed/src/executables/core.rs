@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::error::ExecutableError;
-use super::split::split_command;
+use super::split::parse_command;
 use crate::cgroups::CgroupPath;
 use crate::logs::Kind;
 use crate::process::{ProcessError, ProcessSpec, Processes};
@@ -14,8 +14,6 @@ use crate::workload::{ExecutableSpec, Status};
 
 /// Bytes of stdout and of stderr returned in a [`RunResult`] (the stream has all).
 pub const RESPONSE_OUTPUT_LIMIT: usize = 16 << 20;
-/// Longest accepted command line.
-pub const MAX_COMMAND_LEN: usize = 64 * 1024;
 
 /// What to run: `name` may be empty; `command` is split like a systemd
 /// `ExecStart=` line.
@@ -84,15 +82,7 @@ impl Executables {
         if !name.is_empty() {
             validate_name("meta.name", &name)?;
         }
-        if exe.command.len() > MAX_COMMAND_LEN {
-            return Err(ExecutableError::CommandTooLong {
-                len: exe.command.len(),
-            });
-        }
-        let argv = split_command(&exe.command)?;
-        if argv.is_empty() {
-            return Err(ExecutableError::EmptyCommand);
-        }
+        let argv = parse_command(&exe.command)?;
         exe.limits.validate()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let cgroup = self

@@ -131,10 +131,8 @@ fn invalid_argument(e: &ScheduleError) -> bool {
     matches!(
         e,
         ScheduleError::Name(_)
-            | ScheduleError::EmptyCommand
-            | ScheduleError::CommandTooLong { .. }
+            | ScheduleError::Command(_)
             | ScheduleError::CommentTooLong { .. }
-            | ScheduleError::Split(_)
     )
 }
 
