@@ -185,7 +185,7 @@ impl Processes {
     fn start(&self, spec: &ProcessSpec, identity: Option<&Identity>) -> std::io::Result<Started> {
         let l = launch(
             &spec.argv,
-            &self.cgroups.procs_files(&spec.cgroup),
+            &self.cgroups.self_placement_files(&spec.cgroup),
             identity,
         )?;
         // Take ownership of the child first, so any later error still kills and reaps it.
