@@ -51,7 +51,9 @@ impl From<ExecutableError> for Status {
         match e {
             ExecutableError::Name(e) => e.into(),
             ExecutableError::Process(e) => e.into(),
-            ExecutableError::Command(_) | ExecutableError::Limits(_) => Status::invalid_argument(e.to_string()),
+            ExecutableError::Command(_) | ExecutableError::Limits(_) => {
+                Status::invalid_argument(e.to_string())
+            }
             ExecutableError::Cgroup(_) => Status::internal(e.to_string()),
         }
     }

@@ -223,7 +223,10 @@ mod tests {
 
     #[test]
     fn parse_command_wants_a_bounded_non_empty_command() {
-        assert_eq!(parse_command(" echo  hi "), Ok(vec!["echo".into(), "hi".into()]));
+        assert_eq!(
+            parse_command(" echo  hi "),
+            Ok(vec!["echo".into(), "hi".into()])
+        );
         assert_eq!(parse_command("  "), Err(CommandError::Empty));
         let long = "x".repeat(MAX_COMMAND_LEN + 1);
         assert_eq!(
