@@ -255,25 +255,15 @@ impl Processes {
                 }
             })?;
         let stop = self.shutdown.child_token();
-        Ok(self.supervise_in(pid, child, spec.cgroup, output, stop, pool))
+        Ok(self.supervise(pid, child, spec.cgroup, output, stop, pool))
     }
 
     /// Supervises a child started elsewhere (a container's helper process,
     /// whose end is the container's): waits for it, stops it when `stop` is
     /// cancelled (SIGTERM to `cgroup`, the grace period, SIGKILL), then
-    /// kills what is left in `cgroup`, removes it and closes `output`.
+    /// kills what is left in `cgroup`, removes it (or gives it back to
+    /// `pool`) and closes `output`.
     pub(crate) fn supervise(
-        &self,
-        pid: i32,
-        child: ChildExit,
-        cgroup: CgroupPath,
-        output: OutputLog,
-        stop: CancellationToken,
-    ) -> ProcessHandle {
-        self.supervise_in(pid, child, cgroup, output, stop, None)
-    }
-
-    fn supervise_in(
         &self,
         pid: i32,
         child: ChildExit,
