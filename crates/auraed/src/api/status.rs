@@ -6,7 +6,6 @@ use tonic::{Code, Status};
 use crate::cells::CellError;
 use crate::cgroups::CgroupError;
 use crate::cni::CniError;
-use crate::executables::split::SplitError;
 use crate::executables::ExecutableError;
 use crate::images::ImageError;
 use crate::observe::ObserveError;
@@ -17,12 +16,6 @@ use crate::vms::VmError;
 
 impl From<NameError> for Status {
     fn from(e: NameError) -> Self {
-        Status::invalid_argument(e.to_string())
-    }
-}
-
-impl From<SplitError> for Status {
-    fn from(e: SplitError) -> Self {
         Status::invalid_argument(e.to_string())
     }
 }
@@ -57,11 +50,10 @@ impl From<ExecutableError> for Status {
     fn from(e: ExecutableError) -> Self {
         match e {
             ExecutableError::Name(e) => e.into(),
-            ExecutableError::Split(e) => e.into(),
             ExecutableError::Process(e) => e.into(),
-            ExecutableError::CommandTooLong { .. }
-            | ExecutableError::EmptyCommand
-            | ExecutableError::Limits(_) => Status::invalid_argument(e.to_string()),
+            ExecutableError::Command(_) | ExecutableError::Limits(_) => {
+                Status::invalid_argument(e.to_string())
+            }
             ExecutableError::Cgroup(_) => Status::internal(e.to_string()),
         }
     }
@@ -72,12 +64,10 @@ impl From<ScheduleError> for Status {
         let msg = e.to_string();
         match e {
             ScheduleError::Name(_)
-            | ScheduleError::EmptyCommand
-            | ScheduleError::CommandTooLong { .. }
+            | ScheduleError::Command(_)
             | ScheduleError::CommentTooLong { .. }
             | ScheduleError::Limits(_)
-            | ScheduleError::Identity(_)
-            | ScheduleError::Split(_) => Status::invalid_argument(msg),
+            | ScheduleError::Identity(_) => Status::invalid_argument(msg),
             ScheduleError::NotFound { .. } => Status::not_found(msg),
             ScheduleError::AlreadyExists { .. } | ScheduleError::SettingsDiffer { .. } => {
                 Status::already_exists(msg)
@@ -138,9 +128,7 @@ impl From<CellError> for Status {
             | CellError::BadPort { .. }
             | CellError::PortsWithoutNetwork { .. }
             | CellError::ExecContainerName(_)
-            | CellError::CommandTooLong { .. }
-            | CellError::Command(_)
-            | CellError::EmptyCommand => Status::invalid_argument(msg),
+            | CellError::Command(_) => Status::invalid_argument(msg),
             CellError::NoSuchContainer { .. } => Status::not_found(msg),
             CellError::NotRunning { .. } => Status::failed_precondition(msg),
             CellError::NoNetworking { .. } => Status::failed_precondition(msg),
@@ -213,12 +201,17 @@ fn cni_code(e: &CniError) -> tonic::Code {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::executables::split::SplitError;
+    use crate::executables::CommandError;
     use crate::images::unpack::UnpackError;
 
     #[test]
     fn schedule_codes_follow_the_kind_of_error() {
         let code = |e: ScheduleError| Status::from(e).code();
-        assert_eq!(code(ScheduleError::EmptyCommand), Code::InvalidArgument);
+        assert_eq!(
+            code(ScheduleError::Command(CommandError::Empty)),
+            Code::InvalidArgument
+        );
         assert_eq!(
             code(ScheduleError::NotFound { name: "x".into() }),
             Code::NotFound
@@ -372,15 +365,13 @@ mod tests {
     #[test]
     fn executable_and_process_codes() {
         let code = |e: ExecutableError| Status::from(e).code();
-        assert_eq!(code(ExecutableError::EmptyCommand), Code::InvalidArgument);
-        assert_eq!(
-            code(ExecutableError::CommandTooLong { len: 1 << 20 }),
-            Code::InvalidArgument
-        );
-        assert_eq!(
-            code(ExecutableError::Split(SplitError::TrailingBackslash)),
-            Code::InvalidArgument
-        );
+        for e in [
+            CommandError::Empty,
+            CommandError::TooLong { len: 1 << 20 },
+            CommandError::Split(SplitError::TrailingBackslash),
+        ] {
+            assert_eq!(code(ExecutableError::Command(e)), Code::InvalidArgument);
+        }
         assert_eq!(code(ExecutableError::Cgroup("x".into())), Code::Internal);
         assert_eq!(
             code(ExecutableError::Process(ProcessError::EmptyCommand)),

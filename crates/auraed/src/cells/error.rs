@@ -8,8 +8,7 @@ use thiserror::Error;
 
 use crate::cgroups::CgroupError;
 use crate::cni::CniError;
-use crate::executables::split::SplitError;
-use crate::executables::MAX_COMMAND_LEN;
+use crate::executables::CommandError;
 use crate::images::ImageError;
 use crate::state::StateError;
 use crate::validation::NameError;
@@ -130,12 +129,8 @@ pub enum CellError {
         container: String,
         state: String,
     },
-    #[error("command is {len} bytes long: at most {MAX_COMMAND_LEN} are allowed")]
-    CommandTooLong { len: usize },
     #[error(transparent)]
-    Command(SplitError),
-    #[error("command is empty: give the program to run and its arguments")]
-    EmptyCommand,
+    Command(CommandError),
     #[error("exec: {0}")]
     Exec(String),
     #[error("cell {cell:?}: network")]

@@ -21,7 +21,7 @@ use super::core::{Entry, Inner};
 use super::error::CellError;
 use super::exec_helper::ExecSpec;
 use crate::error_chain::chain;
-use crate::executables::{split_command, MAX_COMMAND_LEN, RESPONSE_OUTPUT_LIMIT};
+use crate::executables::{parse_command, RESPONSE_OUTPUT_LIMIT};
 use crate::logs::{read_output, Kind};
 use crate::process::{
     blocking_io, launch_with, open_log, start_time, ChildExit, ExitKind, OutputLog,
@@ -104,19 +104,11 @@ fn exec_spec(
 pub(crate) async fn exec(inner: &Arc<Inner>, req: ExecRequest) -> Result<ExecResult, CellError> {
     validate_name("cell", &req.cell).map_err(CellError::CellName)?;
     validate_name("container", &req.container).map_err(CellError::ExecContainerName)?;
-    if req.command.len() > MAX_COMMAND_LEN {
-        return Err(CellError::CommandTooLong {
-            len: req.command.len(),
-        });
-    }
-    let argv: Vec<Vec<u8>> = split_command(&req.command)
+    let argv: Vec<Vec<u8>> = parse_command(&req.command)
         .map_err(CellError::Command)?
         .into_iter()
         .map(std::os::unix::ffi::OsStringExt::into_vec)
         .collect();
-    if argv.is_empty() {
-        return Err(CellError::EmptyCommand);
-    }
     let entry = inner.entry(&req.cell).ok_or_else(|| CellError::NotFound {
         cell: req.cell.clone(),
     })?;

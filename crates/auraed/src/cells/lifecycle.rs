@@ -295,7 +295,7 @@ impl CellRun {
         let output = OutputLog::start(processes.logs(), pid, writer, stdout, stderr)
             .map_err(|e| format!("reading the container's output: {e}"))?;
         let stop = self.reservation.entry.stop.child_token();
-        c.handle = Some(processes.supervise(pid, helper, cgroup, output, stop));
+        c.handle = Some(processes.supervise(pid, helper, cgroup, output, stop, None));
         Ok(pid)
     }
 

@@ -230,6 +230,12 @@ pub trait CgroupDriver: Send + Sync + std::fmt::Debug + 'static {
     /// "0" into (from a pre_exec hook) so it is placed before it execs.
     /// v1: one per hierarchy used; v2: one.
     fn procs_files(&self, path: &CgroupPath) -> Vec<PathBuf>;
+    /// The files a freshly cloned, still single-threaded child writes "0"
+    /// into to place itself before exec (the process layer's launch):
+    /// [`Self::procs_files`] unless the driver has a cheaper equivalent.
+    fn self_placement_files(&self, path: &CgroupPath) -> Vec<PathBuf> {
+        self.procs_files(path)
+    }
     fn add_pid(&self, path: &CgroupPath, pid: i32) -> Result<(), CgroupError>;
     /// Every pid in the cgroup and all its descendant cgroups (read
     /// cgroup.procs recursively; v1: from the hierarchy used for tracking,

@@ -175,6 +175,16 @@ impl CgroupDriver for V1Driver {
             .collect()
     }
 
+    /// `tasks`, not `cgroup.procs`: for a process of one thread, moving the
+    /// thread moves the process, and the kernel moves a single thread
+    /// without write-locking every thread group of the host
+    /// (`cgroup_threadgroup_rwsem`), whose `rcu_sync_enter` waits for an
+    /// RCU grace period, milliseconds on a busy host, whenever no
+    /// migration happened in the last grace period.
+    fn self_placement_files(&self, path: &CgroupPath) -> Vec<PathBuf> {
+        self.dirs(path).map(|dir| dir.join("tasks")).collect()
+    }
+
     fn add_pid(&self, path: &CgroupPath, pid: i32) -> Result<(), CgroupError> {
         // Writing 0 would move the caller itself.
         if pid <= 0 {
@@ -347,6 +357,10 @@ mod tests {
             d.procs_files(&p),
             ["pids", "memory", "freezer"]
                 .map(|c| root.path().join(c).join("aurae/exec/17/cgroup.procs"))
+        );
+        assert_eq!(
+            d.self_placement_files(&p),
+            ["pids", "memory", "freezer"].map(|c| root.path().join(c).join("aurae/exec/17/tasks"))
         );
     }
 

@@ -1,21 +1,19 @@
 //! The executables subsystem: validates, spawns through the process layer,
 //! waits, and shapes the result.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::error::ExecutableError;
-use super::split::split_command;
+use super::split::parse_command;
 use crate::cgroups::CgroupPath;
 use crate::logs::Kind;
-use crate::process::{ProcessError, ProcessSpec, Processes};
+use crate::process::{CgroupPool, PoolCgroup, ProcessError, ProcessSpec, Processes};
 use crate::validation::validate_name;
 use crate::workload::{ExecutableSpec, Status};
 
 /// Bytes of stdout and of stderr returned in a [`RunResult`] (the stream has all).
 pub const RESPONSE_OUTPUT_LIMIT: usize = 16 << 20;
-/// Longest accepted command line.
-pub const MAX_COMMAND_LEN: usize = 64 * 1024;
 
 /// What to run: `name` may be empty; `command` is split like a systemd
 /// `ExecStart=` line.
@@ -42,28 +40,29 @@ pub struct RunResult {
 
 pub struct Executables {
     processes: Processes,
-    /// Parent cgroup of every transient RunExecutable cgroup.
-    cgroup_parent: CgroupPath,
-    next_id: AtomicU64,
+    /// The transient RunExecutable cgroups, kept for the next run.
+    pool: Arc<CgroupPool>,
 }
 
 impl Executables {
     pub fn new(processes: Processes, cgroup_parent: CgroupPath) -> Self {
-        Self {
-            processes,
-            cgroup_parent,
-            next_id: AtomicU64::new(1),
+        let pool = Arc::new(CgroupPool::new(processes.cgroups().clone(), cgroup_parent));
+        if let Err(e) = CgroupPool::trim_in_background(&pool) {
+            // Kept cgroups then stay until the daemon exits (at most MAX_KEPT).
+            tracing::warn!(error = %e, "cannot start the thread that removes idle cgroups");
         }
+        Self { processes, pool }
     }
 
     /// Kills and removes transient cgroups left behind by a daemon that died mid-call.
     pub fn clean_leftovers(&self) {
         let cgroups = self.processes.cgroups();
-        let Ok(children) = cgroups.children(&self.cgroup_parent) else {
+        let parent = self.pool.parent();
+        let Ok(children) = cgroups.children(parent) else {
             return;
         };
         for child in children {
-            let Ok(path) = self.cgroup_parent.join(&child) else {
+            let Ok(path) = parent.join(&child) else {
                 continue;
             };
             tracing::info!(
@@ -84,24 +83,22 @@ impl Executables {
         if !name.is_empty() {
             validate_name("meta.name", &name)?;
         }
-        if exe.command.len() > MAX_COMMAND_LEN {
-            return Err(ExecutableError::CommandTooLong {
-                len: exe.command.len(),
-            });
-        }
-        let argv = split_command(&exe.command)?;
-        if argv.is_empty() {
-            return Err(ExecutableError::EmptyCommand);
-        }
+        let argv = parse_command(&exe.command)?;
         exe.limits.validate()?;
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let cgroup = self
-            .cgroup_parent
-            .workload(&format!("run-{id}"))
-            .map_err(|e| ExecutableError::Cgroup(e.to_string()))?;
+        let defaults = self.processes.defaults().limits;
+        // Only a cgroup with the default limits can come from the pool.
+        let pooled = exe.limits.or(defaults) == defaults;
+        let cgroup = if pooled {
+            self.pool.take()
+        } else {
+            self.pool
+                .fresh()
+                .map(|path| PoolCgroup { path, made: false })
+        }
+        .map_err(|e| ExecutableError::Cgroup(e.to_string()))?;
         let spec = ProcessSpec {
             argv,
-            cgroup,
+            cgroup: cgroup.path.clone(),
             kind: Kind::Exec,
             name: name.clone(),
             limits: exe.limits,
@@ -109,7 +106,12 @@ impl Executables {
             group: exe.group,
         };
         let began = Instant::now();
-        let handle = match self.processes.spawn(spec) {
+        let spawned = if pooled {
+            self.processes.spawn_pooled(spec, &self.pool, cgroup)
+        } else {
+            self.processes.spawn(spec)
+        };
+        let handle = match spawned {
             Ok(h) => h,
             Err(e @ ProcessError::Start { .. }) => {
                 tracing::info!(kind = "exec", name = %name, command = %exe.command, caller = %caller, error = %e, "workload could not start");

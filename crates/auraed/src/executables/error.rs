@@ -2,22 +2,16 @@
 
 use thiserror::Error;
 
-use super::split::SplitError;
+use super::split::CommandError;
 use crate::process::ProcessError;
 use crate::validation::NameError;
-
-use super::core::MAX_COMMAND_LEN;
 
 #[derive(Debug, Error)]
 pub enum ExecutableError {
     #[error(transparent)]
     Name(#[from] NameError),
-    #[error("command is {len} bytes long: at most {MAX_COMMAND_LEN} are allowed")]
-    CommandTooLong { len: usize },
     #[error(transparent)]
-    Split(#[from] SplitError),
-    #[error("command is empty: give a program and its arguments, e.g. \"echo hi\" (use \"sh -c '...'\" for a shell)")]
-    EmptyCommand,
+    Command(#[from] CommandError),
     #[error("{0}")]
     Cgroup(String),
     #[error(transparent)]

@@ -5,6 +5,6 @@ mod core;
 mod error;
 pub mod split;
 
-pub use core::{Executables, RunRequest, RunResult, MAX_COMMAND_LEN, RESPONSE_OUTPUT_LIMIT};
+pub use core::{Executables, RunRequest, RunResult, RESPONSE_OUTPUT_LIMIT};
 pub use error::ExecutableError;
-pub use split::split_command;
+pub use split::{parse_command, split_command, CommandError, MAX_COMMAND_LEN};

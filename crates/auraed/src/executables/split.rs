@@ -26,6 +26,34 @@ pub enum SplitError {
     Nul,
 }
 
+/// Longest accepted command line.
+pub const MAX_COMMAND_LEN: usize = 64 * 1024;
+
+/// Why a command line cannot be run.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CommandError {
+    #[error("command is {len} bytes long: at most {MAX_COMMAND_LEN} are allowed")]
+    TooLong { len: usize },
+    #[error(transparent)]
+    Split(#[from] SplitError),
+    #[error("command is empty: give a program and its arguments, e.g. \"echo hi\" (use \"sh -c '...'\" for a shell)")]
+    Empty,
+}
+
+/// The program and arguments of a command line as every API takes it
+/// (RunExecutable, the schedule, exec in a container): at most
+/// [`MAX_COMMAND_LEN`] bytes, split by [`split_command`], at least one word.
+pub fn parse_command(command: &str) -> Result<Vec<OsString>, CommandError> {
+    if command.len() > MAX_COMMAND_LEN {
+        return Err(CommandError::TooLong { len: command.len() });
+    }
+    let argv = split_command(command)?;
+    if argv.is_empty() {
+        return Err(CommandError::Empty);
+    }
+    Ok(argv)
+}
+
 /// The words of `command`; an empty or blank command gives no words.
 pub fn split_command(command: &str) -> Result<Vec<OsString>, SplitError> {
     let mut words = Vec::new();
@@ -190,6 +218,26 @@ mod tests {
         assert_eq!(
             split_command(r"x \000"),
             Err(SplitError::BadEscape("\\000".into()))
+        );
+    }
+
+    #[test]
+    fn parse_command_wants_a_bounded_non_empty_command() {
+        assert_eq!(
+            parse_command(" echo  hi "),
+            Ok(vec!["echo".into(), "hi".into()])
+        );
+        assert_eq!(parse_command("  "), Err(CommandError::Empty));
+        let long = "x".repeat(MAX_COMMAND_LEN + 1);
+        assert_eq!(
+            parse_command(&long),
+            Err(CommandError::TooLong {
+                len: MAX_COMMAND_LEN + 1
+            })
+        );
+        assert_eq!(
+            parse_command("echo 'a"),
+            Err(CommandError::Split(SplitError::UnterminatedQuote('\'')))
         );
     }
 

@@ -122,7 +122,7 @@ fn start(spec_json: &str) -> Result<(MonitorSpec, Started), String> {
         .unwrap_or_default();
     let l = launch(
         &spec.argv,
-        &driver.procs_files(&cgroup),
+        &driver.self_placement_files(&cgroup),
         spec.identity.as_ref(),
     )
     .map_err(|e| format!("cannot start {program:?}: {e}"))?;

@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use super::error::ProcessError;
 use super::identity::{self, Identity};
 use super::launch::launch;
-use super::output::{blocking_io, open_log, OutputLog};
+use super::output::{off_worker, open_log, OutputLog};
 use super::pidfd::ChildExit;
+use super::pool::{CgroupPool, PoolCgroup};
 use super::supervise::{supervise, ProcessHandle, Supervised};
 use crate::cgroups::{CgroupDriver, CgroupPath, Limits};
 use crate::logs::{Kind, LogStore, LogWriter};
@@ -97,7 +98,16 @@ impl Processes {
     /// Resolves who `spec` runs as, then creates its cgroup with its limits;
     /// blocking. On failure nothing is left: the cgroup is removed again.
     pub(super) fn prepare(&self, spec: &ProcessSpec) -> Result<Option<Identity>, ProcessError> {
+        self.prepare_in(spec, false)
+    }
+
+    /// As [`Self::prepare`]; `made`: the cgroup exists with the default
+    /// limits already (a kept one of a [`CgroupPool`]).
+    fn prepare_in(&self, spec: &ProcessSpec, made: bool) -> Result<Option<Identity>, ProcessError> {
         let identity = identity::resolve(&spec.user, &spec.group, &self.defaults.user)?;
+        if made {
+            return Ok(identity);
+        }
         let limits = spec.limits.or(self.defaults.limits);
         crate::cgroups::check_controllers(self.cgroups.as_ref(), &limits).map_err(|source| {
             ProcessError::Cgroup {
@@ -152,14 +162,39 @@ impl Processes {
     /// Starts `spec`; the returned handle yields the result once the process
     /// has exited, the rest of its cgroup is killed and its output drained.
     pub fn spawn(&self, spec: ProcessSpec) -> Result<ProcessHandle, ProcessError> {
+        self.spawn_in(spec, None)
+    }
+
+    /// As [`Self::spawn`], in `cgroup` of `pool` (which must have the
+    /// default limits: `spec.limits` is not applied), given back to the pool
+    /// once the process is done unless something was left in it.
+    pub fn spawn_pooled(
+        &self,
+        mut spec: ProcessSpec,
+        pool: &Arc<CgroupPool>,
+        cgroup: PoolCgroup,
+    ) -> Result<ProcessHandle, ProcessError> {
+        spec.cgroup = cgroup.path;
+        spec.limits = Limits::default();
+        self.spawn_in(spec, Some((pool.clone(), cgroup.made)))
+    }
+
+    fn spawn_in(
+        &self,
+        spec: ProcessSpec,
+        pool: Option<(Arc<CgroupPool>, bool)>,
+    ) -> Result<ProcessHandle, ProcessError> {
+        let made = pool.as_ref().is_some_and(|(_, made)| *made);
         let program = spec.program()?;
-        let (dir, writer) =
-            open_log(&self.logs, spec.kind, &spec.name).map_err(|source| ProcessError::Log {
-                program: program.clone(),
-                source,
-            })?;
-        let started = blocking_io(|| {
-            let identity = self.prepare(&spec)?;
+        let (dir, writer) = match open_log(&self.logs, spec.kind, &spec.name) {
+            Ok(log) => log,
+            Err(source) => {
+                drop_pooled(pool.as_ref(), &spec.cgroup);
+                return Err(ProcessError::Log { program, source });
+            }
+        };
+        let started = off_worker(|| {
+            let identity = self.prepare_in(&spec, made)?;
             self.start(&spec, identity.as_ref()).map_err(|source| {
                 if let Err(e) = self.cgroups.remove(&spec.cgroup) {
                     tracing::warn!(cgroup = spec.cgroup.as_str(), error = %e, "removing cgroup of a failed start");
@@ -175,17 +210,18 @@ impl Processes {
             Err(e) => {
                 // Nothing ran: no log to keep.
                 let _ = std::fs::remove_dir_all(&dir);
+                drop_pooled(pool.as_ref(), &spec.cgroup);
                 return Err(e);
             }
         };
-        self.supervise_child(started, spec, writer)
+        self.supervise_child(started, spec, writer, pool.map(|(pool, _)| pool))
     }
 
     /// Launches the child into its cgroup and takes ownership of it.
     fn start(&self, spec: &ProcessSpec, identity: Option<&Identity>) -> std::io::Result<Started> {
         let l = launch(
             &spec.argv,
-            &self.cgroups.procs_files(&spec.cgroup),
+            &self.cgroups.self_placement_files(&spec.cgroup),
             identity,
         )?;
         // Take ownership of the child first, so any later error still kills and reaps it.
@@ -203,6 +239,7 @@ impl Processes {
         started: Started,
         spec: ProcessSpec,
         writer: LogWriter,
+        pool: Option<Arc<CgroupPool>>,
     ) -> Result<ProcessHandle, ProcessError> {
         let Started {
             pid,
@@ -217,13 +254,15 @@ impl Processes {
                     source,
                 }
             })?;
-        Ok(self.supervise(pid, child, spec.cgroup, output, self.shutdown.child_token()))
+        let stop = self.shutdown.child_token();
+        Ok(self.supervise(pid, child, spec.cgroup, output, stop, pool))
     }
 
     /// Supervises a child started elsewhere (a container's helper process,
     /// whose end is the container's): waits for it, stops it when `stop` is
     /// cancelled (SIGTERM to `cgroup`, the grace period, SIGKILL), then
-    /// kills what is left in `cgroup`, removes it and closes `output`.
+    /// kills what is left in `cgroup`, removes it (or gives it back to
+    /// `pool`) and closes `output`.
     pub(crate) fn supervise(
         &self,
         pid: i32,
@@ -231,6 +270,7 @@ impl Processes {
         cgroup: CgroupPath,
         output: OutputLog,
         stop: CancellationToken,
+        pool: Option<Arc<CgroupPool>>,
     ) -> ProcessHandle {
         self.running.fetch_add(1, Ordering::Relaxed);
         let done = tokio::spawn(supervise(Supervised {
@@ -242,6 +282,7 @@ impl Processes {
             grace: self.grace,
             stop: stop.clone(),
             running: self.running.clone(),
+            pool,
         }));
         ProcessHandle::new(pid, stop, done)
     }
@@ -249,6 +290,14 @@ impl Processes {
     /// This binary, as run for helper processes (`auraed monitor`, `auraed container`).
     pub(crate) fn exe(&self) -> &std::path::Path {
         &self.monitor_exe
+    }
+}
+
+/// Removes the pool's cgroup of a start that failed (a kept one is not
+/// made again, so a failure before or after placement leaves nothing).
+fn drop_pooled(pool: Option<&(Arc<CgroupPool>, bool)>, cgroup: &CgroupPath) {
+    if let Some((pool, _)) = pool {
+        pool.remove(cgroup);
     }
 }
 

@@ -15,6 +15,7 @@ use super::error::ProcessError;
 use super::exit::ExitKind;
 use super::output::OutputLog;
 use super::pidfd::ChildExit;
+use super::pool::CgroupPool;
 use crate::cgroups::{CgroupDriver, CgroupPath};
 use crate::logs::{cri::now_nanos, read_output, EndMarker, OutputText};
 
@@ -141,6 +142,8 @@ pub(super) struct Supervised {
     pub grace: Duration,
     pub stop: CancellationToken,
     pub running: Arc<AtomicUsize>,
+    /// Where the cgroup goes back to instead of being removed, if anywhere.
+    pub pool: Option<Arc<CgroupPool>>,
 }
 
 pub(super) async fn supervise(s: Supervised) -> Result<Finished, ProcessError> {
@@ -171,9 +174,16 @@ pub(super) async fn supervise(s: Supervised) -> Result<Finished, ProcessError> {
     // Removing the empty cgroup and closing the log do not change it, so
     // they run after the caller has it (off a RunExecutable's reply path).
     let (cgroups, cgroup, running) = (s.cgroups.clone(), s.cgroup.clone(), s.running.clone());
+    // A cgroup that had to be cleared of leftovers may still hold some.
+    let pool = s.pool.filter(|_| !leftovers);
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = cgroups.remove(&cgroup) {
-            tracing::warn!(cgroup = cgroup.as_str(), error = %e, "removing cgroup");
+        match pool {
+            Some(pool) => pool.give_back(cgroup),
+            None => {
+                if let Err(e) = cgroups.remove(&cgroup) {
+                    tracing::warn!(cgroup = cgroup.as_str(), error = %e, "removing cgroup");
+                }
+            }
         }
         drained.finish(exit, message);
         running.fetch_sub(1, Ordering::Relaxed);

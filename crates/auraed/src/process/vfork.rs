@@ -131,7 +131,7 @@ pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
 }
 
 /// Starts `path` with `argv` and `envp` in a new session, after writing
-/// itself into each of `procs` (cgroup.procs files) and taking `creds`,
+/// itself into each of `procs` (its cgroup's `cgroup.procs` or, v1, `tasks` files) and taking `creds`,
 /// with `stdio` as its fds 0, 1 and 2 (each must be above 2; see
 /// [`above_stdio`]). Returns the
 /// pid and a pidfd once the child has exec'd; when a step before exec

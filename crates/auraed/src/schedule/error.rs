@@ -3,23 +3,19 @@
 use thiserror::Error;
 
 use crate::cgroups::CgroupError;
-use crate::executables::split::SplitError;
+use crate::executables::CommandError;
 use crate::validation::NameError;
 
-use super::{MAX_COMMAND_LEN, MAX_COMMENT_LEN};
+use super::MAX_COMMENT_LEN;
 
 #[derive(Debug, Error)]
 pub enum ScheduleError {
     #[error(transparent)]
     Name(#[from] NameError),
-    #[error("command is empty: give a program and its arguments, e.g. \"sleep 1000\" (use \"sh -c '...'\" for a shell)")]
-    EmptyCommand,
-    #[error("command is {len} bytes long: at most {MAX_COMMAND_LEN} are allowed")]
-    CommandTooLong { len: usize },
+    #[error(transparent)]
+    Command(#[from] CommandError),
     #[error("comment is {len} bytes long: at most {MAX_COMMENT_LEN} are allowed")]
     CommentTooLong { len: usize },
-    #[error(transparent)]
-    Split(#[from] SplitError),
     #[error(
         "no scheduled executable is named {name:?}: see the registered ones with aer schedule list"
     )]

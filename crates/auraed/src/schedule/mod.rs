@@ -28,7 +28,7 @@ pub use supervisor::{
 };
 
 use crate::cgroups::CgroupPath;
-use crate::executables::split_command;
+use crate::executables::{parse_command, split_command};
 use crate::observe::WorkloadCounts;
 use crate::process::{resolve_identity, Adopted, DetachedRecord, Processes};
 use crate::state::StateDb;
@@ -526,21 +526,12 @@ fn name_of(name: &str) -> Result<String, ScheduleError> {
 
 /// Checks `command` and `comment` of an Enable.
 fn validate_command(exe: &UnitSpec) -> Result<Vec<std::ffi::OsString>, ScheduleError> {
-    if exe.command.len() > MAX_COMMAND_LEN {
-        return Err(ScheduleError::CommandTooLong {
-            len: exe.command.len(),
-        });
-    }
     if exe.comment.len() > MAX_COMMENT_LEN {
         return Err(ScheduleError::CommentTooLong {
             len: exe.comment.len(),
         });
     }
-    let argv = split_command(&exe.command)?;
-    if argv.is_empty() {
-        return Err(ScheduleError::EmptyCommand);
-    }
-    Ok(argv)
+    Ok(parse_command(&exe.command)?)
 }
 
 /// Runs a blocking store call off the async threads.

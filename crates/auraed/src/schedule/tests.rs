@@ -130,11 +130,7 @@ fn err(r: Result<String, ScheduleError>) -> ScheduleError {
 fn invalid_argument(e: &ScheduleError) -> bool {
     matches!(
         e,
-        ScheduleError::Name(_)
-            | ScheduleError::EmptyCommand
-            | ScheduleError::CommandTooLong { .. }
-            | ScheduleError::CommentTooLong { .. }
-            | ScheduleError::Split(_)
+        ScheduleError::Name(_) | ScheduleError::Command(_) | ScheduleError::CommentTooLong { .. }
     )
 }
 
