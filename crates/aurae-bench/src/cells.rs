@@ -29,10 +29,12 @@ fn cell(i: usize) -> Cell {
         containers: vec![Container {
             meta: meta("c".into()),
             image: IMAGE.into(),
+            limits: None,
         }],
         // Loopback only, as measured before CNI networking existed.
         network: "none".into(),
         ports: Vec::new(),
+        limits: None,
     }
 }
 

@@ -11,7 +11,7 @@ use aurae_proto::meta::{AuraeMeta, ProcessMeta};
 use aurae_proto::runtime::{Cell, CellStatus, ContainerStatus};
 use tonic::{Request, Response, Status};
 
-use super::{caller, meta, name_in, status};
+use super::{caller, limits_in, limits_out, meta, name_in, status};
 use crate::cells::{
     CellError, CellResult, CellSpec, Cells, ContainerResult, ContainerSpec, ExecRequest, PortSpec,
     RunningCell,
@@ -27,6 +27,7 @@ pub fn cell_spec(cell: Cell) -> CellSpec {
             .into_iter()
             .map(|c| ContainerSpec {
                 name: name_in(&c.meta),
+                limits: limits_in(c.limits.as_ref()),
                 image: c.image,
             })
             .collect(),
@@ -40,6 +41,7 @@ pub fn cell_spec(cell: Cell) -> CellSpec {
                 protocol: p.protocol,
             })
             .collect(),
+        limits: limits_in(cell.limits.as_ref()),
     }
 }
 
@@ -54,6 +56,8 @@ pub fn container_status(c: ContainerResult) -> ContainerStatus {
         proc: c.pid.map(|pid| ProcessMeta { pid }),
         status: status(c.status),
         exit_code: c.exit_code,
+        limits: limits_out(c.limits),
+        oom_killed: c.oom_killed,
     }
 }
 
@@ -73,6 +77,7 @@ pub fn running_cell(c: RunningCell) -> WireRunningCell {
         meta: meta(c.name, c.phase),
         containers: c.containers.into_iter().map(container_status).collect(),
         ip: ip_text(c.ip),
+        limits: limits_out(c.limits),
     }
 }
 

@@ -140,7 +140,11 @@ impl From<CellError> for Status {
             | CellError::ExecContainerName(_)
             | CellError::CommandTooLong { .. }
             | CellError::Command(_)
-            | CellError::EmptyCommand => Status::invalid_argument(msg),
+            | CellError::EmptyCommand
+            | CellError::CellLimits { .. }
+            | CellError::ContainerLimits { .. }
+            | CellError::ContainerAboveCell { .. } => Status::invalid_argument(msg),
+            CellError::LimitUnsupported(_) => Status::failed_precondition(msg),
             CellError::NoSuchContainer { .. } => Status::not_found(msg),
             CellError::NotRunning { .. } => Status::failed_precondition(msg),
             CellError::NoNetworking { .. } => Status::failed_precondition(msg),

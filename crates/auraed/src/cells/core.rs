@@ -16,7 +16,7 @@ use super::exec::{ExecRequest, ExecResult};
 use super::image::{ImageSource, PulledImage};
 use super::lifecycle;
 use super::request::{self, CellRequest, CellSpec};
-use crate::cgroups::{CgroupPath, HOST_MOUNT_ROOT};
+use crate::cgroups::{CgroupPath, Limits, HOST_MOUNT_ROOT};
 use crate::cni::Cni;
 use crate::observe::WorkloadCounts;
 use crate::process::Processes;
@@ -72,6 +72,8 @@ pub(crate) struct ContainerView {
     pub status: MetaStatus,
     pub message: String,
     pub exit_code: Option<i32>,
+    pub limits: Limits,
+    pub oom_killed: bool,
 }
 
 impl ContainerView {
@@ -82,6 +84,8 @@ impl ContainerView {
             pid: self.pid,
             status: self.status,
             exit_code: self.exit_code,
+            limits: self.limits,
+            oom_killed: self.oom_killed,
         }
     }
 }
@@ -96,6 +100,10 @@ pub struct ContainerResult {
     pub status: MetaStatus,
     /// Once it has exited: its code, or 128 + the signal that ended it.
     pub exit_code: Option<i32>,
+    /// In force: its own limits, else the cell's (`None`: unlimited).
+    pub limits: Limits,
+    /// The kernel's OOM killer killed one of its processes.
+    pub oom_killed: bool,
 }
 
 /// The answer of a RunCell: the cell's status and summary, and each container's.
@@ -117,6 +125,8 @@ pub struct RunningCell {
     pub phase: String,
     pub containers: Vec<ContainerResult>,
     pub ip: Option<IpAddr>,
+    /// The cell's limits in force, the daemon's defaults included.
+    pub limits: Limits,
 }
 
 /// A cell from the moment its name is taken until its teardown is done.
@@ -124,6 +134,8 @@ pub(crate) struct Entry {
     pub name: String,
     /// Cancelled to stop the cell (Stop, a dropped call, shutdown).
     pub stop: CancellationToken,
+    /// The cell's limits in force.
+    limits: Limits,
     view: Mutex<(Phase, Vec<ContainerView>)>,
     ip: Mutex<Option<IpAddr>>,
     done: watch::Sender<bool>,
@@ -169,6 +181,7 @@ impl Entry {
             phase: view.0.as_str().to_string(),
             containers: view.1.iter().map(ContainerView::to_result).collect(),
             ip: self.ip(),
+            limits: self.limits,
         }
     }
 }
@@ -219,11 +232,14 @@ impl Inner {
                 status: MetaStatus::Standby,
                 message: format!("image {}", c.image),
                 exit_code: None,
+                limits: super::limits::in_force(c.limits, req.limits),
+                oom_killed: false,
             })
             .collect();
         let entry = Arc::new(Entry {
             name: req.name.clone(),
             stop: self.shutdown.child_token(),
+            limits: req.limits,
             view: Mutex::new((Phase::Pulling, views)),
             ip: Mutex::new(None),
             done: watch::channel(false).0,
@@ -233,6 +249,15 @@ impl Inner {
             inner: self.clone(),
             entry,
         })
+    }
+
+    /// Refuses limits this node's cgroups cannot apply.
+    fn check_limits(&self, req: &CellRequest) -> Result<(), CellError> {
+        let driver = self.processes.cgroups();
+        std::iter::once(req.limits)
+            .chain(req.containers.iter().map(|c| c.limits))
+            .try_for_each(|l| crate::cgroups::check_controllers(driver.as_ref(), &l))
+            .map_err(CellError::LimitUnsupported)
     }
 
     /// The running cell `name`.
@@ -323,7 +348,8 @@ impl Cells {
     /// deadline) stops the cell (SIGTERM, the grace period, SIGKILL) and
     /// still removes everything, in the background.
     pub async fn run(&self, cell: CellSpec) -> Result<CellResult, CellError> {
-        let req = request::validate(&cell)?;
+        let req = request::validate(&cell, self.inner.processes.defaults().limits)?;
+        self.inner.check_limits(&req)?;
         let reservation = self.inner.reserve(&req)?;
         let entry = reservation.entry.clone();
         // From here on, a dropped call stops the cell.

@@ -11,6 +11,7 @@ use aurae_client::{AuraeConfig, AuthConfig, Client, SystemConfig};
 use auraed::pki::{self, PkiInitOptions};
 use tempfile::TempDir;
 
+pub mod aer;
 mod registry;
 #[allow(unused_imports)]
 pub use registry::{require_registry, REGISTRY};
