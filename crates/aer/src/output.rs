@@ -5,7 +5,7 @@ use aurae_proto::cells::RunningCell;
 use aurae_proto::meta::{AuraeMeta, ProcessMeta, Status};
 use aurae_proto::observe::LogItem;
 use aurae_proto::runtime::{
-    CellStatus, ContainerStatus, Executable, ExecutableStatus, VirtualMachineStatus,
+    CellStatus, ContainerStatus, Executable, ExecutableStatus, Limits, VirtualMachineStatus,
 };
 use aurae_proto::vms::VmInfo;
 use serde_json::{json, Value};
@@ -69,10 +69,16 @@ pub fn executable_status(s: &ExecutableStatus) -> Value {
     })
 }
 
-pub fn executable(e: &Executable) -> Value {
-    let limits = e.limits.as_ref().map(
+/// Limits as JSON (null when none are set).
+fn limits(l: Option<&Limits>) -> Value {
+    l.map_or(
+        Value::Null,
         |l| json!({ "pids": l.pids, "memory_bytes": l.memory_bytes, "cpu_millis": l.cpu_millis }),
-    );
+    )
+}
+
+pub fn executable(e: &Executable) -> Value {
+    let limits = limits(e.limits.as_ref());
     json!({
         "meta": meta(e.meta.as_ref()),
         "command": e.command,
@@ -84,7 +90,14 @@ pub fn executable(e: &Executable) -> Value {
 }
 
 pub fn container_status(c: &ContainerStatus) -> Value {
-    json!({ "meta": meta(c.meta.as_ref()), "proc": proc(c.proc.as_ref()), "status": status_name(c.status), "exit_code": c.exit_code })
+    json!({
+        "meta": meta(c.meta.as_ref()),
+        "proc": proc(c.proc.as_ref()),
+        "status": status_name(c.status),
+        "exit_code": c.exit_code,
+        "limits": limits(c.limits.as_ref()),
+        "oom_killed": c.oom_killed,
+    })
 }
 
 pub fn cell_status(c: &CellStatus) -> Value {
@@ -103,6 +116,7 @@ pub fn running_cell(c: &RunningCell) -> Value {
         "ip": c.ip,
         "status": status_name(c.status),
         "detached": c.detached,
+        "limits": limits(c.limits.as_ref()),
     })
 }
 
@@ -213,6 +227,8 @@ mod tests {
                 proc: Some(ProcessMeta { pid: 7 }),
                 status: Status::Active as i32,
                 exit_code: None,
+                limits: None,
+                oom_killed: true,
             }],
         };
         let v = cell_status(&c);
@@ -224,12 +240,18 @@ mod tests {
             containers: c.container_statuses.clone(),
             status: Status::Passive as i32,
             detached: true,
+            limits: Some(Limits {
+                pids: 4096,
+                ..Default::default()
+            }),
         });
         assert_eq!(r["containers"][0]["meta"]["name"], "nginx");
         assert_eq!(
             (r["status"].as_str(), r["detached"].as_bool()),
             (Some("STATUS_PASSIVE"), Some(true))
         );
+        assert_eq!(r["containers"][0]["oom_killed"], true);
+        assert_eq!(r["limits"]["pids"], 4096);
         let l = log_item(&LogItem {
             channel: "stdout".into(),
             line: "x".into(),

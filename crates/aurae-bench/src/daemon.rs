@@ -51,6 +51,9 @@ impl BenchDaemon {
             .arg(p("run"))
             .arg("--cgroup-root")
             .arg(format!("aurae-bench-{}", std::process::id()))
+            // The cells' network: written by the cell figures (crate::cells).
+            .arg("--cni-conf-dir")
+            .arg(p("cni"))
             .env("AURAED_LOG", "warn")
             .stderr(log)
             .spawn()?;

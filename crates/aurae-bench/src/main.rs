@@ -39,7 +39,8 @@ struct Args {
     /// Runs before the "RSS after many runs" figure (0 skips it).
     #[arg(long, default_value_t = 10_000)]
     rss_runs: usize,
-    /// RunCell runs (0 skips the cell figure; it needs the test registry, skopeo, umoci, runc).
+    /// RunCell runs of each kind (0 skips the cell figures; they need the test
+    /// registry, skopeo, umoci, runc, crun, unshare and the CNI plugins).
     #[arg(long, default_value_t = 50)]
     cell_runs: usize,
     /// VM boots, each side (0 skips the VM figures; they need QEMU, python3
@@ -73,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
         rows.extend(memory::after_runs(&d, args.rss_runs).await?);
     }
     if args.cell_runs > 0 {
-        rows.extend(cells::run_cell(&d, args.cell_runs).await?);
+        rows.extend(cells::run_cells(&d, args.cell_runs).await?);
     }
     if args.vm_runs > 0 {
         rows.extend(vms::boot(&d, &args.vm_disk, args.vm_runs).await?);

@@ -93,12 +93,13 @@ pub struct DaemonConfig {
     #[arg(long, env = "AURAED_STOP_WORKLOADS_AT_EXIT")]
     pub stop_workloads_at_exit: bool,
     /// pids.max of every workload cgroup (RunExecutable, scheduled
-    /// executables) unless its request sets limits.pids: a fork bomb stops
-    /// there. 0 leaves it unlimited.
+    /// executables, each cell as a whole) unless its request sets
+    /// limits.pids: a fork bomb stops there. 0 leaves it unlimited.
     #[arg(long, env = "AURAED_DEFAULT_PIDS_MAX", default_value_t = 4096)]
     pub default_pids_max: u64,
-    /// Memory limit of every workload cgroup unless its request sets
-    /// limits.memory_bytes: bytes, or with a K/M/G suffix. Unset: unlimited.
+    /// Memory limit of every workload cgroup (each cell as a whole) unless
+    /// its request sets limits.memory_bytes: bytes, or with a K/M/G suffix.
+    /// Unset: unlimited.
     #[arg(long, env = "AURAED_DEFAULT_MEMORY_MAX")]
     pub default_memory_max: Option<ByteSize>,
     /// User (name or uid) workloads run as unless their request names one.

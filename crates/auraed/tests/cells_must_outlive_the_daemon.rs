@@ -23,7 +23,8 @@ use aurae_client::Client;
 use aurae_proto::cells::RunningCell;
 use aurae_proto::meta::Status;
 use cells_support::{cell, nostart_images, push_derived, ImageSpec};
-use common::{aer, alive, require_registry, TestDaemon};
+use common::aer::aer;
+use common::{alive, require_registry, TestDaemon};
 
 const IPAM_STORE: &str = "/var/lib/cni/networks";
 

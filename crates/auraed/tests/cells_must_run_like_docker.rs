@@ -17,31 +17,10 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use aurae_client::Client;
 use aurae_proto::cells::ExecRequest;
 use cells_support::{cell, push_derived, ImageSpec};
-use common::{aer, require_registry, TestDaemon};
-
-/// Waits until container `container` of cell `name` runs; returns its pid.
-async fn running_pid(c: &Client, name: &str, container: &str) -> i32 {
-    for _ in 0..400 {
-        let list = c.list_cells().await.map(|l| l.cells).unwrap_or_default();
-        let pid = list
-            .iter()
-            .filter(|x| x.meta.as_ref().is_some_and(|m| m.name == name))
-            .flat_map(|x| x.containers.iter())
-            .find(|k| {
-                k.meta.as_ref().is_some_and(|m| m.name == container)
-                    && k.status == aurae_proto::meta::Status::Active as i32
-            })
-            .and_then(|k| k.proc.map(|p| p.pid));
-        if let Some(pid) = pid {
-            return pid;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("container {container} of cell {name} did not start");
-}
+use common::aer::{aer, running_pid};
+use common::{require_registry, TestDaemon};
 
 fn exec_req(cell: &str, container: &str, command: &str) -> ExecRequest {
     ExecRequest {

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use aurae_proto::meta::Status;
 use aurae_proto::vms::VmInfo;
-use common::{aer, aer_path, TestDaemon};
+use common::aer::{aer, aer_path};
+use common::TestDaemon;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
 use tonic::Code;

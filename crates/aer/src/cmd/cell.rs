@@ -4,12 +4,13 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use aurae_proto::cells::RunningCell;
 use aurae_proto::meta::AuraeMeta;
-use aurae_proto::runtime::{Cell, CellStatus, Container, ContainerStatus, PortMapping};
+use aurae_proto::runtime::{Cell, CellStatus, Container, ContainerStatus, Limits, PortMapping};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::cell_output::Followers;
 use super::cell_run::run_cell;
+use super::workload::{limits_text, LimitArgs};
 use super::Ctx;
 use crate::output::{meta, meta_text, print_json, running_cell, status_name};
 
@@ -30,6 +31,9 @@ pub struct CellArgs {
     /// `docker run -p`: HOST:CONTAINER, HOST:CONTAINER/udp
     #[arg(short = 'p', long = "publish", value_name = "HOST:CONTAINER[/udp]", value_parser = parse_publish)]
     publish: Vec<PortMapping>,
+    /// Limits of the whole cell (all of its containers together)
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 impl CellArgs {
@@ -39,6 +43,7 @@ impl CellArgs {
             containers: containers(&self.images),
             network: self.network.unwrap_or_default(),
             ports: self.publish,
+            limits: self.limits.to_wire(),
         }
     }
 }
@@ -262,6 +267,7 @@ fn containers(images: &[String]) -> Vec<Container> {
             Container {
                 meta: Some(am(&name)),
                 image,
+                limits: None,
             }
         })
         .collect()
@@ -300,6 +306,14 @@ fn ip_suffix(ip: &str) -> String {
     }
 }
 
+/// `  limits pids=4096 memory=64M` after a line, when any limit is in force.
+fn limits_suffix(limits: Option<&Limits>) -> String {
+    match limits.map(limits_text).filter(|t| !t.is_empty()) {
+        Some(text) => format!("  limits {text}"),
+        None => String::new(),
+    }
+}
+
 /// On stderr: stdout carries the containers' own output, as `docker run`'s does.
 pub(super) fn print_cell_status(status: &CellStatus) {
     eprintln!(
@@ -320,9 +334,10 @@ fn print_cells(cells: &[RunningCell]) {
     for cell in cells {
         let detached = if cell.detached { "  (detached)" } else { "" };
         println!(
-            "{}{}{detached}",
+            "{}{}{}{detached}",
             meta_text(cell.meta.as_ref()),
-            ip_suffix(&cell.ip)
+            ip_suffix(&cell.ip),
+            limits_suffix(cell.limits.as_ref())
         );
         for line in container_lines(&cell.containers, "  ") {
             println!("{line}");
@@ -330,7 +345,8 @@ fn print_cells(cells: &[RunningCell]) {
     }
 }
 
-/// `  web  pid 812  STATUS_ACTIVE  running`, one per container.
+/// `  web  pid 812  STATUS_ACTIVE  running  limits memory=64M`, one per
+/// container (an OOM kill reads `STATUS_ERROR  OOM killed`).
 fn container_lines(containers: &[ContainerStatus], indent: &str) -> Vec<String> {
     containers
         .iter()
@@ -341,10 +357,11 @@ fn container_lines(containers: &[ContainerStatus], indent: &str) -> Vec<String> 
                 .map(|p| p.pid.to_string())
                 .unwrap_or_else(|| "-".into());
             format!(
-                "{indent}{}  pid {pid}  {}  {}",
+                "{indent}{}  pid {pid}  {}  {}{}",
                 m.name,
                 status_name(c.status),
-                m.message
+                m.message,
+                limits_suffix(c.limits.as_ref())
             )
         })
         .collect()
@@ -381,6 +398,16 @@ mod tests {
         }
         assert_eq!(ip_suffix(""), "");
         assert_eq!(ip_suffix("10.91.0.2"), "  ip 10.91.0.2");
+        assert_eq!(limits_suffix(None), "");
+        let limits = Limits {
+            pids: 4096,
+            memory_bytes: 64 << 20,
+            cpu_millis: 0,
+        };
+        assert_eq!(
+            limits_suffix(Some(&limits)),
+            "  limits pids=4096 memory=64M"
+        );
     }
 
     #[test]

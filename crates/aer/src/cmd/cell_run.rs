@@ -122,7 +122,8 @@ fn exit_code(status: &CellStatus) -> (u8, Option<String>) {
         return (0, None);
     };
     let container = c.meta.as_ref().map(|m| m.name.as_str()).unwrap_or_default();
-    let note = format!("container {container} exited with code {code}");
+    let oom = if c.oom_killed { " (OOM killed)" } else { "" };
+    let note = format!("container {container} exited with code {code}{oom}");
     // Truncating to 8 bits could turn a failure into 0.
     (
         u8::try_from(code).ok().filter(|c| *c != 0).unwrap_or(1),
@@ -144,6 +145,7 @@ mod tests {
             proc: None,
             status: Status::Complete as i32,
             exit_code,
+            ..Default::default()
         }
     }
 

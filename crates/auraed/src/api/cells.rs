@@ -12,7 +12,7 @@ use aurae_proto::meta::{AuraeMeta, ProcessMeta};
 use aurae_proto::runtime::{Cell, CellStatus, ContainerStatus};
 use tonic::{Request, Response, Status};
 
-use super::{caller, meta, name_in, status};
+use super::{caller, limits_in, limits_out, meta, name_in, status};
 use crate::cells::{
     CellError, CellResult, CellSpec, Cells, ContainerResult, ContainerSpec, ExecRequest, PortSpec,
     RunningCell,
@@ -28,6 +28,7 @@ pub fn cell_spec(cell: Cell) -> CellSpec {
             .into_iter()
             .map(|c| ContainerSpec {
                 name: name_in(&c.meta),
+                limits: limits_in(c.limits.as_ref()),
                 image: c.image,
             })
             .collect(),
@@ -41,6 +42,7 @@ pub fn cell_spec(cell: Cell) -> CellSpec {
                 protocol: p.protocol,
             })
             .collect(),
+        limits: limits_in(cell.limits.as_ref()),
     }
 }
 
@@ -55,6 +57,8 @@ pub fn container_status(c: ContainerResult) -> ContainerStatus {
         proc: c.pid.map(|pid| ProcessMeta { pid }),
         status: status(c.status),
         exit_code: c.exit_code,
+        limits: limits_out(c.limits),
+        oom_killed: c.oom_killed,
     }
 }
 
@@ -76,6 +80,7 @@ pub fn running_cell(c: RunningCell) -> WireRunningCell {
         ip: ip_text(c.ip),
         status: status(c.status),
         detached: c.detached,
+        limits: limits_out(c.limits),
     }
 }
 

@@ -128,7 +128,11 @@ impl From<CellError> for Status {
             | CellError::BadPort { .. }
             | CellError::PortsWithoutNetwork { .. }
             | CellError::ExecContainerName(_)
-            | CellError::Command(_) => Status::invalid_argument(msg),
+            | CellError::Command(_)
+            | CellError::CellLimits { .. }
+            | CellError::ContainerLimits { .. }
+            | CellError::ContainerAboveCell { .. } => Status::invalid_argument(msg),
+            CellError::LimitUnsupported(_) => Status::failed_precondition(msg),
             CellError::NoSuchContainer { .. } => Status::not_found(msg),
             CellError::NotRunning { .. } => Status::failed_precondition(msg),
             CellError::NoNetworking { .. } => Status::failed_precondition(msg),

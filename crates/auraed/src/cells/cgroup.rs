@@ -18,6 +18,7 @@ use std::time::Duration;
 use super::error::CellError;
 use crate::cgroups::{
     child_names, remove_tree, workload_name, CgroupDriver, CgroupError, CgroupPath, CgroupVersion,
+    Limits,
 };
 
 /// How long removal retries `rmdir` while exiting processes leave a cgroup.
@@ -84,13 +85,26 @@ impl CellCgroups {
         format!("/{path}")
     }
 
-    /// Creates the cell's cgroup and one child per container.
-    pub fn create(&self, cell: &str, containers: &[String]) -> Result<(), CellError> {
+    /// Creates the cell's cgroup with `limits` and one child per container
+    /// with its own limits (the driver's mapping to v1 or v2 files, as for
+    /// executables; libcontainer then finds them set and leaves them).
+    pub fn create(
+        &self,
+        cell: &str,
+        limits: &Limits,
+        containers: &[(String, Limits)],
+    ) -> Result<(), CellError> {
         let top = self.cell(cell)?;
-        self.driver.create(&top).map_err(cgroup_error(&top))?;
-        for c in containers {
+        self.driver
+            .create(&top)
+            .and_then(|()| self.driver.set_limits(&top, limits))
+            .map_err(cgroup_error(&top))?;
+        for (c, limits) in containers {
             let path = self.container(cell, c)?;
-            self.driver.create(&path).map_err(cgroup_error(&path))?;
+            self.driver
+                .create(&path)
+                .and_then(|()| self.driver.set_limits(&path, limits))
+                .map_err(cgroup_error(&path))?;
         }
         Ok(())
     }
@@ -240,8 +254,40 @@ mod tests {
             "cpu memory pids\n",
         );
         write(r, "aurae/cells/web.scope/cgroup.subtree_control", "");
-        cg.create("web", &["server".into(), "client".into()])
-            .expect("create");
+        for f in ["pids.max", "memory.max", "cpu.max"] {
+            write(r, &format!("aurae/cells/web.scope/{f}"), "max\n");
+            write(
+                r,
+                &format!("aurae/cells/web.scope/server.scope/{f}"),
+                "max\n",
+            );
+        }
+        cg.create(
+            "web",
+            &Limits::from_wire(4096, 256 << 20, 0),
+            &[
+                ("server".into(), Limits::from_wire(0, 64 << 20, 500)),
+                ("client".into(), Limits::default()),
+            ],
+        )
+        .expect("create");
+        assert_eq!(read(r, "aurae/cells/web.scope/pids.max"), "4096");
+        assert_eq!(read(r, "aurae/cells/web.scope/memory.max"), "268435456");
+        assert_eq!(read(r, "aurae/cells/web.scope/cpu.max"), "max\n");
+        assert_eq!(
+            read(r, "aurae/cells/web.scope/server.scope/memory.max"),
+            "67108864"
+        );
+        assert_eq!(
+            read(r, "aurae/cells/web.scope/server.scope/cpu.max"),
+            "50000 100000"
+        );
+        assert_eq!(
+            read(r, "aurae/cells/web.scope/server.scope/pids.max"),
+            "max\n",
+            "only the cell's pids limit applies"
+        );
+
         assert!(r.join("aurae/cells/web.scope/server.scope").is_dir());
         assert!(r.join("aurae/cells/web.scope/client.scope").is_dir());
         assert_eq!(read(r, "cgroup.subtree_control"), "+cpu +memory +pids +io");

@@ -16,7 +16,7 @@ use super::exec::{ExecRequest, ExecResult};
 use super::image::{ImageSource, PulledImage};
 use super::lifecycle;
 use super::request::{self, CellRequest, CellSpec};
-use crate::cgroups::{CgroupPath, HOST_MOUNT_ROOT};
+use crate::cgroups::{CgroupPath, Limits, HOST_MOUNT_ROOT};
 use crate::cni::Cni;
 use crate::observe::WorkloadCounts;
 use crate::process::Processes;
@@ -86,6 +86,8 @@ pub(crate) struct ContainerView {
     pub status: MetaStatus,
     pub message: String,
     pub exit_code: Option<i32>,
+    pub limits: Limits,
+    pub oom_killed: bool,
 }
 
 impl ContainerView {
@@ -96,6 +98,8 @@ impl ContainerView {
             pid: self.pid,
             status: self.status,
             exit_code: self.exit_code,
+            limits: self.limits,
+            oom_killed: self.oom_killed,
         }
     }
 }
@@ -110,6 +114,10 @@ pub struct ContainerResult {
     pub status: MetaStatus,
     /// Once it has exited: its code, or 128 + the signal that ended it.
     pub exit_code: Option<i32>,
+    /// In force: its own limits, else the cell's (`None`: unlimited).
+    pub limits: Limits,
+    /// The kernel's OOM killer killed one of its processes.
+    pub oom_killed: bool,
 }
 
 /// The answer of a RunCell: the cell's status and summary, and each container's.
@@ -136,6 +144,8 @@ pub struct RunningCell {
     pub status: MetaStatus,
     /// Started by Start (outlives its call and the daemon), not by RunCell.
     pub detached: bool,
+    /// The cell's limits in force, the daemon's defaults included.
+    pub limits: Limits,
 }
 
 /// A cell from the moment its name is taken until its teardown is done.
@@ -143,6 +153,8 @@ pub(crate) struct Entry {
     pub name: String,
     /// Cancelled to stop the cell (Stop, a dropped call, shutdown).
     pub stop: CancellationToken,
+    /// The cell's limits in force.
+    limits: Limits,
     view: Mutex<(Phase, Vec<ContainerView>)>,
     ip: Mutex<Option<IpAddr>>,
     done: watch::Sender<bool>,
@@ -219,6 +231,7 @@ impl Entry {
             ip: self.ip(),
             status: view.0.status(),
             detached: self.detached,
+            limits: self.limits,
         }
     }
 }
@@ -285,9 +298,11 @@ impl Inner {
                 status: MetaStatus::Standby,
                 message: format!("image {}", c.image),
                 exit_code: None,
+                limits: super::limits::in_force(c.limits, req.limits),
+                oom_killed: false,
             })
             .collect();
-        let entry = self.register(&req.name, Phase::Pulling, views, None, detached)?;
+        let entry = self.register(&req.name, Phase::Pulling, views, None, detached, req.limits)?;
         Ok(Reservation {
             inner: self.clone(),
             entry,
@@ -304,6 +319,7 @@ impl Inner {
         views: Vec<ContainerView>,
         ip: Option<IpAddr>,
         detached: bool,
+        limits: Limits,
     ) -> Result<Arc<Entry>, CellError> {
         let mut running = self.lock_running();
         if let Some(existing) = running.get(name) {
@@ -321,6 +337,7 @@ impl Inner {
             } else {
                 self.shutdown.child_token()
             },
+            limits,
             view: Mutex::new((phase, views)),
             ip: Mutex::new(ip),
             done: watch::channel(false).0,
@@ -335,6 +352,15 @@ impl Inner {
     /// The state database, which detached cells need.
     pub fn state(&self) -> Result<Arc<StateDb>, CellError> {
         self.state.get().cloned().ok_or(CellError::NoState)
+    }
+
+    /// Refuses limits this node's cgroups cannot apply.
+    pub fn check_limits(&self, req: &CellRequest) -> Result<(), CellError> {
+        let driver = self.processes.cgroups();
+        std::iter::once(req.limits)
+            .chain(req.containers.iter().map(|c| c.limits))
+            .try_for_each(|l| crate::cgroups::check_controllers(driver.as_ref(), &l))
+            .map_err(CellError::LimitUnsupported)
     }
 
     /// The running cell `name`.
@@ -459,7 +485,8 @@ impl Cells {
     /// deadline) stops the cell (SIGTERM, the grace period, SIGKILL) and
     /// still removes everything, in the background.
     pub async fn run(&self, cell: CellSpec) -> Result<CellResult, CellError> {
-        let req = request::validate(&cell)?;
+        let req = request::validate(&cell, self.inner.processes.defaults().limits)?;
+        self.inner.check_limits(&req)?;
         let reservation = self.inner.reserve(&req, false)?;
         let entry = reservation.entry.clone();
         // From here on, a dropped call stops the cell.

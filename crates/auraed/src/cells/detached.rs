@@ -42,13 +42,15 @@ use crate::workload::Status as MetaStatus;
 /// Starts `cell` detached; answers once every container has started.
 pub(crate) async fn start(inner: &Arc<Inner>, cell: CellSpec) -> Result<CellResult, CellError> {
     let db = inner.state()?;
-    let req = request::validate(&cell)?;
+    let req = request::validate(&cell, inner.processes.defaults().limits)?;
+    inner.check_limits(&req)?;
     let reservation = inner.reserve(&req, true)?;
     let pulled = inner.pull_all(&req).await?;
     lifecycle::check_runnable(&req, &pulled)?;
     let record = CellRecord {
         state: CellState::Creating,
         ip: None,
+        limits: req.limits,
         containers: req
             .containers
             .iter()
@@ -58,6 +60,8 @@ pub(crate) async fn start(inner: &Arc<Inner>, cell: CellSpec) -> Result<CellResu
                 process: None,
                 exit_code: None,
                 message: String::new(),
+                limits: c.limits,
+                oom_killed: false,
             })
             .collect(),
     };
@@ -136,7 +140,7 @@ async fn create_and_start(
         .containers
         .iter()
         .zip(pulled)
-        .map(|(c, image)| ContainerRun::new(&dir, &c.name, image))
+        .map(|(c, image)| ContainerRun::new(&dir, &c.name, c.limits, image))
         .collect();
     let (i2, e2, net, d2, n2) = (
         inner.clone(),
@@ -145,9 +149,11 @@ async fn create_and_start(
         dir.clone(),
         name.clone(),
     );
+    let limits = req.limits;
     let set_up = tokio::task::spawn_blocking(move || {
-        let r =
-            lifecycle::set_up_blocking(&i2, &n2, &d2, &mut containers, &net, &|ip| e2.set_ip(ip));
+        let r = lifecycle::set_up_blocking(&i2, &n2, &d2, &mut containers, &net, &limits, &|ip| {
+            e2.set_ip(ip)
+        });
         // The root filesystems stay mounted with the cell; its removal
         // unmounts everything under its directory.
         for c in &mut containers {
@@ -366,7 +372,14 @@ fn ended(
     i: usize,
     finished: Result<Finished, ProcessError>,
 ) {
+    let oom_killed = matches!(&finished, Ok(f) if f.oom_killed);
     let (status, message, code) = match &finished {
+        // As Kubernetes' OOMKilled: a failure, whatever the exit code.
+        Ok(f) if f.oom_killed => (
+            MetaStatus::Error,
+            lifecycle::OOM_KILLED.to_string(),
+            Some(f.exit.code()),
+        ),
         Ok(f) => (MetaStatus::Complete, f.exit.describe(), Some(f.exit.code())),
         Err(e) => (
             MetaStatus::Error,
@@ -378,11 +391,13 @@ fn ended(
         tracing::info!(cell = %entry.name, container = %c.name, exit = %message, "container exited");
         c.exit_code = code;
         c.message = message.clone();
+        c.oom_killed = oom_killed;
     }
     entry.update(i, |v| {
         v.status = status;
         v.message = message;
         v.exit_code = code;
+        v.oom_killed = oom_killed;
     });
 }
 
@@ -474,7 +489,7 @@ async fn adopt_one(inner: &Arc<Inner>, db: &Arc<StateDb>, name: String, mut reco
     } else {
         Phase::Running
     };
-    let entry = match inner.register(&name, phase, views(&record), record.ip, true) {
+    let entry = match inner.register(&name, phase, views(&record), record.ip, true, record.limits) {
         Ok(e) => e,
         Err(e) => {
             tracing::error!(cell = %name, error = %chain(&e), "adopting a cell");
@@ -521,6 +536,8 @@ fn views(record: &CellRecord) -> Vec<ContainerView> {
                 status,
                 message,
                 exit_code: c.exit_code,
+                limits: super::limits::in_force(c.limits, record.limits),
+                oom_killed: c.oom_killed,
             }
         })
         .collect()

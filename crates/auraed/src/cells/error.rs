@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::cgroups::CgroupError;
+use crate::cgroups::{CgroupError, LimitError};
 use crate::cni::CniError;
 use crate::executables::CommandError;
 use crate::images::ImageError;
@@ -133,6 +133,28 @@ pub enum CellError {
     Command(CommandError),
     #[error("exec: {0}")]
     Exec(String),
+    #[error("cell {cell:?}")]
+    CellLimits {
+        cell: String,
+        #[source]
+        source: LimitError,
+    },
+    #[error("container {container:?}")]
+    ContainerLimits {
+        container: String,
+        #[source]
+        source: LimitError,
+    },
+    #[error("container {container:?}: limits.{what} {value} is above the cell's {cell_value}{origin}: lower it, or raise the cell's limits.{what}")]
+    ContainerAboveCell {
+        container: String,
+        what: &'static str,
+        value: u64,
+        cell_value: u64,
+        origin: String,
+    },
+    #[error("this node cannot apply the cell's limits")]
+    LimitUnsupported(#[source] CgroupError),
     #[error("cell {cell:?}: network")]
     Network {
         cell: String,

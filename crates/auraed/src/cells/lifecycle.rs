@@ -29,7 +29,8 @@ use super::image::{MountedRootfs, PulledImage};
 use super::network::{self, NetworkRequest};
 use super::request::CellRequest;
 use super::runtime::{Control, Created};
-use super::{mounts, runtime, sandbox, spec, user};
+use super::{limits, mounts, runtime, sandbox, spec, user};
+use crate::cgroups::Limits;
 use crate::error_chain::chain;
 use crate::logs::Kind;
 use crate::process::{open_log, ExitKind, Finished, OutputLog, ProcessError, ProcessHandle};
@@ -42,6 +43,19 @@ pub(super) const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The least time a container's create or start may take, whatever the
 /// grace period: a start is no stop, and a loaded node is slow.
 pub(super) const MIN_STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `meta.message` of a container the OOM killer hit.
+pub(super) const OOM_KILLED: &str = "OOM killed";
+
+/// How a container that exited ended: Exited, or OomKilled when its
+/// cgroup counted an OOM kill (the supervisor read it before removing it).
+fn ended(f: &Finished) -> Outcome {
+    if f.oom_killed {
+        Outcome::OomKilled(f.exit)
+    } else {
+        Outcome::Exited(f.exit)
+    }
+}
 
 /// Refuses, before anything is created, images that have nothing to run.
 pub(crate) fn check_runnable(req: &CellRequest, pulled: &[PulledImage]) -> Result<(), CellError> {
@@ -60,12 +74,16 @@ pub(crate) fn check_runnable(req: &CellRequest, pulled: &[PulledImage]) -> Resul
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
     Exited(ExitKind),
+    /// Exited, and the OOM killer had killed one of its processes.
+    OomKilled(ExitKind),
     Failed(String),
     NotStarted(String),
 }
 
 pub(super) struct ContainerRun {
     pub name: String,
+    /// Its own limits (the cell's bound it from above).
+    limits: Limits,
     image: PulledImage,
     /// The bundle: config.json and the root filesystem.
     pub dir: PathBuf,
@@ -80,9 +98,10 @@ pub(super) struct ContainerRun {
 
 impl ContainerRun {
     /// Container `name` of the cell in `cell_dir`, from its pulled image.
-    pub fn new(cell_dir: &Path, name: &str, image: PulledImage) -> Self {
+    pub fn new(cell_dir: &Path, name: &str, limits: Limits, image: PulledImage) -> Self {
         ContainerRun {
             name: name.to_string(),
+            limits,
             image,
             dir: cell_dir.join("containers").join(name),
             rootfs: None,
@@ -99,7 +118,7 @@ impl ContainerRun {
 
     fn exit_code(&self) -> Option<i32> {
         match self.outcome {
-            Some(Outcome::Exited(exit)) => Some(exit.code()),
+            Some(Outcome::Exited(exit) | Outcome::OomKilled(exit)) => Some(exit.code()),
             _ => None,
         }
     }
@@ -109,6 +128,8 @@ impl ContainerRun {
 fn outcome_status(outcome: Option<&Outcome>) -> (MetaStatus, String) {
     match outcome {
         Some(Outcome::Exited(exit)) => (MetaStatus::Complete, exit.describe()),
+        // As Kubernetes' OOMKilled: a failure, whatever the exit code.
+        Some(Outcome::OomKilled(_)) => (MetaStatus::Error, OOM_KILLED.to_string()),
         Some(Outcome::Failed(why)) => (MetaStatus::Error, format!("could not start: {why}")),
         Some(Outcome::NotStarted(why)) => (MetaStatus::Error, format!("not started: {why}")),
         None => (MetaStatus::Unknown, "no result".to_string()),
@@ -123,6 +144,8 @@ struct CellRun {
     dir: PathBuf,
     containers: Vec<ContainerRun>,
     network: NetworkRequest,
+    /// The cell's limits in force.
+    limits: Limits,
     torn_down: bool,
 }
 
@@ -138,7 +161,7 @@ pub(crate) async fn run(
         .containers
         .iter()
         .zip(pulled)
-        .map(|(c, image)| ContainerRun::new(&dir, &c.name, image))
+        .map(|(c, image)| ContainerRun::new(&dir, &c.name, c.limits, image))
         .collect();
     let mut cell = CellRun {
         inner,
@@ -147,6 +170,7 @@ pub(crate) async fn run(
         dir,
         containers,
         network: req.network,
+        limits: req.limits,
         torn_down: false,
     };
     let result = cell.run().await;
@@ -192,12 +216,14 @@ impl CellRun {
         let name = self.name.clone();
         let dir = self.dir.clone();
         let net = self.network.clone();
+        let limits = self.limits;
         let entry = self.reservation.entry.clone();
         let mut containers = std::mem::take(&mut self.containers);
         let (containers, result) = tokio::task::spawn_blocking(move || {
-            let result = set_up_blocking(&inner, &name, &dir, &mut containers, &net, &|ip| {
-                entry.set_ip(ip)
-            });
+            let result =
+                set_up_blocking(&inner, &name, &dir, &mut containers, &net, &limits, &|ip| {
+                    entry.set_ip(ip)
+                });
             (containers, result)
         })
         .await
@@ -335,11 +361,14 @@ impl CellRun {
             Some(async move {
                 let finished = handle.wait().await;
                 if let Ok(f) = &finished {
-                    tracing::info!(cell = %cell, container = %name, pid = f.pid, exit = %f.exit.describe(), "container exited");
+                    let outcome = ended(f);
+                    let (status, message) = outcome_status(Some(&outcome));
+                    tracing::info!(cell = %cell, container = %name, pid = f.pid, exit = %f.exit.describe(), %message, "container exited");
                     entry.update(i, |v| {
-                        v.status = MetaStatus::Complete;
-                        v.message = f.exit.describe();
+                        v.status = status;
+                        v.message = message;
                         v.exit_code = Some(f.exit.code());
+                        v.oom_killed = matches!(outcome, Outcome::OomKilled(_));
                     });
                 }
                 (i, finished)
@@ -368,7 +397,7 @@ impl CellRun {
         match finished {
             // A container stopped before it ran keeps "not started" or "could not start".
             Ok(f) => {
-                c.outcome.get_or_insert(Outcome::Exited(f.exit));
+                c.outcome.get_or_insert(ended(&f));
             }
             Err(e) => {
                 tracing::warn!(cell = %self.name, container = %c.name, error = %chain(&e), "waiting for a container");
@@ -391,6 +420,8 @@ impl CellRun {
                     pid: c.pid,
                     status,
                     exit_code: c.exit_code(),
+                    limits: limits::in_force(c.limits, self.limits),
+                    oom_killed: matches!(c.outcome, Some(Outcome::OomKilled(_))),
                 }
             })
             .collect();
@@ -512,6 +543,7 @@ pub(super) fn set_up_blocking(
     dir: &Path,
     containers: &mut [ContainerRun],
     net: &NetworkRequest,
+    limits: &Limits,
     connected: &dyn Fn(Option<std::net::IpAddr>),
 ) -> Result<(), CellError> {
     // A previous run of this name that could not be torn down: finish the job.
@@ -558,8 +590,11 @@ pub(super) fn set_up_blocking(
         write_file(&resolv, &network::resolv_conf(&attached.result.dns))?;
         files.push((resolv, "/etc/resolv.conf"));
     }
-    let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
-    inner.cgroups.create(name, &names)?;
+    let own: Vec<(String, Limits)> = containers
+        .iter()
+        .map(|c| (c.name.clone(), c.limits))
+        .collect();
+    inner.cgroups.create(name, limits, &own)?;
     mkdir(&dir.join("state"))?;
 
     for c in containers.iter_mut() {
@@ -657,13 +692,16 @@ mod tests {
                 ContainerRequest {
                     name: "a".into(),
                     image: "busybox".into(),
+                    limits: Limits::default(),
                 },
                 ContainerRequest {
                     name: "b".into(),
                     image: "scratch-ish".into(),
+                    limits: Limits::default(),
                 },
             ],
             network: crate::cells::network::validate("c", "none", &[]).expect("none"),
+            limits: Limits::default(),
         };
         check_runnable(&req, &[image(&["sh"]), image(&["true"])]).expect("runnable");
         let err = check_runnable(&req, &[image(&["sh"]), image(&[])]).expect_err("b has nothing");
@@ -701,5 +739,9 @@ mod tests {
             MetaStatus::Error
         );
         assert_eq!(outcome_status(None).0, MetaStatus::Unknown);
+        assert_eq!(
+            outcome_status(Some(&Outcome::OomKilled(ExitKind::Signal(9)))),
+            (MetaStatus::Error, "OOM killed".to_string())
+        );
     }
 }

@@ -28,6 +28,7 @@ pub mod exec_helper;
 pub mod helper;
 mod image;
 mod lifecycle;
+mod limits;
 mod mounts;
 mod network;
 mod request;

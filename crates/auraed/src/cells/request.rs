@@ -3,7 +3,9 @@
 use std::collections::HashSet;
 
 use super::error::CellError;
+use super::limits;
 use super::network::{self, NetworkRequest, PortSpec};
+use crate::cgroups::Limits;
 use crate::validation::validate_name;
 
 /// Most containers one cell may hold.
@@ -19,6 +21,8 @@ pub struct CellSpec {
     /// "" = the default CNI network, "none" = loopback only, else a network's name.
     pub network: String,
     pub ports: Vec<PortSpec>,
+    /// The whole cell's limits; `None` fields take the daemon's defaults.
+    pub limits: Limits,
 }
 
 /// One container of a [`CellSpec`]: its name and image reference.
@@ -26,6 +30,8 @@ pub struct CellSpec {
 pub struct ContainerSpec {
     pub name: String,
     pub image: String,
+    /// This container's own limits, inside the cell's.
+    pub limits: Limits,
 }
 
 /// A [`CellSpec`] once checked: images trimmed, names valid and unique.
@@ -34,18 +40,24 @@ pub(crate) struct CellRequest {
     pub name: String,
     pub containers: Vec<ContainerRequest>,
     pub network: NetworkRequest,
+    /// In force for the cell's cgroup: the request's over the defaults.
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ContainerRequest {
     pub name: String,
     pub image: String,
+    /// Its own limits only (the cell's bound it from above).
+    pub limits: Limits,
 }
 
-/// The cell's name and each container's name and image, or why not.
-pub(crate) fn validate(cell: &CellSpec) -> Result<CellRequest, CellError> {
+/// The cell's name, limits (over `defaults`) and each container's name,
+/// image and limits, or why not.
+pub(crate) fn validate(cell: &CellSpec, defaults: Limits) -> Result<CellRequest, CellError> {
     let name = cell.name.clone();
     validate_name("cell meta.name", &name).map_err(CellError::CellName)?;
+    let cell_limits = limits::cell_limits(&name, cell.limits, defaults)?;
     if cell.containers.is_empty() {
         return Err(CellError::NoContainers { cell: name });
     }
@@ -83,13 +95,19 @@ pub(crate) fn validate(cell: &CellSpec) -> Result<CellRequest, CellError> {
                 image,
             });
         }
-        containers.push(ContainerRequest { name: cname, image });
+        limits::check_container(&cname, c.limits, cell_limits, defaults)?;
+        containers.push(ContainerRequest {
+            name: cname,
+            image,
+            limits: c.limits,
+        });
     }
     let network = network::validate(&name, &cell.network, &cell.ports)?;
     Ok(CellRequest {
         name,
         containers,
         network,
+        limits: cell_limits,
     })
 }
 
@@ -101,7 +119,12 @@ mod tests {
         ContainerSpec {
             name: name.into(),
             image: image.into(),
+            ..Default::default()
         }
+    }
+
+    fn validate_cell(cell: &CellSpec) -> Result<CellRequest, CellError> {
+        validate(cell, Limits::default())
     }
 
     fn cell(name: &str, containers: Vec<ContainerSpec>) -> CellSpec {
@@ -114,7 +137,7 @@ mod tests {
 
     #[test]
     fn accepts_a_well_formed_cell() {
-        let req = validate(&cell(
+        let req = validate_cell(&cell(
             "web",
             vec![
                 container("server", "127.0.0.1:5000/aurae/busybox:latest"),
@@ -128,11 +151,13 @@ mod tests {
             [
                 ContainerRequest {
                     name: "server".into(),
-                    image: "127.0.0.1:5000/aurae/busybox:latest".into()
+                    image: "127.0.0.1:5000/aurae/busybox:latest".into(),
+                    limits: Limits::default(),
                 },
                 ContainerRequest {
                     name: "client".into(),
-                    image: "busybox".into()
+                    image: "busybox".into(),
+                    limits: Limits::default(),
                 },
             ]
         );
@@ -141,7 +166,7 @@ mod tests {
     #[test]
     fn rejects_bad_cell_names() {
         for name in ["", "a/b", "..", ".x", "a b"] {
-            let err = validate(&cell(name, vec![container("a", "busybox")])).expect_err(name);
+            let err = validate_cell(&cell(name, vec![container("a", "busybox")])).expect_err(name);
             assert!(matches!(err, CellError::CellName(_)), "{name:?}: {err}");
             assert!(err.to_string().contains("cell meta.name"), "{err}");
         }
@@ -150,21 +175,21 @@ mod tests {
     #[test]
     fn rejects_empty_and_oversized_cells() {
         assert!(matches!(
-            validate(&cell("c", vec![])),
+            validate_cell(&cell("c", vec![])),
             Err(CellError::NoContainers { .. })
         ));
         let many = (0..=MAX_CONTAINERS)
             .map(|i| container(&format!("c{i}"), "busybox"))
             .collect();
         assert!(matches!(
-            validate(&cell("c", many)),
+            validate_cell(&cell("c", many)),
             Err(CellError::TooManyContainers { count, .. }) if count == MAX_CONTAINERS + 1
         ));
     }
 
     #[test]
     fn rejects_bad_container_names_with_their_index() {
-        let err = validate(&cell(
+        let err = validate_cell(&cell(
             "c",
             vec![container("ok", "busybox"), container("../x", "busybox")],
         ))
@@ -178,13 +203,13 @@ mod tests {
             message.starts_with("containers[1]: container meta.name"),
             "{message:?}"
         );
-        let err = validate(&cell("c", vec![container("", "busybox")])).expect_err("empty");
+        let err = validate_cell(&cell("c", vec![container("", "busybox")])).expect_err("empty");
         assert!(matches!(err, CellError::ContainerName { index: 0, .. }));
     }
 
     #[test]
     fn rejects_duplicate_container_names() {
-        let err = validate(&cell(
+        let err = validate_cell(&cell(
             "c",
             vec![
                 container("a", "busybox"),
@@ -202,21 +227,46 @@ mod tests {
     #[test]
     fn rejects_missing_or_malformed_images() {
         assert!(matches!(
-            validate(&cell("c", vec![container("a", "  ")])),
+            validate_cell(&cell("c", vec![container("a", "  ")])),
             Err(CellError::EmptyImage { .. })
         ));
         assert!(matches!(
-            validate(&cell("c", vec![container("a", "bad image")])),
+            validate_cell(&cell("c", vec![container("a", "bad image")])),
             Err(CellError::BadImage { .. })
         ));
         assert!(matches!(
-            validate(&cell("c", vec![container("a", "x\u{7}")])),
+            validate_cell(&cell("c", vec![container("a", "x\u{7}")])),
             Err(CellError::BadImage { .. })
         ));
         let long = "a".repeat(MAX_IMAGE_LEN + 1);
         assert!(matches!(
-            validate(&cell("c", vec![container("a", &long)])),
+            validate_cell(&cell("c", vec![container("a", &long)])),
             Err(CellError::ImageTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn limits_are_checked_and_take_the_defaults() {
+        let defaults = Limits::from_wire(4096, 0, 0);
+        let mut spec = cell("c", vec![container("a", "busybox")]);
+        spec.limits = Limits::from_wire(0, 64 << 20, 0);
+        spec.containers[0].limits = Limits::from_wire(100, 0, 0);
+        let req = validate(&spec, defaults).expect("valid");
+        assert_eq!(req.limits, Limits::from_wire(4096, 64 << 20, 0));
+        assert_eq!(req.containers[0].limits, Limits::from_wire(100, 0, 0));
+        spec.containers[0].limits = Limits::from_wire(0, 65 << 20, 0);
+        assert!(matches!(
+            validate(&spec, defaults),
+            Err(CellError::ContainerAboveCell {
+                what: "memory_bytes",
+                ..
+            })
+        ));
+        spec.containers[0].limits = Limits::default();
+        spec.limits = Limits::from_wire(0, 0, 1);
+        assert!(matches!(
+            validate(&spec, defaults),
+            Err(CellError::CellLimits { .. })
         ));
     }
 }

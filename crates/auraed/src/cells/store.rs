@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::cgroups::Limits;
 use serde::{Deserialize, Serialize};
 
 use super::error::CellError;
@@ -30,6 +31,9 @@ pub(crate) struct CellRecord {
     pub state: CellState,
     #[serde(default)]
     pub ip: Option<IpAddr>,
+    /// The cell's limits in force (records older than limits have none).
+    #[serde(default)]
+    pub limits: Limits,
     pub containers: Vec<ContainerRecord>,
 }
 
@@ -46,6 +50,12 @@ pub(crate) struct ContainerRecord {
     /// How it ended ("exited with code 3"), or why it is not known.
     #[serde(default)]
     pub message: String,
+    /// Its own limits (the cell's when unset).
+    #[serde(default)]
+    pub limits: Limits,
+    /// The OOM killer ended it.
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 /// Runs `f` on the database off the async runtime (every write is durable).
@@ -90,6 +100,10 @@ mod tests {
         let record = CellRecord {
             state: CellState::Running,
             ip: Some("10.91.0.7".parse().expect("ip")),
+            limits: Limits {
+                pids: Some(4096),
+                ..Default::default()
+            },
             containers: vec![ContainerRecord {
                 name: "web".into(),
                 image: "busybox".into(),
@@ -102,6 +116,8 @@ mod tests {
                 }),
                 exit_code: None,
                 message: String::new(),
+                limits: Limits::default(),
+                oom_killed: true,
             }],
         };
         db.put(&CELLS, "c", &record).expect("put");
@@ -111,5 +127,7 @@ mod tests {
                 .expect("minimal");
         assert_eq!(minimal.state, CellState::Stopped);
         assert_eq!(minimal.containers[0].process, None);
+        assert_eq!(minimal.limits, Limits::default());
+        assert!(!minimal.containers[0].oom_killed);
     }
 }

@@ -43,6 +43,27 @@ pub(crate) fn read_words(path: &Path) -> Result<Vec<String>, CgroupError> {
     }
 }
 
+/// The value of `key` in a flat-keyed file (`key value` lines, such as
+/// memory.events or memory.oom_control); 0 when the file or the key is
+/// missing (a kernel too old to count it, a cgroup already gone).
+pub(crate) fn read_counter(path: &Path, key: &str) -> Result<u64, CgroupError> {
+    let content = match fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_error("read", path)(e)),
+    };
+    let Some(value) = content.lines().find_map(|line| {
+        let (k, v) = line.split_once(' ')?;
+        (k == key).then(|| v.trim())
+    }) else {
+        return Ok(0);
+    };
+    value.parse().map_err(|_| CgroupError::Parse {
+        path: path.to_path_buf(),
+        content: value.to_string(),
+    })
+}
+
 pub(crate) fn mkdir_p(dir: &Path) -> Result<(), CgroupError> {
     fs::create_dir_all(dir).map_err(io_error("create", dir))
 }

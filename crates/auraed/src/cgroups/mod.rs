@@ -256,6 +256,11 @@ pub trait CgroupDriver: Send + Sync + std::fmt::Debug + 'static {
     /// Writes the limits that are set (a `None` is left as the kernel's
     /// default). A limit whose controller the cgroup lacks is an error.
     fn set_limits(&self, path: &CgroupPath, limits: &Limits) -> Result<(), CgroupError>;
+    /// How many processes of this cgroup the kernel's OOM killer has
+    /// killed: v2 `oom_kill` of memory.events, v1 `oom_kill` of
+    /// memory.oom_control (counted in the victim's own memory cgroup, also
+    /// when an ancestor's limit was hit). 0 without a memory controller.
+    fn oom_kills(&self, path: &CgroupPath) -> Result<u64, CgroupError>;
     /// Whether new cgroups get `controller` (pids, memory, cpu).
     fn has_controller(&self, controller: &str) -> bool;
     /// v1: true when the cgroup exists in any hierarchy used.

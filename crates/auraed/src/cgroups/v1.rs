@@ -248,6 +248,13 @@ impl CgroupDriver for V1Driver {
         Ok(())
     }
 
+    fn oom_kills(&self, path: &CgroupPath) -> Result<u64, CgroupError> {
+        match self.controller_dir(path, "memory", "oom_kill") {
+            Ok(dir) => fs::read_counter(&dir.join("memory.oom_control"), "oom_kill"),
+            Err(_) => Ok(0),
+        }
+    }
+
     fn has_controller(&self, controller: &str) -> bool {
         self.hierarchies
             .iter()
@@ -515,6 +522,32 @@ mod tests {
         assert_eq!(read(files[2]), "100000");
         assert_eq!(read(files[3]), "50000");
         assert!(d.has_controller("memory") && !d.has_controller("freezer"));
+    }
+
+    #[test]
+    fn oom_kills_reads_the_counter_of_memory_oom_control() {
+        let root = fixture(&["pids", "memory"]);
+        let d = driver(root.path(), &Arc::new(RecordingSignaller::new()));
+        populate(root.path(), "memory", "a", "");
+        assert_eq!(d.oom_kills(&path("a")).expect("no file yet"), 0);
+        stdfs::write(
+            root.path().join("memory/a/memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+        )
+        .expect("write");
+        assert_eq!(d.oom_kills(&path("a")).expect("read"), 3);
+        stdfs::write(
+            root.path().join("memory/a/memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill lots\n",
+        )
+        .expect("write");
+        assert!(matches!(
+            d.oom_kills(&path("a")),
+            Err(CgroupError::Parse { .. })
+        ));
+        let without = fixture(&["pids"]);
+        let d = driver(without.path(), &Arc::new(RecordingSignaller::new()));
+        assert_eq!(d.oom_kills(&path("a")).expect("no memory controller"), 0);
     }
 
     #[test]

@@ -170,6 +170,10 @@ impl CgroupDriver for V2Driver {
         fs::remove_tree(&self.dir(path), self.timeouts.remove)
     }
 
+    fn oom_kills(&self, path: &CgroupPath) -> Result<u64, CgroupError> {
+        fs::read_counter(&self.dir(path).join("memory.events"), "oom_kill")
+    }
+
     fn set_limits(&self, path: &CgroupPath, limits: &Limits) -> Result<(), CgroupError> {
         let dir = self.dir(path);
         let period = super::limits::CPU_PERIOD_US;
@@ -429,6 +433,22 @@ mod tests {
         assert_eq!(read(r, "a/memory.max"), "67108864");
         assert_eq!(read(r, "a/cpu.max"), "150000 100000");
         assert!(d.has_controller("pids") && !d.has_controller("io"));
+    }
+
+    #[test]
+    fn oom_kills_reads_memory_events() {
+        let root = TempDir::new().expect("tempdir");
+        let r = root.path();
+        let d = driver(r, &Arc::new(RecordingSignaller::new()));
+        assert_eq!(d.oom_kills(&path("a")).expect("missing cgroup"), 0);
+        write(
+            r,
+            "a/memory.events",
+            "low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n",
+        );
+        assert_eq!(d.oom_kills(&path("a")).expect("read"), 1);
+        write(r, "a/memory.events", "low 0\nmax 0\n");
+        assert_eq!(d.oom_kills(&path("a")).expect("no oom_kill key"), 0);
     }
 
     #[test]

@@ -19,6 +19,8 @@ mod default_conf;
 mod error;
 mod exec;
 mod result;
+#[cfg(test)]
+mod result_props;
 mod store;
 
 use std::net::IpAddr;

@@ -239,7 +239,8 @@ impl Processes {
         let (cgroups, cgroup, dir) = (self.cgroups.clone(), cgroup.clone(), record.log_dir.clone());
         let logs = self.logs.clone();
         let pid = record.pid;
-        let end = tokio::task::spawn_blocking(move || {
+        let (end, oom_killed) = tokio::task::spawn_blocking(move || {
+            let oom_killed = super::supervise::oom_killed(cgroups.as_ref(), &cgroup);
             if let Err(e) = cgroups.kill_all(&cgroup).and_then(|_| cgroups.remove(&cgroup)) {
                 tracing::warn!(cgroup = cgroup.as_str(), error = %e, "removing a detached process's cgroup");
             }
@@ -254,7 +255,7 @@ impl Processes {
                 end
             });
             logs.complete(&dir);
-            end
+            (end, oom_killed)
         })
         .await
         .map_err(|e| ProcessError::Lost {
@@ -276,6 +277,7 @@ impl Processes {
             exit,
             log_dir: record.log_dir.clone(),
             stopped,
+            oom_killed,
         })
     }
 }

@@ -32,6 +32,9 @@ pub struct Finished {
     pub log_dir: PathBuf,
     /// True when it ended because it was asked to stop (cancel, disable, shutdown).
     pub stopped: bool,
+    /// True when the kernel's OOM killer killed a process of its cgroup
+    /// (read before the cgroup is removed).
+    pub oom_killed: bool,
 }
 
 impl Finished {
@@ -169,6 +172,7 @@ pub(super) async fn supervise(s: Supervised) -> Result<Finished, ProcessError> {
         Err(e) => (None, format!("lost track of the process: {e}")),
     };
     let log_dir = s.output.dir().to_path_buf();
+    let oom_killed = oom_killed(s.cgroups.as_ref(), &s.cgroup);
     // Every process is gone and the log holds all output: that is the result.
     let drained = s.output.drain().await;
     // Removing the empty cgroup and closing the log do not change it, so
@@ -194,7 +198,20 @@ pub(super) async fn supervise(s: Supervised) -> Result<Finished, ProcessError> {
         exit,
         log_dir,
         stopped,
+        oom_killed,
     })
+}
+
+/// Whether the OOM killer killed a process of `cgroup`; an unreadable
+/// counter is logged and reads as no.
+pub(super) fn oom_killed(cgroups: &dyn CgroupDriver, cgroup: &CgroupPath) -> bool {
+    match cgroups.oom_kills(cgroup) {
+        Ok(n) => n > 0,
+        Err(e) => {
+            tracing::warn!(cgroup = cgroup.as_str(), error = %crate::error_chain::chain(&e), "reading the OOM kill counter");
+            false
+        }
+    }
 }
 
 /// SIGTERM to the whole cgroup, the grace period, then SIGKILL; returns

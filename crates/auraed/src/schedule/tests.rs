@@ -61,6 +61,9 @@ impl CgroupDriver for FakeCgroups {
         }
         Ok(())
     }
+    fn oom_kills(&self, _: &CgroupPath) -> Result<u64, CgroupError> {
+        Ok(0)
+    }
     fn has_controller(&self, _: &str) -> bool {
         true
     }

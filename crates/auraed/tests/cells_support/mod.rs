@@ -306,6 +306,7 @@ pub fn cell(name: &str, containers: &[(&str, &str)]) -> Cell {
                     message: String::new(),
                 }),
                 image: image.to_string(),
+                limits: None,
             })
             .collect(),
         ..Default::default()

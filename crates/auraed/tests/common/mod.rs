@@ -11,6 +11,7 @@ use aurae_client::{AuraeConfig, AuthConfig, Client, SystemConfig};
 use auraed::pki::{self, PkiInitOptions};
 use tempfile::TempDir;
 
+pub mod aer;
 mod registry;
 #[allow(unused_imports)]
 pub use registry::{require_registry, REGISTRY};
@@ -308,25 +309,6 @@ impl TestDaemon {
 }
 
 /// Where cgroup hierarchies are mounted on this host (v2: one; v1: one per controller).
-/// The aer binary of the same target directory as auraed's (`cargo test
-/// --workspace` builds it; alone: `cargo build -p aer`).
-pub fn aer_path() -> PathBuf {
-    let aer = Path::new(env!("CARGO_BIN_EXE_auraed")).with_file_name("aer");
-    assert!(
-        aer.exists(),
-        "{} is missing: build it first (cargo build -p aer)",
-        aer.display()
-    );
-    aer
-}
-
-/// aer talking to `d`.
-pub fn aer(d: &TestDaemon, args: &[&str]) -> Command {
-    let mut cmd = Command::new(aer_path());
-    cmd.arg("--config").arg(&d.config_path).args(args);
-    cmd
-}
-
 pub fn cgroup_mounts() -> Vec<PathBuf> {
     let root = Path::new("/sys/fs/cgroup");
     if root.join("cgroup.controllers").exists() {
