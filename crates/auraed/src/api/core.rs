@@ -1,6 +1,7 @@
-//! `runtime.Core`: RunExecutable over the executables subsystem and RunCell
-//! over the cells subsystem, RunVirtualMachine over the VMs subsystem. RunPod
-//! and Spawn answer UNIMPLEMENTED until their subsystem lands.
+//! `runtime.Core`: RunExecutable over the executables subsystem, RunCell
+//! over the cells subsystem, RunVirtualMachine over the VMs subsystem,
+//! Spawn over the instances subsystem. RunPod answers UNIMPLEMENTED until
+//! it lands.
 
 use std::sync::Arc;
 
@@ -15,20 +16,28 @@ use tonic::{Request, Response, Status};
 use super::{caller, executable_spec, meta, status};
 use crate::cells::Cells;
 use crate::executables::{Executables, RunRequest, RunResult};
+use crate::instances::Instances;
 use crate::vms::Vms;
 
 pub struct CoreService {
     executables: Arc<Executables>,
     cells: Cells,
     vms: Arc<Vms>,
+    instances: Arc<Instances>,
 }
 
 impl CoreService {
-    pub fn new(executables: Arc<Executables>, cells: Cells, vms: Arc<Vms>) -> Self {
+    pub fn new(
+        executables: Arc<Executables>,
+        cells: Cells,
+        vms: Arc<Vms>,
+        instances: Arc<Instances>,
+    ) -> Self {
         Self {
             executables,
             cells,
             vms,
+            instances,
         }
     }
 }
@@ -75,8 +84,10 @@ impl Core for CoreService {
         Err(not_yet("runtime.Core/RunPod"))
     }
 
-    async fn spawn(&self, _req: Request<SpawnRequest>) -> Result<Response<SpawnResponse>, Status> {
-        Err(not_yet("runtime.Core/Spawn"))
+    async fn spawn(&self, req: Request<SpawnRequest>) -> Result<Response<SpawnResponse>, Status> {
+        super::instances::spawn(&self.instances, req)
+            .await
+            .map(Response::new)
     }
 
     async fn run_virtual_machine(

@@ -17,13 +17,13 @@
 //! `crate::api`. Operator documentation: docs/vms.md.
 
 pub mod accel;
-mod ctx;
+pub(crate) mod ctx;
 mod disk;
 mod error;
 mod fetch;
-mod net;
-mod qemu;
-mod qmp;
+pub(crate) mod net;
+pub(crate) mod qemu;
+pub(crate) mod qmp;
 mod store;
 mod supervisor;
 
@@ -378,6 +378,11 @@ impl Vms {
         self.view(&name).ok_or(VmError::NotFound { name })
     }
 
+    /// The accelerator chosen at open (also for nested instances).
+    pub fn accel(&self) -> Accel {
+        self.ctx.accel
+    }
+
     /// Every VM, sorted by name.
     pub fn list(&self) -> Vec<VmView> {
         let names: Vec<String> = self.machines().keys().cloned().collect();
@@ -561,7 +566,7 @@ impl Drop for Reservation<'_> {
     }
 }
 
-fn size(
+pub(crate) fn size(
     what: &'static str,
     v: u32,
     default: u32,
