@@ -60,7 +60,12 @@ pub fn supervise(args: Vec<String>) -> ! {
         match wait_signal(&set, timeout) {
             Some(Signal::SIGCHLD) => {
                 if let Some(status) = reap(Some(daemon)) {
-                    super::say(&format!("the daemon ended ({status:?}): powering off"));
+                    let how = match status {
+                        WaitStatus::Exited(_, code) => format!("exit code {code}"),
+                        WaitStatus::Signaled(_, signal, _) => format!("{signal}"),
+                        other => format!("{other:?}"),
+                    };
+                    super::say(&format!("the daemon ended ({how}): powering off"));
                     power_off();
                 }
             }
