@@ -150,6 +150,15 @@ pub struct DaemonConfig {
     /// mTLS (minutes under TCG).
     #[arg(long, env = "AURAED_INSTANCE_BOOT_TIMEOUT", default_value_t = 300.0)]
     pub instance_boot_timeout: f64,
+    /// An OCI image layout whose images (named by their full reference) are
+    /// taken from there instead of their registry: how a parent hands its
+    /// images to a nested instance (docs/instances.md).
+    #[arg(
+        long,
+        env = "AURAED_IMAGE_PRELOAD_DIR",
+        default_value = "/var/lib/aurae/images-preload"
+    )]
+    pub image_preload_dir: PathBuf,
 }
 
 impl DaemonConfig {

@@ -1,7 +1,6 @@
 //! `runtime.Core`: RunExecutable over the executables subsystem, RunCell
 //! over the cells subsystem, RunVirtualMachine over the VMs subsystem,
-//! Spawn over the instances subsystem. RunPod answers UNIMPLEMENTED until
-//! it lands.
+//! Spawn and RunPod over the instances subsystem.
 
 use std::sync::Arc;
 
@@ -42,10 +41,6 @@ impl CoreService {
     }
 }
 
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!("{what} is not implemented by this auraed yet"))
-}
-
 /// An `Executable` as the executables subsystem takes it.
 pub fn run_request(exe: Executable, caller: String) -> RunRequest {
     RunRequest {
@@ -80,8 +75,10 @@ impl Core for CoreService {
         Ok(Response::new(executable_status(result)))
     }
 
-    async fn run_pod(&self, _req: Request<Pod>) -> Result<Response<PodStatus>, Status> {
-        Err(not_yet("runtime.Core/RunPod"))
+    async fn run_pod(&self, req: Request<Pod>) -> Result<Response<PodStatus>, Status> {
+        super::instances::run_pod(&self.instances, req)
+            .await
+            .map(Response::new)
     }
 
     async fn spawn(&self, req: Request<SpawnRequest>) -> Result<Response<SpawnResponse>, Status> {

@@ -209,6 +209,7 @@ impl From<InstanceError> for Status {
         let msg = crate::error_chain::chain(&e);
         match e {
             InstanceError::Hypervisor(e) => Status::from(e),
+            InstanceError::Image(e) => Status::new(image_code(&e), msg),
             InstanceError::Name(_) | InstanceError::NotDnsLabel { .. } => {
                 Status::invalid_argument(msg)
             }

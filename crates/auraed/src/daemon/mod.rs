@@ -181,6 +181,7 @@ pub async fn run(
     executables.clean_leftovers();
 
     let images = ImageStore::open(&config.state_dir, RegistryConfig::load(&config.registries)?)?;
+    images.set_preload_dir(config.image_preload_dir.clone());
     let cells = Cells::new(
         images.clone(),
         processes.clone(),
@@ -234,6 +235,7 @@ pub async fn run(
         processes.clone(),
         state,
         Arc::new(IpHostNet),
+        images.clone(),
     );
     // Before serving, so that a restarted daemon answers with its units running
     // (adopted from the previous daemon, or started), and nothing of the

@@ -40,6 +40,8 @@ pub enum InstanceError {
         #[source]
         source: PkiError,
     },
+    #[error("handing the pod's images to the instance")]
+    Image(#[from] crate::images::ImageError),
     #[error("writing the initramfs of the instance")]
     Initramfs(#[from] super::cpio::CpioError),
     #[error("no free address left in --instance-subnet {subnet}: free an instance or give a larger subnet")]

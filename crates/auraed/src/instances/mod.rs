@@ -43,6 +43,7 @@ pub use pool::Subnet;
 pub use remote::GraphNode;
 
 use crate::cgroups::CgroupPath;
+use crate::images::ImageStore;
 use crate::process::{ProcessHandle, Processes};
 use crate::state::StateDb;
 use crate::validation::validate_name;
@@ -87,9 +88,9 @@ pub struct SpawnSpec {
     pub name: String,
     pub memory_mib: u32,
     pub vcpus: u32,
-    /// A directory to share read-only with the instance as its image
-    /// hand-over (RunPod).
-    pub preload: Option<PathBuf>,
+    /// Images the parent pulls and hands to the instance (RunPod): an OCI
+    /// layout in the instance's directory, shared read-only over 9p.
+    pub preload_images: Vec<String>,
     pub caller: String,
 }
 
@@ -113,6 +114,7 @@ pub struct Instances {
     processes: Processes,
     db: Arc<StateDb>,
     net: Arc<dyn HostNet>,
+    images: Arc<ImageStore>,
     tap_prefix: String,
     live: Mutex<BTreeMap<String, Live>>,
     /// Names and addresses held by Spawns in progress.
@@ -126,6 +128,7 @@ impl Instances {
         processes: Processes,
         db: Arc<StateDb>,
         net: Arc<dyn HostNet>,
+        images: Arc<ImageStore>,
     ) -> Arc<Self> {
         let tap_prefix = hostnet::tap_prefix(&config.state_dir);
         Arc::new(Self {
@@ -133,6 +136,7 @@ impl Instances {
             processes,
             db,
             net,
+            images,
             tap_prefix,
             live: Mutex::default(),
             creating: Mutex::default(),
@@ -210,7 +214,7 @@ impl Instances {
             run: None,
         };
         let booted = self
-            .boot(&name, record, &kernel, &base, &ca, spec.preload.as_deref())
+            .boot(&name, record, &kernel, &base, &ca, &spec.preload_images)
             .await;
         self.creating().remove(&name);
         match booted {
@@ -234,7 +238,7 @@ impl Instances {
         kernel: &Path,
         base: &Path,
         ca: &certs::CaFiles,
-        preload: Option<&Path>,
+        preload: &[String],
     ) -> Result<Spawned, InstanceError> {
         self.persist(name, &record).await?;
         let mut handle = None;
@@ -269,10 +273,11 @@ impl Instances {
         kernel: &Path,
         base: &Path,
         ca: &certs::CaFiles,
-        preload: Option<&Path>,
+        preload: &[String],
     ) -> Result<(), InstanceError> {
         let dir = self.dir(name);
         let files = certs::provision(ca, name, record.address, &dir, base).await?;
+        let preload = self.stage_images(&dir, preload).await?;
         let subnet = self.config.subnet;
         let net_err = |detail| InstanceError::Network {
             name: name.to_string(),
@@ -304,7 +309,7 @@ impl Instances {
             tap: &record.tap,
             mac: &mac,
             qmp: &qmp,
-            preload,
+            preload: preload.as_deref(),
         });
         let (h, run) = crate::vms::ctx::spawn_hypervisor(
             &self.processes,
@@ -399,18 +404,8 @@ impl Instances {
 
     /// This daemon with its instances, each asked for its own graph.
     pub async fn graph(&self) -> GraphNode {
-        let targets: Vec<remote::Target> = self
-            .live()
-            .iter()
-            .map(|(name, l)| {
-                remote::Target::new(
-                    name,
-                    l.record.address,
-                    &self.config.ca_crt,
-                    &certs::InstanceFiles::of(&self.dir(name)),
-                )
-            })
-            .collect();
+        let names: Vec<String> = self.live().keys().cloned().collect();
+        let targets: Vec<remote::Target> = names.iter().filter_map(|n| self.target(n)).collect();
         let nested = futures::future::join_all(targets.iter().map(remote::graph)).await;
         GraphNode {
             name: self.config.name.clone(),
@@ -426,6 +421,57 @@ impl Instances {
             .iter()
             .map(|(n, l)| (n.clone(), l.record.address))
             .collect()
+    }
+
+    /// Pulls `references` into this daemon's store and exports them as an
+    /// OCI layout in `<dir>/images` (None when there are none).
+    async fn stage_images(
+        &self,
+        dir: &Path,
+        references: &[String],
+    ) -> Result<Option<PathBuf>, InstanceError> {
+        if references.is_empty() {
+            return Ok(None);
+        }
+        let mut pulled = Vec::new();
+        for r in references {
+            pulled.push(self.images.pull(r, None).await?);
+        }
+        let layout = dir.join("images");
+        self.images.export_layout(&pulled, &layout).await?;
+        Ok(Some(layout))
+    }
+
+    /// The instance's own graph (for RunPod's answer).
+    pub async fn graph_of(&self, name: &str) -> Option<GraphNode> {
+        let target = self.target(name)?;
+        Some(remote::graph(&target).await)
+    }
+
+    /// A client of the instance `name`, as the parent (RunPod).
+    pub async fn client_of(&self, name: &str) -> Result<aurae_client::Client, InstanceError> {
+        let target = self.target(name).ok_or_else(|| InstanceError::NotFound {
+            name: name.to_string(),
+        })?;
+        target
+            .connect()
+            .await
+            .map_err(|detail| InstanceError::NotAnswering {
+                name: name.to_string(),
+                address: target.address.clone(),
+                secs: 0,
+                detail,
+            })
+    }
+
+    fn target(&self, name: &str) -> Option<remote::Target> {
+        let address = self.live().get(name)?.record.address;
+        Some(remote::Target::new(
+            name,
+            address,
+            &self.config.ca_crt,
+            &certs::InstanceFiles::of(&self.dir(name)),
+        ))
     }
 
     fn image(&self) -> Result<(PathBuf, PathBuf), InstanceError> {

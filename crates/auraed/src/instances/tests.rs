@@ -115,6 +115,7 @@ fn fixture(net: FakeNet) -> Fixture {
         processes,
         db.clone(),
         net.clone(),
+        crate::images::ImageStore::open(&d.join("state"), Default::default()).expect("images"),
     );
     Fixture {
         dir,
