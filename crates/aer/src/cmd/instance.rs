@@ -16,7 +16,7 @@ pub enum InstanceCommand {
     Spawn {
         /// Instance name (a DNS label); generated when absent
         name: Option<String>,
-        /// Memory in MiB [default: 256]
+        /// Memory in MiB [default: 512]
         #[arg(long)]
         memory: Option<u32>,
         /// Virtual CPUs [default: 1]

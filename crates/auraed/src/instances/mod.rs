@@ -51,7 +51,7 @@ use crate::vms::accel::Accel;
 use crate::vms::qmp::Qmp;
 use store::{InstanceRecord, INSTANCES};
 
-pub const DEFAULT_MEMORY_MIB: u32 = 256;
+pub const DEFAULT_MEMORY_MIB: u32 = 512;
 pub const DEFAULT_VCPUS: u32 = 1;
 /// The image files `hack/build-instance-image.sh DIR` writes.
 pub const KERNEL_FILE: &str = "vmlinux";
@@ -193,7 +193,7 @@ impl Instances {
             DEFAULT_MEMORY_MIB,
             64,
             1024 * 1024,
-            "64 to 1048576 MiB (0: 256)",
+            "64 to 1048576 MiB (0: 512)",
         )?;
         let vcpus = crate::vms::size(
             "vcpus",
