@@ -131,13 +131,10 @@ pub struct DaemonConfig {
     /// instance its server certificate (with --ca-crt).
     #[arg(long, env = "AURAED_CA_KEY", default_value = "/etc/aurae/pki/ca.key")]
     pub ca_key: PathBuf,
-    /// Directory of the nested instances' image: vmlinux and
-    /// initramfs.cpio, made by hack/build-instance-image.sh DIR.
-    #[arg(
-        long,
-        env = "AURAED_INSTANCE_IMAGE_DIR",
-        default_value = "/var/lib/aurae/instance"
-    )]
+    /// Directory of the nested instances' image (vmlinux, initramfs.cpio)
+    /// made by hack/build-instance-image.sh DIR.
+    #[arg(long, env = "AURAED_INSTANCE_IMAGE_DIR")]
+    #[arg(default_value = "/var/lib/aurae/instance")]
     pub instance_image_dir: PathBuf,
     /// IPv4 subnet of the nested instances: its first address is the
     /// bridge's (their gateway), the others go to instances.
@@ -153,11 +150,8 @@ pub struct DaemonConfig {
     /// An OCI image layout whose images (named by their full reference) are
     /// taken from there instead of their registry: how a parent hands its
     /// images to a nested instance (docs/instances.md).
-    #[arg(
-        long,
-        env = "AURAED_IMAGE_PRELOAD_DIR",
-        default_value = "/var/lib/aurae/images-preload"
-    )]
+    #[arg(long, env = "AURAED_IMAGE_PRELOAD_DIR")]
+    #[arg(default_value = "/var/lib/aurae/images-preload")]
     pub image_preload_dir: PathBuf,
 }
 

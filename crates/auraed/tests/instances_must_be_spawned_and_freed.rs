@@ -19,17 +19,6 @@ use common::{alive, eventually, TestDaemon};
 use instance_support::{image, require_instances, validity};
 use spawn_support::{instance_client, spawning_daemon, InstanceNet};
 
-fn exe(command: &str) -> Executable {
-    Executable {
-        meta: Some(AuraeMeta {
-            name: "t".into(),
-            message: String::new(),
-        }),
-        command: command.into(),
-        ..Default::default()
-    }
-}
-
 fn spawn_request(name: &str) -> SpawnRequest {
     SpawnRequest {
         name: name.into(),
@@ -173,8 +162,16 @@ async fn instances_must_be_spawned_and_freed() {
     assert!(wrong, "a certificate for another name is refused");
 
     // RunExecutable in the instance, where auraed is PID 1.
+    let mut exe = Executable {
+        command: "sh -c 'echo hello from $(cat /proc/1/comm)'".into(),
+        ..Default::default()
+    };
+    exe.meta = Some(AuraeMeta {
+        name: "t".into(),
+        message: String::new(),
+    });
     let out = by_name
-        .run_executable(exe("sh -c 'echo hello from $(cat /proc/1/comm)'"))
+        .run_executable(exe)
         .await
         .expect("run in the instance");
     assert_eq!(out.exit_code, "0", "{out:?}");

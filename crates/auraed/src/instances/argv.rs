@@ -17,12 +17,12 @@ pub const INSTANCE_PORT: u16 = 8080;
 pub const PRELOAD_TAG: &str = "aurae-images";
 
 pub struct BootArgs<'a> {
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
     pub name: &'a str,
     pub accel: Accel,
     pub memory_mib: u32,
     pub vcpus: u32,
-    pub kernel: &'a Path,
-    pub initrd: &'a Path,
     pub address: Ipv4Addr,
     pub gateway: Ipv4Addr,
     pub netmask: Ipv4Addr,
@@ -99,12 +99,12 @@ mod tests {
 
     fn args<'a>(preload: Option<&'a Path>) -> BootArgs<'a> {
         BootArgs {
+            kernel: Path::new("/i/vmlinux"),
+            initrd: Path::new("/s/web/initramfs.cpio"),
             name: "web",
             accel: Accel::Tcg,
             memory_mib: 256,
             vcpus: 2,
-            kernel: Path::new("/i/vmlinux"),
-            initrd: Path::new("/s/web/initramfs.cpio"),
             address: Ipv4Addr::new(10, 92, 0, 2),
             gateway: Ipv4Addr::new(10, 92, 0, 1),
             netmask: Ipv4Addr::new(255, 255, 255, 0),

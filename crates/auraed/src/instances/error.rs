@@ -61,21 +61,14 @@ pub enum InstanceError {
     Exited { name: String, detail: String },
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
     #[error("the daemon is shutting down")]
     ShuttingDown,
 }
 
 impl InstanceError {
     pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        InstanceError::Io {
-            what: what.into(),
-            source,
-        }
+        InstanceError::Io(what.into(), source)
     }
 }

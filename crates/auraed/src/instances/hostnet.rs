@@ -9,17 +9,15 @@ use futures::future::BoxFuture;
 
 use crate::vms::net as vmnet;
 
+/// What a network step returns: why it failed, in words.
+pub type NetStep<'a> = BoxFuture<'a, Result<(), String>>;
+
 pub trait HostNet: Send + Sync + 'static {
     /// Makes `bridge` with address `gateway/prefix` and brings it up, when
     /// it is not there yet.
-    fn ensure_bridge(
-        &self,
-        bridge: &str,
-        gateway: Ipv4Addr,
-        prefix: u8,
-    ) -> BoxFuture<'_, Result<(), String>>;
+    fn ensure_bridge(&self, bridge: &str, gateway: Ipv4Addr, prefix: u8) -> NetStep<'_>;
     /// Makes `tap` afresh on `bridge`, up.
-    fn create_tap(&self, tap: &str, bridge: &str) -> BoxFuture<'_, Result<(), String>>;
+    fn create_tap(&self, tap: &str, bridge: &str) -> NetStep<'_>;
     /// Removes `tap` if it exists.
     fn remove_tap(&self, tap: &str) -> BoxFuture<'_, ()>;
     /// The interfaces whose names start with `prefix`.
@@ -30,12 +28,7 @@ pub trait HostNet: Send + Sync + 'static {
 pub struct IpHostNet;
 
 impl HostNet for IpHostNet {
-    fn ensure_bridge(
-        &self,
-        bridge: &str,
-        gateway: Ipv4Addr,
-        prefix: u8,
-    ) -> BoxFuture<'_, Result<(), String>> {
+    fn ensure_bridge(&self, bridge: &str, gateway: Ipv4Addr, prefix: u8) -> NetStep<'_> {
         let (bridge, cidr) = (bridge.to_string(), format!("{gateway}/{prefix}"));
         Box::pin(async move {
             if vmnet::check_bridge(&bridge).is_err() {
@@ -48,7 +41,7 @@ impl HostNet for IpHostNet {
         })
     }
 
-    fn create_tap(&self, tap: &str, bridge: &str) -> BoxFuture<'_, Result<(), String>> {
+    fn create_tap(&self, tap: &str, bridge: &str) -> NetStep<'_> {
         let (tap, bridge) = (tap.to_string(), bridge.to_string());
         Box::pin(async move {
             vmnet::create_tap(&tap, &bridge)

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
+
+use super::hostnet::NetStep;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 
@@ -32,16 +34,11 @@ impl FakeNet {
 }
 
 impl HostNet for FakeNet {
-    fn ensure_bridge(
-        &self,
-        bridge: &str,
-        gateway: Ipv4Addr,
-        prefix: u8,
-    ) -> BoxFuture<'_, Result<(), String>> {
+    fn ensure_bridge(&self, bridge: &str, gateway: Ipv4Addr, prefix: u8) -> NetStep<'_> {
         self.record(format!("bridge {bridge} {gateway}/{prefix}"));
         Box::pin(async { Ok(()) })
     }
-    fn create_tap(&self, tap: &str, bridge: &str) -> BoxFuture<'_, Result<(), String>> {
+    fn create_tap(&self, tap: &str, bridge: &str) -> NetStep<'_> {
         self.record(format!("create {tap} {bridge}"));
         let fail = self.fail_tap;
         Box::pin(async move {

@@ -3,11 +3,11 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::Command;
 
 use aurae_client::{AuraeConfig, Client};
 
 use super::common::TestDaemon;
+use super::instance_support::ip;
 
 /// The test's bridge and subnet (10.252.N.0/24, N from the test's tag).
 pub struct InstanceNet {
@@ -46,14 +46,6 @@ impl Drop for InstanceNet {
     fn drop(&mut self) {
         let _ = ip(&["link", "del", &self.bridge]);
     }
-}
-
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// A daemon able to spawn instances from `image` on `net`.
