@@ -1,0 +1,110 @@
+//! runtime.Core/Spawn until the nested auraed answers its mTLS health
+//! check, against plain QEMU booting the same kernel and initramfs (the
+//! image's, without the per-instance archive) to its first console line;
+//! and what the parent adds in memory per instance (its RSS growth, and
+//! the instance's monitor process).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use aurae_proto::runtime::SpawnRequest;
+
+use crate::daemon::{rss_kib_of, BenchDaemon};
+use crate::report::{percentile, Row};
+
+const MEMORY_MIB: u32 = 512;
+const BOOT_LIMIT: Duration = Duration::from_secs(300);
+
+/// Plain QEMU with the instance argv (no network): time to the first line
+/// on the serial console.
+fn raw_qemu(image: &Path) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-M", "microvm,acpi=off", "-accel", "tcg", "-nodefaults"])
+        .args(["-no-user-config", "-nographic", "-no-reboot", "-cpu", "max"])
+        .args(["-m", &MEMORY_MIB.to_string(), "-smp", "1", "-kernel"])
+        .arg(image.join("vmlinux"))
+        .arg("-initrd")
+        .arg(image.join("initramfs.cpio"))
+        .args(["-append", "console=ttyS0 reboot=t panic=-1 quiet"])
+        .args(["-serial", "stdio"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting qemu-system-x86_64")?;
+    let stdout = child.stdout.take().context("qemu stdout")?;
+    let mut first = None;
+    for line in BufReader::new(stdout).lines() {
+        if !line?.trim().is_empty() {
+            first = Some(t.elapsed());
+            break;
+        }
+        if t.elapsed() > BOOT_LIMIT {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    first.context("plain qemu printed nothing on its console")
+}
+
+pub async fn spawn(d: &BenchDaemon, image: &Path, runs: usize) -> anyhow::Result<Vec<Row>> {
+    let client = d.client().await?;
+    let (mut answered, mut base, mut added, mut monitor) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Warm-up: the first run makes the bridge and pages the image in.
+    for i in 0..=runs {
+        let name = format!("bench-{i}");
+        let before = d.rss_kib()?.0;
+        let t = Instant::now();
+        let r = client
+            .spawn(SpawnRequest {
+                name: name.clone(),
+                memory_mib: MEMORY_MIB,
+                vcpus: 1,
+            })
+            .await?;
+        let to_answer = t.elapsed();
+        let after = d.rss_kib()?.0;
+        let pid = r.proc.map(|p| p.pid).context("no pid")?;
+        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))?
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+            .context("the monitor's pid")?;
+        let monitor_rss = rss_kib_of(ppid)?;
+        client.free_instance(&name).await?;
+        let raw = raw_qemu(image)?;
+        if i == 0 {
+            continue;
+        }
+        answered.push(to_answer);
+        base.push(raw);
+        added.push(after.saturating_sub(before));
+        monitor.push(monitor_rss.0);
+    }
+    ensure!(!answered.is_empty(), "no runs");
+    answered.sort();
+    base.sort();
+    added.sort();
+    monitor.sort();
+    let p50 = |v: &[Duration]| percentile(v, 0.5);
+    let median = |v: &[u64]| v.get(v.len() / 2).copied().unwrap_or(0);
+    Ok(vec![
+        Row {
+            what: format!("Spawn until the nested auraed answers over mTLS, TCG, p50 of {runs} (vs qemu-system-x86_64 of the same kernel + initramfs to its first console line)"),
+            value: format!("{:.0} ms", p50(&answered).as_secs_f64() * 1e3),
+            baseline: Some(format!("{:.0} ms", p50(&base).as_secs_f64() * 1e3)),
+            ratio: Some(p50(&answered).as_secs_f64() / p50(&base).as_secs_f64()),
+        },
+        Row {
+            what: format!("parent auraed RSS added per running instance, median of {runs} (+ its monitor process)"),
+            value: format!("{} KiB (+ {} KiB)", median(&added), median(&monitor)),
+            baseline: None,
+            ratio: None,
+        },
+    ])
+}
