@@ -56,6 +56,8 @@ pub const DEFAULT_VCPUS: u32 = 1;
 /// The image files `hack/build-instance-image.sh DIR` writes.
 pub const KERNEL_FILE: &str = "vmlinux";
 pub const INITRAMFS_FILE: &str = "initramfs.cpio";
+/// How much of a failed boot's console its error shows.
+const CONSOLE_TAIL: usize = 2048;
 /// How long Free waits for the hypervisor to go after QMP `quit`.
 const QUIT_WAIT: Duration = Duration::from_secs(10);
 
@@ -258,8 +260,14 @@ impl Instances {
                 })
             }
             Err(e) => {
-                self.teardown(name, &record, handle).await;
-                Err(e)
+                let console = self.teardown(name, &record, handle).await;
+                Err(match e {
+                    InstanceError::Exited { name, detail } => InstanceError::Exited {
+                        name,
+                        detail: format!("{detail}; its console ended with:\n{console}"),
+                    },
+                    e => e,
+                })
             }
         }
     }
@@ -326,8 +334,15 @@ impl Instances {
         remote::wait_answering(&target, h, self.config.boot_timeout).await
     }
 
-    /// Stops the hypervisor and removes the TAP, the files and the record.
-    async fn teardown(&self, name: &str, record: &InstanceRecord, handle: Option<ProcessHandle>) {
+    /// Stops the hypervisor and removes the TAP, the files and the record;
+    /// returns the end of its console.
+    async fn teardown(
+        &self,
+        name: &str,
+        record: &InstanceRecord,
+        handle: Option<ProcessHandle>,
+    ) -> String {
+        let mut console = String::new();
         if let Some(h) = handle {
             if !h.is_finished() {
                 if let Ok(mut q) = Qmp::connect(&self.qmp_path(name)).await {
@@ -342,11 +357,13 @@ impl Instances {
             }
             h.stop();
             if let Ok(f) = h.wait().await {
+                console = f.output(CONSOLE_TAIL).await.stdout;
                 let _ = std::fs::remove_dir_all(&f.log_dir);
             }
         }
         self.net.remove_tap(&record.tap).await;
         self.forget(name).await;
+        console
     }
 
     /// Removes an instance's files and record.
@@ -382,7 +399,7 @@ impl Instances {
             .ok_or_else(|| InstanceError::NotFound {
                 name: name.to_string(),
             })?;
-        self.teardown(name, &live.record, live.handle).await;
+        let _ = self.teardown(name, &live.record, live.handle).await;
         tracing::info!(kind = "instance", name, "instance freed");
         Ok(())
     }
@@ -394,7 +411,9 @@ impl Instances {
         let n = all.len();
         futures::future::join_all(
             all.into_iter()
-                .map(|(name, l)| async move { self.teardown(&name, &l.record, l.handle).await }),
+                .map(|(name, l)| async move {
+                    let _ = self.teardown(&name, &l.record, l.handle).await;
+                }),
         )
         .await;
         if n > 0 {
