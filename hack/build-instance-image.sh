@@ -3,7 +3,7 @@
 # boots, from Debian packages and this repository only:
 #
 #   $OUT/vmlinux         Debian's kernel, uncompressed out of its bzImage, for
-#                        QEMU's PVH direct boot (-M microvm,acpi=off -kernel)
+#                        QEMU's PVH direct boot (-kernel; argv in docs/instances.md)
 #   $OUT/initramfs.cpio  newc cpio: a static auraed as /init, a static busybox
 #                        with its applet links, /dev/console, the kernel
 #                        modules an instance loads and their modules.dep
@@ -35,15 +35,14 @@ for tool in cpio dpkg-deb dpkg-query apt-cache apt-get depmod xz cargo sha256sum
 	command -v "$tool" >/dev/null || { say "$tool is missing (see .ci/run)"; exit 1; }
 done
 [ -x "$BUSYBOX" ] || { say "$BUSYBOX is missing: apt-get install busybox-static"; exit 1; }
+[ -f /etc/ssl/certs/ca-certificates.crt ] || { say "no CA bundle: apt-get install ca-certificates"; exit 1; }
 
-# The kernel the metapackage points at today.
-KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-[ -n "$KPKG" ] || { say "cannot resolve linux-image-amd64 (apt-get update?)"; exit 1; }
-KPKG_VERSION=$(apt-cache policy "$KPKG" | awk '/Candidate:/{print $2}')
-SOURCES=$(cd "$REPO" && find Cargo.toml Cargo.lock proto crates hack/build-instance-image.sh \
+. "$REPO/hack/debian-kernel.sh"
+kernel_package build-instance-image
+SOURCES=$(cd "$REPO" && find Cargo.toml Cargo.lock proto crates hack/build-instance-image.sh hack/debian-kernel.sh \
 	-path '*/tests' -prune -o -type f \( -name '*.rs' -o -name '*.toml' -o -name '*.proto' -o -name '*.sh' -o -name Cargo.lock \) -print |
 	LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
-STAMP="$KPKG $KPKG_VERSION busybox $(dpkg-query -W -f '${Version}' busybox-static 2>/dev/null || echo unknown) auraed $SOURCES"
+STAMP="$KPKG $KPKG_VERSION ca $(sha256sum </etc/ssl/certs/ca-certificates.crt | cut -c1-8) busybox $(dpkg-query -W -f '${Version}' busybox-static 2>/dev/null || echo unknown) auraed $SOURCES"
 if [ -f "$OUT/initramfs.cpio" ] && [ -f "$OUT/vmlinux" ] && [ "$(cat "$OUT/.stamp" 2>/dev/null)" = "$STAMP" ]; then
 	say "$OUT is up to date ($STAMP)"
 	exit 0
@@ -51,24 +50,18 @@ fi
 
 # The static auraed, in a target directory of its own so the normal build
 # stays as it is (crt-static only applies to the target, not build scripts).
+# libseccomp-sys links the shared library unless told otherwise.
 say "building a static auraed (profile instance)"
-(cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --locked \
+(cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" \
+	LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu cargo build -q --locked \
 	--profile instance --target "$TARGET" --target-dir "$REPO/target/instance" -p auraed)
 AURAED=$REPO/target/instance/$TARGET/instance/auraed
-if readelf -l "$AURAED" 2>/dev/null | grep -q 'Requesting program interpreter'; then
+if readelf -ld "$AURAED" | grep -q -e 'Requesting program interpreter' -e '(NEEDED)'; then
 	say "$AURAED is not static"; exit 1
 fi
 
 mkdir -p "$OUT"
-WORK=$(mktemp -d /var/tmp/aurae-instance.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-chmod 755 "$WORK"
-
-apt-get download -q "$KPKG" >/dev/null 2>&1 || apt-get download "$KPKG"
-dpkg-deb -x ./"$KPKG"_*.deb kernel
-VMLINUZ=$(ls kernel/boot/vmlinuz-*)
-KVER=${VMLINUZ##*/vmlinuz-}
+unpack_kernel aurae-instance
 KMOD=kernel/lib/modules/$KVER
 
 # vmlinux: the bzImage's payload is an XZ stream; the first one that
@@ -98,6 +91,10 @@ mknod -m 600 "$root/dev/console" c 5 1
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
 printf 'root:x:0:\ntty:x:5:\nnogroup:x:65534:\n' >"$root/etc/group"
 printf 'hosts: files\n' >"$root/etc/nsswitch.conf"
+# The system CA bundle (Debian's ca-certificates): the image store's HTTPS
+# client needs one to start, and pulls over TLS verify against it.
+mkdir -p "$root/etc/ssl/certs"
+cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
 
 # Modules: the closure of $MODULES in the package's modules.dep (made by
 # depmod on the unpacked tree: the package has no modules.dep of its own).
@@ -110,7 +107,9 @@ while read -r f; do
 	mkdir -p "$root/lib/modules/$KVER/$(dirname "$f")"
 	cp "$KMOD/$f" "$root/lib/modules/$KVER/$f"
 done <modules.list
-cp "$KMOD/modules.order" "$KMOD/modules.builtin" "$root/lib/modules/$KVER/" 2>/dev/null || true
+for f in modules.order modules.builtin modules.builtin.modinfo; do
+	[ -f "$KMOD/$f" ] && cp "$KMOD/$f" "$root/lib/modules/$KVER/"
+done
 depmod -b "$root" "$KVER"
 
 # Uncompressed: under TCG the guest's decompression costs more than QEMU

@@ -26,25 +26,16 @@ for tool in mkfs.vfat syslinux mcopy qemu-img cpio dpkg-deb apt-cache apt-get gz
 done
 [ -x "$BUSYBOX" ] || { echo "build-vm-disk: $BUSYBOX is missing: apt-get install busybox-static" >&2; exit 1; }
 
-# The kernel the metapackage points at today.
-KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-[ -n "$KPKG" ] || { echo "build-vm-disk: cannot resolve linux-image-amd64 (apt-get update?)" >&2; exit 1; }
-STAMP="$KPKG $(apt-cache policy "$KPKG" | awk '/Candidate:/{print $2}') v3"
+. "$(dirname "$0")/debian-kernel.sh"
+kernel_package build-vm-disk
+STAMP="$KPKG $KPKG_VERSION v3"
 if [ -f "$OUT/SHA256SUMS" ] && [ "$(cat "$OUT/.stamp" 2>/dev/null)" = "$STAMP" ]; then
 	echo "build-vm-disk: $OUT is up to date ($STAMP)"
 	exit 0
 fi
 
 mkdir -p "$OUT"
-WORK=$(mktemp -d /var/tmp/aurae-vm-disk.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-chmod 755 "$WORK"
-
-apt-get download -q "$KPKG" >/dev/null 2>&1 || apt-get download "$KPKG"
-dpkg-deb -x ./"$KPKG"_*.deb kernel
-VMLINUZ=$(ls kernel/boot/vmlinuz-*)
-KVER=${VMLINUZ##*/vmlinuz-}
+unpack_kernel aurae-vm-disk
 MODS=kernel/lib/modules/$KVER/kernel
 
 # $1: what the init does after the marker ("button" or "poweroff").

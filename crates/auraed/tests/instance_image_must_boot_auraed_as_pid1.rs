@@ -2,7 +2,8 @@
 //! as docs/instances.md gives the argv: auraed is PID 1, brings up the
 //! network from `ip=`, serves mTLS on the instance's address with the
 //! certificate in the per-instance archive, refuses a client from another
-//! CA, runs executables in the guest, and a SIGTERM to PID 1 stops the
+//! CA, runs executables in the guest, mounts the parent's 9p share
+//! read-only, and a SIGTERM to PID 1 stops the
 //! daemon and its workloads and makes QEMU exit by itself.
 
 mod common;
@@ -14,9 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aurae_client::Client;
-use aurae_proto::meta::AuraeMeta;
-use aurae_proto::runtime::{Executable, ExecutableStatus};
+use aurae_proto::runtime::ExecutableStatus;
 use auraed::instances::cpio::{write_instance_initramfs, InstancePki};
+use common::exe;
 use instance_support::*;
 
 const NAME: &str = "inst-test";
@@ -28,17 +29,6 @@ impl Drop for Qemu {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn exe(command: &str) -> Executable {
-    Executable {
-        meta: Some(AuraeMeta {
-            name: "t".into(),
-            message: String::new(),
-        }),
-        command: command.into(),
-        ..Default::default()
     }
 }
 
@@ -105,8 +95,11 @@ async fn instance_image_must_boot_auraed_as_pid1() {
     .expect("per-instance initramfs");
 
     let cmdline = format!(
-        "console=ttyS0 reboot=t panic=-1 quiet ip={address}::{gateway}:255.255.255.0:{NAME}:eth0:off aurae.port=8080"
+        "console=ttyS0 reboot=t panic=-1 quiet ip={address}::{gateway}:255.255.255.0:{NAME}:eth0:off aurae.port=8080 aurae.preload=aurae-images"
     );
+    let share = dir.path().join("share");
+    std::fs::create_dir(&share).expect("share");
+    std::fs::write(share.join("marker"), "from the parent\n").expect("marker");
     let log = dir.path().join("console.log");
     let mut qemu = Qemu(
         Command::new("qemu-system-x86_64")
@@ -116,6 +109,7 @@ async fn instance_image_must_boot_auraed_as_pid1() {
                 &cmdline,
                 &net.tap,
                 "52:54:00:12:34:56",
+                &share,
             ))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).expect("console log"))
@@ -162,6 +156,12 @@ async fn instance_image_must_boot_auraed_as_pid1() {
     let filesystems = run(&c, "/bin/busybox cat /proc/filesystems").await;
     assert!(filesystems.stdout.contains("overlay"), "{filesystems:?}");
 
+    // The parent's share, read-only.
+    let marker = run(&c, "/bin/busybox cat /var/lib/aurae/images-preload/marker").await;
+    assert_eq!(marker.stdout, "from the parent\n", "{marker:?}");
+    let write = run(&c, "/bin/busybox touch /var/lib/aurae/images-preload/x").await;
+    assert_ne!(write.exit_code, "0", "the share is writable: {write:?}");
+
     // A client certificate from another CA is refused.
     let (from, to) = validity();
     let other = auraed::pki::generate_ca(from, to).expect("other ca");
@@ -188,8 +188,15 @@ async fn instance_image_must_boot_auraed_as_pid1() {
         tokio::spawn(async move { c.run_executable(exe("/bin/busybox sleep 600")).await })
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while run(&c, "/bin/busybox pgrep -f 'sleep 600'").await.exit_code != "0" {
-        assert!(Instant::now() < deadline, "the workload did not start");
+    loop {
+        let ps = run(&c, "/bin/busybox ps -o pid,args").await;
+        if ps.stdout.contains("busybox sleep 600") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the workload did not start: {ps:?}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     // The call may end with the daemon before it answers.

@@ -4,19 +4,7 @@ mod common;
 
 use aurae_proto::meta::{AuraeMeta, Status};
 use aurae_proto::runtime::{Executable, ExecutableStatus};
-use common::{require_root, TestDaemon};
-
-fn exe(command: &str) -> Executable {
-    Executable {
-        meta: Some(AuraeMeta {
-            name: "t".into(),
-            message: String::new(),
-        }),
-        command: command.into(),
-        comment: String::new(),
-        ..Default::default()
-    }
-}
+use common::{exe, require_root, TestDaemon};
 
 async fn run(d: &TestDaemon, command: &str) -> ExecutableStatus {
     d.client()

@@ -56,9 +56,10 @@ impl Kernel for Linux {
 }
 
 impl ModuleLoader for Linux {
-    fn load(&mut self, path: &Path) -> io::Result<()> {
+    fn load(&mut self, path: &Path, params: &str) -> io::Result<()> {
         let file = std::fs::File::open(path)?;
-        match nix::kmod::finit_module(&file, c"", nix::kmod::ModuleInitFlags::empty()) {
+        let params = std::ffi::CString::new(params).map_err(io::Error::other)?;
+        match nix::kmod::finit_module(&file, &params, nix::kmod::ModuleInitFlags::empty()) {
             Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
             Err(e) => Err(e.into()),
         }

@@ -78,6 +78,7 @@ fn boot(k: &mut Linux) -> Result<Vec<String>, InitError> {
     let cmdline = k
         .read(Path::new("/proc/cmdline"))
         .map_err(InitError::io("reading /proc/cmdline"))?;
+    say(&format!("kernel command line: {}", cmdline.trim()));
     let params = BootParams::parse(&cmdline)?;
     std::env::set_var(
         "PATH",
@@ -90,7 +91,7 @@ fn boot(k: &mut Linux) -> Result<Vec<String>, InitError> {
         .read(Path::new("/proc/sys/kernel/osrelease"))
         .map_err(InitError::io("reading the kernel release"))?;
     let deps = ModuleDeps::read(&Path::new("/lib/modules").join(release.trim()))?;
-    deps.load(BOOT_MODULES, k)?;
+    deps.load(BOOT_MODULES, &cmdline, k)?;
     let mut args = vec!["--stop-workloads-at-exit".to_string()];
     if let Some(ip) = &params.ip {
         k.set_hostname(&ip.hostname)
@@ -104,7 +105,7 @@ fn boot(k: &mut Linux) -> Result<Vec<String>, InitError> {
         ]);
     }
     if let Some(tag) = &params.preload {
-        deps.load(PRELOAD_MODULES, k)?;
+        deps.load(PRELOAD_MODULES, &cmdline, k)?;
         mounts::mount_all(k, &[mounts::preload_mount(tag)])?;
     }
     Ok(args)

@@ -22,8 +22,23 @@ pub const PRELOAD_MODULES: &[&str] = &["9pnet_virtio", "9p"];
 
 /// Loads one module file into the kernel.
 pub trait ModuleLoader {
-    /// Loading a module that is already loaded is not an error.
-    fn load(&mut self, path: &Path) -> std::io::Result<()>;
+    /// Loads with `params` (`name=value ...`). Loading a module that is
+    /// already loaded is not an error.
+    fn load(&mut self, path: &Path, params: &str) -> std::io::Result<()>;
+}
+
+/// The kernel keeps `module.param=value` on its command line for built-in
+/// code only; for a loadable module the loader passes them, as modprobe
+/// does. QEMU's microvm describes its virtio-mmio devices this way
+/// (`virtio_mmio.device=512@0xfeb00e00:12`).
+pub fn params_for(cmdline: &str, module: &str) -> String {
+    cmdline
+        .split_ascii_whitespace()
+        .filter_map(|w| w.split_once('.'))
+        .filter(|(m, p)| module_name(m) == module && p.contains('='))
+        .map(|(_, p)| p)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `modules.dep` of one kernel: module name -> (its file, its dependencies'
@@ -84,13 +99,22 @@ impl ModuleDeps {
         Ok(order)
     }
 
-    /// Loads `names` and what they depend on.
-    pub fn load(&self, names: &[&str], loader: &mut dyn ModuleLoader) -> Result<(), InitError> {
+    /// Loads `names` and what they depend on, each with its parameters
+    /// from the kernel command line `cmdline`.
+    pub fn load(
+        &self,
+        names: &[&str],
+        cmdline: &str,
+        loader: &mut dyn ModuleLoader,
+    ) -> Result<(), InitError> {
         for path in self.load_order(names)? {
-            loader.load(&path).map_err(|source| InitError::Io {
-                what: format!("loading {}", path.display()),
-                source,
-            })?;
+            let params = params_for(cmdline, &module_name(&path.to_string_lossy()));
+            loader
+                .load(&path, &params)
+                .map_err(|source| InitError::Io {
+                    what: format!("loading {}", path.display()),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -112,8 +136,13 @@ kernel/drivers/virtio/virtio_ring.ko:
 
     struct Recorder(Vec<String>);
     impl ModuleLoader for Recorder {
-        fn load(&mut self, path: &Path) -> std::io::Result<()> {
-            self.0.push(module_name(&path.to_string_lossy()));
+        fn load(&mut self, path: &Path, params: &str) -> std::io::Result<()> {
+            let name = module_name(&path.to_string_lossy());
+            self.0.push(if params.is_empty() {
+                name
+            } else {
+                format!("{name} {params}")
+            });
             Ok(())
         }
     }
@@ -122,14 +151,15 @@ kernel/drivers/virtio/virtio_ring.ko:
     fn dependencies_load_first_and_once() {
         let deps = ModuleDeps::parse(Path::new("/lib/modules/6.1"), DEP);
         let mut r = Recorder(Vec::new());
-        deps.load(&["virtio-net", "9pnet_virtio", "9p"], &mut r)
+        let cmdline = "quiet virtio-net.napi_tx=1 virtio_net.x=2 failover virtio_ring.y";
+        deps.load(&["virtio-net", "9pnet_virtio", "9p"], cmdline, &mut r)
             .expect("loads");
         assert_eq!(
             r.0,
             [
                 "failover",
                 "net_failover",
-                "virtio_net",
+                "virtio_net napi_tx=1 x=2",
                 "virtio_ring",
                 "9pnet",
                 "9pnet_virtio",

@@ -159,10 +159,10 @@ fn stop_everyone(signal: Signal, within: Duration) {
 }
 
 /// Ends the instance: what is left gets SIGTERM then SIGKILL, the disks
-/// are synced, then the machine resets. microvm with acpi=off has no way
-/// to power off (RB_POWER_OFF only halts the CPU and QEMU keeps running);
-/// a reset with the kernel's `reboot=t` and QEMU's `-no-reboot` makes
-/// QEMU exit, which is what the parent waits for.
+/// are synced, then the machine resets: with the kernel's `reboot=t` and
+/// QEMU's `-no-reboot` that makes QEMU exit, which is what the parent
+/// waits for, on every machine type (microvm with acpi=off cannot power
+/// off: RB_POWER_OFF only halts the CPU and QEMU keeps running).
 pub fn power_off() -> ! {
     stop_everyone(Signal::SIGTERM, LEFTOVERS_STOP);
     stop_everyone(Signal::SIGKILL, LEFTOVERS_STOP);

@@ -30,6 +30,33 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// True when `missing` is `None`; otherwise says why `test` is skipped,
+/// and on CI (env `CI` set) fails: CI never passes a test that did not run.
+pub fn require(test: &str, missing: Option<String>) -> bool {
+    match missing {
+        None => true,
+        Some(why) if std::env::var_os("CI").is_some() => {
+            panic!("{test}: {why}, and CI must not skip it")
+        }
+        Some(why) => {
+            eprintln!("skipping {test}: {why}");
+            false
+        }
+    }
+}
+
+/// A RunExecutable request named "t" for `command`.
+pub fn exe(command: &str) -> aurae_proto::runtime::Executable {
+    aurae_proto::runtime::Executable {
+        meta: Some(aurae_proto::meta::AuraeMeta {
+            name: "t".into(),
+            message: String::new(),
+        }),
+        command: command.into(),
+        ..Default::default()
+    }
+}
+
 pub struct Builder {
     state_dir: Option<PathBuf>,
     policy: Option<String>,

@@ -46,16 +46,7 @@ pub fn require_vms(test: &str) -> bool {
     } else {
         None
     };
-    match missing {
-        None => true,
-        Some(why) if std::env::var_os("CI").is_some() => {
-            panic!("{test}: {why}, and CI must not skip it")
-        }
-        Some(why) => {
-            eprintln!("skipping {test}: {why}");
-            false
-        }
-    }
+    crate::common::require(test, missing)
 }
 
 fn which(program: &str) -> bool {
