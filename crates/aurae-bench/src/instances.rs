@@ -23,7 +23,7 @@ const BOOT_LIMIT: Duration = Duration::from_secs(300);
 fn raw_qemu(image: &Path) -> anyhow::Result<Duration> {
     let t = Instant::now();
     let mut child = Command::new("qemu-system-x86_64")
-        .args(["-M", "microvm,acpi=off", "-accel", "tcg", "-nodefaults"])
+        .args(["-M", "pc", "-accel", "tcg", "-nodefaults"])
         .args(["-no-user-config", "-nographic", "-no-reboot", "-cpu", "max"])
         .args(["-m", &MEMORY_MIB.to_string(), "-smp", "1", "-kernel"])
         .arg(image.join("vmlinux"))

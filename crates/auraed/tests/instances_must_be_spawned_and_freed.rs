@@ -13,9 +13,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use aurae_client::Client;
-use aurae_proto::meta::AuraeMeta;
-use aurae_proto::runtime::{Executable, SpawnRequest};
-use common::{alive, eventually, TestDaemon};
+use aurae_proto::runtime::SpawnRequest;
+use common::{alive, eventually, exe, TestDaemon};
 use instance_support::{image, require_instances, validity};
 use spawn_support::{instance_client, spawning_daemon, InstanceNet};
 
@@ -162,16 +161,8 @@ async fn instances_must_be_spawned_and_freed() {
     assert!(wrong, "a certificate for another name is refused");
 
     // RunExecutable in the instance, where auraed is PID 1.
-    let mut exe = Executable {
-        command: "sh -c 'echo hello from $(cat /proc/1/comm)'".into(),
-        ..Default::default()
-    };
-    exe.meta = Some(AuraeMeta {
-        name: "t".into(),
-        message: String::new(),
-    });
     let out = by_name
-        .run_executable(exe)
+        .run_executable(exe("sh -c 'echo hello from $(cat /proc/1/comm)'"))
         .await
         .expect("run in the instance");
     assert_eq!(out.exit_code, "0", "{out:?}");

@@ -1,5 +1,6 @@
-//! The QEMU command line of an instance: a microvm booting the instance
-//! image's kernel directly (PVH) with the per-instance initramfs, its
+//! The QEMU command line of an instance: `-M pc` booting the instance
+//! image's kernel directly (PVH, SeaBIOS skipped) with the per-instance
+//! initramfs (why not microvm: docs/instances.md), its
 //! network on the kernel command line (read by the nested auraed, PID 1),
 //! one virtio-net on its TAP, and optionally the parent's image hand-over
 //! as a read-only 9p share. Console and QMP as for VMs. The final form is
@@ -51,7 +52,7 @@ pub fn argv(a: &BootArgs<'_>) -> Vec<String> {
         "-name".into(),
         a.name.into(),
         "-M".into(),
-        "microvm,acpi=off".into(),
+        "pc".into(),
         "-accel".into(),
         a.accel.qemu_name().into(),
         "-nodefaults".into(),
@@ -76,7 +77,8 @@ pub fn argv(a: &BootArgs<'_>) -> Vec<String> {
         "-netdev".into(),
         format!("tap,id=n0,ifname={},script=no,downscript=no", a.tap),
         "-device".into(),
-        format!("virtio-net-device,netdev=n0,mac={}", a.mac),
+        // No iPXE option ROM: nothing boots from the network.
+        format!("virtio-net-pci,netdev=n0,mac={},romfile=", a.mac),
     ]);
     if let Some(dir) = a.preload {
         v.extend([
@@ -86,7 +88,7 @@ pub fn argv(a: &BootArgs<'_>) -> Vec<String> {
                 qemu_escape(dir)
             ),
             "-device".into(),
-            format!("virtio-9p-device,fsdev=f0,mount_tag={PRELOAD_TAG}"),
+            format!("virtio-9p-pci,fsdev=f0,mount_tag={PRELOAD_TAG}"),
         ]);
     }
     v.extend(qmp_args(a.qmp));
@@ -119,14 +121,14 @@ mod tests {
     fn the_command_line_is_the_contract_s() {
         let line = argv(&args(None)).join(" ");
         assert!(
-            line.starts_with("qemu-system-x86_64 -name web -M microvm,acpi=off -accel tcg -nodefaults -no-user-config -nographic -no-reboot -cpu max -m 256 -smp 2 -kernel /i/vmlinux -initrd /s/web/initramfs.cpio"),
+            line.starts_with("qemu-system-x86_64 -name web -M pc -accel tcg -nodefaults -no-user-config -nographic -no-reboot -cpu max -m 256 -smp 2 -kernel /i/vmlinux -initrd /s/web/initramfs.cpio"),
             "{line}"
         );
         assert!(
             line.contains("ip=10.92.0.2::10.92.0.1:255.255.255.0:web:eth0:off aurae.port=8080"),
             "{line}"
         );
-        assert!(line.contains("-netdev tap,id=n0,ifname=vt1234-abcdef01,script=no,downscript=no -device virtio-net-device,netdev=n0,mac=52:54:00:5c:00:02"), "{line}");
+        assert!(line.contains("-netdev tap,id=n0,ifname=vt1234-abcdef01,script=no,downscript=no -device virtio-net-pci,netdev=n0,mac=52:54:00:5c:00:02,romfile="), "{line}");
         assert!(
             line.contains("-qmp unix:/r/web/qmp.sock,server=on,wait=off"),
             "{line}"
@@ -143,6 +145,6 @@ mod tests {
         let append = &v[v.iter().position(|a| a == "-append").expect("append") + 1];
         assert!(append.ends_with(" aurae.preload=aurae-images"), "{append}");
         let line = v.join(" ");
-        assert!(line.contains("-fsdev local,id=f0,path=/s/web/images,security_model=none,readonly=on -device virtio-9p-device,fsdev=f0,mount_tag=aurae-images"), "{line}");
+        assert!(line.contains("-fsdev local,id=f0,path=/s/web/images,security_model=none,readonly=on -device virtio-9p-pci,fsdev=f0,mount_tag=aurae-images"), "{line}");
     }
 }

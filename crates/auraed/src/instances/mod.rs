@@ -5,7 +5,7 @@
 //! - `pool`: the addresses (`--instance-subnet`), the bridge's first.
 //! - `hostnet`: the bridge and one TAP per instance, behind a trait.
 //! - `certs`: what the parent issues each instance from its CA.
-//! - `argv`: the microvm command line.
+//! - `argv`: the QEMU command line.
 //! - `store`: the records, written before anything exists on the host.
 //! - `remote`: the mTLS client of a nested auraed (health, graph).
 //! - `cpio`: the per-instance initramfs (the image's, with the PKI appended).
@@ -409,12 +409,9 @@ impl Instances {
         self.shutting_down.store(true, Ordering::SeqCst);
         let all: Vec<(String, Live)> = std::mem::take(&mut *self.live()).into_iter().collect();
         let n = all.len();
-        futures::future::join_all(
-            all.into_iter()
-                .map(|(name, l)| async move {
-                    let _ = self.teardown(&name, &l.record, l.handle).await;
-                }),
-        )
+        futures::future::join_all(all.into_iter().map(|(name, l)| async move {
+            let _ = self.teardown(&name, &l.record, l.handle).await;
+        }))
         .await;
         if n > 0 {
             tracing::info!(freed = n, "instances freed at shutdown");
