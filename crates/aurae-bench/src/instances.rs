@@ -4,7 +4,6 @@
 //! and what the parent adds in memory per instance (its RSS growth, and
 //! the instance's monitor process).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,11 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context};
 use aurae_proto::runtime::SpawnRequest;
 
-use crate::daemon::{rss_kib_of, BenchDaemon};
+use crate::daemon::BenchDaemon;
 use crate::report::{percentile, Row};
+use crate::vms::{monitor_rss_of, until_line};
 
 const MEMORY_MIB: u32 = 512;
-const BOOT_LIMIT: Duration = Duration::from_secs(300);
 
 /// Plain QEMU with the instance argv (no network): time to the first line
 /// on the serial console.
@@ -36,20 +35,8 @@ fn raw_qemu(image: &Path) -> anyhow::Result<Duration> {
         .stderr(Stdio::null())
         .spawn()
         .context("starting qemu-system-x86_64")?;
-    let stdout = child.stdout.take().context("qemu stdout")?;
-    let mut first = None;
-    for line in BufReader::new(stdout).lines() {
-        if !line?.trim().is_empty() {
-            first = Some(t.elapsed());
-            break;
-        }
-        if t.elapsed() > BOOT_LIMIT {
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    first.context("plain qemu printed nothing on its console")
+    until_line(&mut child, t, |l| !l.trim().is_empty())?
+        .context("plain qemu printed nothing on its console")
 }
 
 pub async fn spawn(d: &BenchDaemon, image: &Path, runs: usize) -> anyhow::Result<Vec<Row>> {
@@ -71,11 +58,7 @@ pub async fn spawn(d: &BenchDaemon, image: &Path, runs: usize) -> anyhow::Result
         let to_answer = t.elapsed();
         let after = d.rss_kib()?.0;
         let pid = r.proc.map(|p| p.pid).context("no pid")?;
-        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))?
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
-            .context("the monitor's pid")?;
-        let monitor_rss = rss_kib_of(ppid)?;
+        let monitor_rss = monitor_rss_of(pid)?;
         client.free_instance(&name).await?;
         let raw = raw_qemu(image)?;
         if i == 0 {
