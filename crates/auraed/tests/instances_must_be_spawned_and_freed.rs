@@ -38,8 +38,10 @@ fn sans_of_issued(d: &TestDaemon, name: &str) -> Vec<String> {
         .join("initramfs.cpio");
     let bytes = std::fs::read(&initramfs).expect("the instance's initramfs");
     let text = String::from_utf8_lossy(&bytes);
+    // The last: the per-instance archive follows the image (whose auraed
+    // names the file too, and whose CA bundle holds certificates).
     let at = text
-        .find("_signed.server.crt")
+        .rfind("_signed.server.crt")
         .expect("the server certificate entry");
     let rest = &text[at..];
     let begin = rest.find("-----BEGIN CERTIFICATE-----").expect("pem");
