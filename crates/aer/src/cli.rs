@@ -19,6 +19,16 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
+    /// Talk to the auraed at this TCP address (e.g. a nested instance's,
+    /// 10.92.0.2:8080) with the config's identity, instead of its socket
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub address: Option<String>,
+
+    /// Name to verify in the server's certificate [default: with --address,
+    /// its host (an instance's certificate names its address too); else the config's]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub server_name: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -47,6 +57,12 @@ pub enum Command {
     /// Run, list, stop, start and remove virtual machines, follow their console
     #[command(subcommand)]
     Vm(cmd::vm::VmCommand),
+    /// Spawn, list and free nested auraed instances
+    #[command(subcommand)]
+    Instance(cmd::instance::InstanceCommand),
+    /// Run pods: cells in a fresh nested instance
+    #[command(subcommand)]
+    Pod(cmd::pod::PodCommand),
     /// Print a shell completion script
     Completions(cmd::completions::CompletionsArgs),
 }
@@ -98,6 +114,34 @@ mod tests {
             Cli::try_parse_from(["aer", "status", "--config", "/c", "-o", "json"]).expect("parses");
         assert_eq!(cli.config, Some(PathBuf::from("/c")));
         assert_eq!(cli.output, OutputFormat::Json);
+    }
+
+    #[test]
+    fn instances_and_pods_parse_with_a_target() {
+        let cli = Cli::try_parse_from([
+            "aer",
+            "--address",
+            "10.92.0.2:8080",
+            "instance",
+            "spawn",
+            "--memory",
+            "128",
+        ])
+        .expect("parses");
+        assert_eq!(cli.address.as_deref(), Some("10.92.0.2:8080"));
+        let Command::Instance(cmd::instance::InstanceCommand::Spawn { name, memory, .. }) =
+            cli.command
+        else {
+            panic!("not instance spawn")
+        };
+        assert_eq!((name, memory), (None, Some(128)));
+        let cli = Cli::try_parse_from(["aer", "pod", "run", "p", "a", "b"]).expect("parses");
+        let Command::Pod(cmd::pod::PodCommand::Run { name, images }) = cli.command else {
+            panic!("not pod run")
+        };
+        assert_eq!((name.as_str(), images.len()), ("p", 2));
+        assert!(Cli::try_parse_from(["aer", "pod", "run", "p"]).is_err());
+        assert!(Cli::try_parse_from(["aer", "instance", "free"]).is_err());
     }
 
     #[test]

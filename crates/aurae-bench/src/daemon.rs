@@ -15,7 +15,10 @@ pub struct BenchDaemon {
 }
 
 impl BenchDaemon {
-    pub async fn start(auraed: &Path) -> anyhow::Result<Self> {
+    /// `instance_image`: the directory of hack/build-instance-image.sh, for
+    /// the instance figures (instances get a subnet and bridge of the
+    /// benchmark's own and certificates from its CA).
+    pub async fn start(auraed: &Path, instance_image: &Path) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("aurae-bench-").tempdir()?;
         let p = |s: &str| dir.path().join(s);
         let socket = p("aurae.sock");
@@ -54,6 +57,13 @@ impl BenchDaemon {
             // The cells' network: written by the cell figures (crate::cells).
             .arg("--cni-conf-dir")
             .arg(p("cni"))
+            .arg("--ca-key")
+            .arg(p("pki/ca.key"))
+            .arg("--instance-image-dir")
+            .arg(instance_image)
+            .args(["--instance-subnet", "10.253.0.0/24"])
+            .arg("--instance-bridge")
+            .arg(format!("aib{}", std::process::id() % 1_000_000))
             .env("AURAED_LOG", "warn")
             .stderr(log)
             .spawn()?;

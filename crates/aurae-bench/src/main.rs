@@ -6,6 +6,7 @@
 mod cells;
 mod daemon;
 mod exec;
+mod instances;
 mod memory;
 mod report;
 mod stream;
@@ -50,6 +51,13 @@ struct Args {
     /// The bootable disk for the VM figures.
     #[arg(long, default_value = "/var/cache/aurae-test/vm/disk.qcow2")]
     vm_disk: PathBuf,
+    /// Spawns, and raw QEMU boots of the same image (0 skips the instance
+    /// figures; they need QEMU and the image of hack/build-instance-image.sh).
+    #[arg(long, default_value_t = 3)]
+    instance_runs: usize,
+    /// The instance image directory.
+    #[arg(long, default_value = "/var/lib/aurae/instance")]
+    instance_image: PathBuf,
 }
 
 #[tokio::main]
@@ -59,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
         Some(p) => p,
         None => std::env::current_exe()?.with_file_name("auraed"),
     };
-    let d = daemon::BenchDaemon::start(&auraed).await?;
+    let d = daemon::BenchDaemon::start(&auraed, &args.instance_image).await?;
     let mut rows = Vec::new();
     rows.push(report::Row::rss("auraed idle RSS at start", d.rss_kib()?));
     rows.extend(exec::latency(&d, args.runs).await?);
@@ -78,6 +86,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.vm_runs > 0 {
         rows.extend(vms::boot(&d, &args.vm_disk, args.vm_runs).await?);
+    }
+    if args.instance_runs > 0 {
+        rows.extend(instances::spawn(&d, &args.instance_image, args.instance_runs).await?);
     }
     rows.push(report::Row::rss(
         "auraed idle RSS after the runs",

@@ -99,10 +99,23 @@ fn raw_qemu(disk: &Path, dir: &Path, i: usize) -> anyhow::Result<Duration> {
         .stderr(Stdio::null())
         .spawn()
         .context("starting qemu-system-x86_64")?;
+    let seen = until_line(&mut child, t, |l| l.contains(MARKER));
+    let _ = std::fs::remove_file(&overlay);
+    seen?.context("plain qemu never printed the marker")
+}
+
+/// Time from `t` until `child` prints a line on stdout that `wanted`
+/// accepts (None when it ends first, or after the boot limit); the child
+/// is killed either way.
+pub fn until_line(
+    child: &mut std::process::Child,
+    t: Instant,
+    wanted: impl Fn(&str) -> bool,
+) -> anyhow::Result<Option<Duration>> {
     let stdout = child.stdout.take().context("qemu stdout")?;
     let mut seen = None;
     for line in BufReader::new(stdout).lines() {
-        if line?.contains(MARKER) {
+        if wanted(&line?) {
             seen = Some(t.elapsed());
             break;
         }
@@ -112,8 +125,16 @@ fn raw_qemu(disk: &Path, dir: &Path, i: usize) -> anyhow::Result<Duration> {
     }
     let _ = child.kill();
     let _ = child.wait();
-    let _ = std::fs::remove_file(&overlay);
-    seen.context("plain qemu never printed the marker")
+    Ok(seen)
+}
+
+/// `(VmRSS, RssAnon)` of the monitor (parent) of process `pid`.
+pub fn monitor_rss_of(pid: i32) -> anyhow::Result<(u64, u64)> {
+    let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))?
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+        .context("the monitor's pid")?;
+    rss_kib_of(ppid)
 }
 
 pub async fn boot(d: &BenchDaemon, disk: &Path, runs: usize) -> anyhow::Result<Vec<Row>> {
@@ -160,11 +181,7 @@ pub async fn boot(d: &BenchDaemon, disk: &Path, runs: usize) -> anyhow::Result<V
             }
         };
         let after = d.rss_kib()?.0;
-        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))?
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
-            .context("the monitor's pid")?;
-        let monitor_rss = rss_kib_of(ppid)?;
+        let monitor_rss = monitor_rss_of(pid)?;
         client.vms().delete(VmRef { name }).await?;
         let raw = raw_qemu(disk, d.dir.path(), i)?;
         if i == 0 {

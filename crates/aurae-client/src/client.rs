@@ -3,6 +3,7 @@
 
 use aurae_proto::cells::cells_client::CellsClient;
 use aurae_proto::images::images_client::ImagesClient;
+use aurae_proto::instances::instances_client::InstancesClient;
 use aurae_proto::observe::observe_client::ObserveClient;
 use aurae_proto::runtime::core_client::CoreClient;
 use aurae_proto::schedule::schedule_client::ScheduleClient;
@@ -78,5 +79,9 @@ impl Client {
 
     pub fn vms(&self) -> VmsClient<Channel> {
         VmsClient::new(self.channel.clone()).max_decoding_message_size(MAX_REPLY_BYTES)
+    }
+
+    pub fn instances(&self) -> InstancesClient<Channel> {
+        InstancesClient::new(self.channel.clone()).max_decoding_message_size(MAX_REPLY_BYTES)
     }
 }

@@ -128,6 +128,32 @@ pub struct DaemonConfig {
     /// (vms.Vms/Stop) before QEMU is told to quit.
     #[arg(long, env = "AURAED_VM_STOP_TIMEOUT", default_value_t = 30.0)]
     pub vm_stop_timeout: f64,
+    /// The CA's private key, read at each Spawn/RunPod to issue the nested
+    /// instance its server certificate (with --ca-crt).
+    #[arg(long, env = "AURAED_CA_KEY", default_value = "/etc/aurae/pki/ca.key")]
+    pub ca_key: PathBuf,
+    /// Directory of the nested instances' image (vmlinux, initramfs.cpio)
+    /// made by hack/build-instance-image.sh DIR.
+    #[arg(long, env = "AURAED_INSTANCE_IMAGE_DIR")]
+    #[arg(default_value = "/var/lib/aurae/instance")]
+    pub instance_image_dir: PathBuf,
+    /// IPv4 subnet of the nested instances: its first address is the
+    /// bridge's (their gateway), the others go to instances.
+    #[arg(long, env = "AURAED_INSTANCE_SUBNET", default_value = "10.92.0.0/24")]
+    pub instance_subnet: crate::instances::Subnet,
+    /// Linux bridge the daemon makes (when absent) for the instances' TAPs.
+    #[arg(long, env = "AURAED_INSTANCE_BRIDGE", default_value = "aurae-inst0")]
+    pub instance_bridge: String,
+    /// Seconds a spawned instance may take until its auraed answers over
+    /// mTLS (minutes under TCG).
+    #[arg(long, env = "AURAED_INSTANCE_BOOT_TIMEOUT", default_value_t = 300.0)]
+    pub instance_boot_timeout: f64,
+    /// An OCI image layout whose images (named by their full reference) are
+    /// taken from there instead of their registry: how a parent hands its
+    /// images to a nested instance (docs/instances.md).
+    #[arg(long, env = "AURAED_IMAGE_PRELOAD_DIR")]
+    #[arg(default_value = "/var/lib/aurae/images-preload")]
+    pub image_preload_dir: PathBuf,
 }
 
 impl DaemonConfig {

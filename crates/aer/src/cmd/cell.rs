@@ -237,7 +237,7 @@ pub(super) async fn running_cell_named(
         .with_context(|| format!("there is no cell {name}; see the cells with aer cell list"))
 }
 
-fn am(name: &str) -> AuraeMeta {
+pub(super) fn am(name: &str) -> AuraeMeta {
     AuraeMeta {
         name: name.to_string(),
         message: String::new(),
@@ -248,7 +248,7 @@ fn am(name: &str) -> AuraeMeta {
 /// image reference). A name taken from an image is made unique with `-2`,
 /// `-3`, ...; a name the user gave is kept as given, so that a duplicate is
 /// refused by the daemon (INVALID_ARGUMENT) rather than silently renamed.
-fn containers(images: &[String]) -> Vec<Container> {
+pub(super) fn containers(images: &[String]) -> Vec<Container> {
     let mut taken: Vec<String> = Vec::new();
     images
         .iter()

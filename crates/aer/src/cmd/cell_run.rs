@@ -105,7 +105,7 @@ fn attach_all(followers: &mut Followers, containers: &[ContainerStatus]) {
 /// Our exit code, as `docker run`'s: the first container (in the cell's
 /// order) that exited non-zero gives its code; 1 when the cell could not
 /// run. The note says why for stderr.
-fn exit_code(status: &CellStatus) -> (u8, Option<String>) {
+pub(super) fn exit_code(status: &CellStatus) -> (u8, Option<String>) {
     if status.status == Status::Error as i32 {
         let message = status
             .meta

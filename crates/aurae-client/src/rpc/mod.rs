@@ -4,6 +4,7 @@
 
 mod cells;
 mod images;
+mod instances;
 mod observe;
 mod runtime;
 mod schedule;

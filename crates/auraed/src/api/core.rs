@@ -1,6 +1,6 @@
-//! `runtime.Core`: RunExecutable over the executables subsystem and RunCell
-//! over the cells subsystem, RunVirtualMachine over the VMs subsystem. RunPod
-//! and Spawn answer UNIMPLEMENTED until their subsystem lands.
+//! `runtime.Core`: RunExecutable over the executables subsystem, RunCell
+//! over the cells subsystem, RunVirtualMachine over the VMs subsystem,
+//! Spawn and RunPod over the instances subsystem.
 
 use std::sync::Arc;
 
@@ -15,26 +15,30 @@ use tonic::{Request, Response, Status};
 use super::{caller, executable_spec, meta, status};
 use crate::cells::Cells;
 use crate::executables::{Executables, RunRequest, RunResult};
+use crate::instances::Instances;
 use crate::vms::Vms;
 
 pub struct CoreService {
     executables: Arc<Executables>,
     cells: Cells,
     vms: Arc<Vms>,
+    instances: Arc<Instances>,
 }
 
 impl CoreService {
-    pub fn new(executables: Arc<Executables>, cells: Cells, vms: Arc<Vms>) -> Self {
+    pub fn new(
+        executables: Arc<Executables>,
+        cells: Cells,
+        vms: Arc<Vms>,
+        instances: Arc<Instances>,
+    ) -> Self {
         Self {
             executables,
             cells,
             vms,
+            instances,
         }
     }
-}
-
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!("{what} is not implemented by this auraed yet"))
 }
 
 /// An `Executable` as the executables subsystem takes it.
@@ -71,12 +75,16 @@ impl Core for CoreService {
         Ok(Response::new(executable_status(result)))
     }
 
-    async fn run_pod(&self, _req: Request<Pod>) -> Result<Response<PodStatus>, Status> {
-        Err(not_yet("runtime.Core/RunPod"))
+    async fn run_pod(&self, req: Request<Pod>) -> Result<Response<PodStatus>, Status> {
+        super::instances::run_pod(&self.instances, req)
+            .await
+            .map(Response::new)
     }
 
-    async fn spawn(&self, _req: Request<SpawnRequest>) -> Result<Response<SpawnResponse>, Status> {
-        Err(not_yet("runtime.Core/Spawn"))
+    async fn spawn(&self, req: Request<SpawnRequest>) -> Result<Response<SpawnResponse>, Status> {
+        super::instances::spawn(&self.instances, req)
+            .await
+            .map(Response::new)
     }
 
     async fn run_virtual_machine(

@@ -7,6 +7,7 @@
 pub mod cells;
 pub mod core;
 pub mod images;
+pub mod instances;
 pub mod observe;
 pub mod schedule;
 pub mod status;
@@ -15,6 +16,7 @@ pub mod vms;
 pub use self::cells::CellsService;
 pub use self::core::CoreService;
 pub use self::images::ImagesService;
+pub use self::instances::InstancesService;
 pub use self::observe::ObserveService;
 pub use self::schedule::{ScheduleExecutableService, ScheduleService};
 pub use self::vms::VmsService;

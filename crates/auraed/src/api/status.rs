@@ -8,6 +8,7 @@ use crate::cgroups::CgroupError;
 use crate::cni::CniError;
 use crate::executables::ExecutableError;
 use crate::images::ImageError;
+use crate::instances::InstanceError;
 use crate::observe::ObserveError;
 use crate::process::ProcessError;
 use crate::schedule::ScheduleError;
@@ -199,6 +200,33 @@ fn cni_code(e: &CniError) -> tonic::Code {
         CniError::Plugin { error, .. } if error.code == 11 => tonic::Code::Unavailable,
         CniError::Timeout { .. } => tonic::Code::Unavailable,
         _ => tonic::Code::Internal,
+    }
+}
+
+impl From<InstanceError> for Status {
+    fn from(e: InstanceError) -> Self {
+        let msg = crate::error_chain::chain(&e);
+        match e {
+            InstanceError::Hypervisor(e) => Status::from(e),
+            InstanceError::Image(e) => Status::new(image_code(&e), msg),
+            InstanceError::Name(_) | InstanceError::NotDnsLabel { .. } => {
+                Status::invalid_argument(msg)
+            }
+            InstanceError::AlreadyExists { .. } => Status::already_exists(msg),
+            InstanceError::NotFound { .. } => Status::not_found(msg),
+            InstanceError::NoImage { .. }
+            | InstanceError::NoCaKey { .. }
+            | InstanceError::NoCaCrt { .. }
+            | InstanceError::Pki { .. }
+            | InstanceError::Exited { .. } => Status::failed_precondition(msg),
+            InstanceError::PoolExhausted { .. } => Status::resource_exhausted(msg),
+            InstanceError::NotAnswering { .. } => Status::deadline_exceeded(msg),
+            InstanceError::ShuttingDown => Status::unavailable(msg),
+            InstanceError::Network { .. }
+            | InstanceError::Initramfs(_)
+            | InstanceError::State(_)
+            | InstanceError::Io { .. } => Status::internal(msg),
+        }
     }
 }
 

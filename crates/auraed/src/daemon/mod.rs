@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use self::inflight::InFlight;
 use crate::api::{
-    CellsService, CoreService, ImagesService, ObserveService, ScheduleExecutableService,
-    ScheduleService, VmsService,
+    CellsService, CoreService, ImagesService, InstancesService, ObserveService,
+    ScheduleExecutableService, ScheduleService, VmsService,
 };
 use crate::cells::Cells;
 use crate::cgroups::{self, CgroupDriver, CgroupError, CgroupPath};
@@ -31,6 +31,7 @@ use crate::cni::Cni;
 use crate::config::DaemonConfig;
 use crate::executables::Executables;
 use crate::images::{ImageError, ImageStore, RegistryConfig};
+use crate::instances::{Instances, InstancesConfig, IpHostNet};
 use crate::logs::{LogLimits, LogStore};
 use crate::observe::{DaemonLog, Observer};
 use crate::process::{Processes, WorkloadDefaults};
@@ -83,6 +84,8 @@ pub enum DaemonError {
     Vms(#[from] VmError),
     #[error("--vm-stop-timeout must be a number of seconds from 0 to 3600, not {0}")]
     BadVmStopTimeout(f64),
+    #[error("--instance-boot-timeout must be a number of seconds from 1 to 3600, not {0}")]
+    BadInstanceBootTimeout(f64),
 }
 
 /// More handshakes at once than any host has descriptors for would only
@@ -106,6 +109,11 @@ pub async fn run(
     }
     if !(0.0..=3600.0).contains(&config.vm_stop_timeout) {
         return Err(DaemonError::BadVmStopTimeout(config.vm_stop_timeout));
+    }
+    if !(1.0..=3600.0).contains(&config.instance_boot_timeout) {
+        return Err(DaemonError::BadInstanceBootTimeout(
+            config.instance_boot_timeout,
+        ));
     }
     if !(1..=MAX_HANDSHAKES).contains(&config.max_handshakes) {
         return Err(DaemonError::BadMaxHandshakes(config.max_handshakes));
@@ -173,6 +181,7 @@ pub async fn run(
     executables.clean_leftovers();
 
     let images = ImageStore::open(&config.state_dir, RegistryConfig::load(&config.registries)?)?;
+    images.set_preload_dir(config.image_preload_dir.clone());
     let cells = Cells::new(
         images.clone(),
         processes.clone(),
@@ -195,7 +204,7 @@ pub async fn run(
         true,
     )?;
     let vms = Vms::open(
-        state,
+        state.clone(),
         processes.clone(),
         images.clone(),
         VmsConfig {
@@ -206,32 +215,60 @@ pub async fn run(
             stop_timeout: Duration::from_secs_f64(config.vm_stop_timeout),
         },
     )?;
-    // Before serving, so that a restarted daemon answers with its units running
-    // (adopted from the previous daemon, or started).
-    schedule.start().await;
-    vms.start().await;
-
     let name = config.name.clone().unwrap_or_else(|| {
         nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "auraed".into())
     });
+    let instances = Instances::new(
+        InstancesConfig {
+            name: name.clone(),
+            state_dir: config.state_dir.join("instances"),
+            runtime_dir: config.runtime_dir.join("instances"),
+            cgroup_parent: root.join("instances")?,
+            image_dir: config.instance_image_dir.clone(),
+            ca_crt: config.ca_crt.clone(),
+            ca_key: config.ca_key.clone(),
+            subnet: config.instance_subnet,
+            bridge: config.instance_bridge.clone(),
+            accel: vms.accel(),
+            boot_timeout: Duration::from_secs_f64(config.instance_boot_timeout),
+        },
+        processes.clone(),
+        state,
+        Arc::new(IpHostNet),
+        images.clone(),
+    );
+    // Before serving, so that a restarted daemon answers with its units running
+    // (adopted from the previous daemon, or started), and nothing of the
+    // instances of a killed daemon is left.
+    schedule.start().await;
+    vms.start().await;
+    instances.clean_leftovers().await;
+
     let observe = ObserveService::new(name.clone(), Observer::new(logs.clone()), processes.clone())
         .with_shutdown(shutdown.clone())
         .with_counts(schedule.clone())
         .with_counts(Arc::new(cells.clone()))
-        .with_counts(vms.clone());
+        .with_counts(vms.clone())
+        .with_counts(instances.clone());
     let inflight = InFlight::default();
     let routes = routes::build(
         routes::Services {
             observe,
-            core: CoreService::new(executables.clone(), cells.clone(), vms.clone()),
+            core: CoreService::new(
+                executables.clone(),
+                cells.clone(),
+                vms.clone(),
+                instances.clone(),
+            ),
             vms: VmsService::new(vms.clone()),
             cells: CellsService::new(cells.clone()),
             schedule: ScheduleService::new(schedule.clone()),
             schedule_executable: ScheduleExecutableService::new(schedule.clone()),
             images: ImagesService::new(images.clone()),
+            instances: InstancesService::new(instances.clone()),
         },
         &inflight,
     )
@@ -250,13 +287,13 @@ pub async fn run(
     let result = tokio::select! {
         r = &mut served => {
             // The server failed: the workloads bound to the daemon go with it.
-            stop_workloads(&schedule, &cells, &vms, &processes, config.stop_workloads_at_exit).await;
+            stop_workloads(&schedule, &cells, &vms, &instances, &processes, config.stop_workloads_at_exit).await;
             r
         }
         _ = shutdown.cancelled() => {
             let deadline = tokio::time::Instant::now() + processes.grace() + STOP_SLACK;
             tracing::info!(stop_scheduled = config.stop_workloads_at_exit, grace_ms = processes.grace().as_millis() as u64, "shutting down: stopping workloads");
-            let stopped = stop_workloads(&schedule, &cells, &vms, &processes, config.stop_workloads_at_exit);
+            let stopped = stop_workloads(&schedule, &cells, &vms, &instances, &processes, config.stop_workloads_at_exit);
             if tokio::time::timeout_at(deadline, stopped).await.is_err() {
                 tracing::warn!("workloads did not all stop within the grace period: exiting anyway");
             }
@@ -281,11 +318,13 @@ pub async fn run(
 
 /// Every kind of workload at once: scheduled executables, VMs and detached
 /// cells are left running for the next daemon unless `stop_scheduled`;
-/// RunCell cells and RunExecutable calls are bound to the daemon and stopped.
+/// RunCell cells, nested instances and RunExecutable calls are bound to the
+/// daemon and stopped.
 async fn stop_workloads(
     schedule: &Schedule,
     cells: &Cells,
     vms: &Vms,
+    instances: &Instances,
     processes: &Processes,
     stop_scheduled: bool,
 ) {
@@ -294,7 +333,8 @@ async fn stop_workloads(
     tokio::join!(
         schedule.shutdown(stop_scheduled),
         cells.shutdown(stop_scheduled),
-        vms.shutdown(stop_scheduled)
+        vms.shutdown(stop_scheduled),
+        instances.shutdown()
     );
 }
 
@@ -309,7 +349,7 @@ async fn remove_cgroup_root(
 ) {
     let deadline = tokio::time::Instant::now() + within;
     let busy = |p: &CgroupPath| driver.pids(p).is_ok_and(|p| !p.is_empty());
-    for sub in ["exec", "cells"] {
+    for sub in ["exec", "cells", "instances"] {
         if sub == "cells" && cells.keeps_running() {
             continue;
         }

@@ -3,6 +3,7 @@
 
 use aurae_proto::cells::cells_server::CellsServer;
 use aurae_proto::images::images_server::ImagesServer;
+use aurae_proto::instances::instances_server::InstancesServer;
 use aurae_proto::observe::observe_server::ObserveServer;
 use aurae_proto::runtime::core_server::CoreServer;
 use aurae_proto::schedule::schedule_executable_server::ScheduleExecutableServer;
@@ -13,8 +14,8 @@ use tonic::service::Routes;
 use super::inflight::InFlight;
 use super::DaemonError;
 use crate::api::{
-    CellsService, CoreService, ImagesService, ObserveService, ScheduleExecutableService,
-    ScheduleService, VmsService,
+    CellsService, CoreService, ImagesService, InstancesService, ObserveService,
+    ScheduleExecutableService, ScheduleService, VmsService,
 };
 
 pub struct Services {
@@ -25,6 +26,7 @@ pub struct Services {
     pub images: ImagesService,
     pub cells: CellsService,
     pub vms: VmsService,
+    pub instances: InstancesService,
 }
 
 /// Every service, each call counted by `inflight` until it is answered.
@@ -41,6 +43,9 @@ pub async fn build(s: Services, inflight: &InFlight) -> Result<Routes, DaemonErr
     health.set_serving::<ImagesServer<ImagesService>>().await;
     health.set_serving::<CellsServer<CellsService>>().await;
     health.set_serving::<VmsServer<VmsService>>().await;
+    health
+        .set_serving::<InstancesServer<InstancesService>>()
+        .await;
     let mut builder = Routes::builder();
     builder
         .add_service(health_service)
@@ -50,7 +55,8 @@ pub async fn build(s: Services, inflight: &InFlight) -> Result<Routes, DaemonErr
         .add_service(ScheduleExecutableServer::new(s.schedule_executable))
         .add_service(ImagesServer::new(s.images))
         .add_service(CellsServer::new(s.cells))
-        .add_service(VmsServer::new(s.vms));
+        .add_service(VmsServer::new(s.vms))
+        .add_service(InstancesServer::new(s.instances));
     // Both versions: grpcurl and older tools still ask v1alpha.
     let reflection = || {
         tonic_reflection::server::Builder::configure()

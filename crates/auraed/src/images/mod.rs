@@ -15,6 +15,7 @@ pub mod digest;
 pub mod error;
 pub mod gc;
 pub mod image_config;
+pub mod layout;
 pub mod records;
 pub mod reference;
 pub mod registry;

@@ -100,6 +100,8 @@ pub struct ImageStore {
     gc: tokio::sync::RwLock<()>,
     /// Held while a lease is written and while Prune decides and deletes.
     leases: Arc<Mutex<()>>,
+    /// An OCI layout consulted before the registry (see layout.rs).
+    preload: std::sync::OnceLock<PathBuf>,
 }
 
 /// Removes a temporary file unless kept.
@@ -162,7 +164,18 @@ impl ImageStore {
             layers_unpacked: AtomicU64::new(0),
             gc: tokio::sync::RwLock::new(()),
             leases: Arc::new(Mutex::new(())),
+            preload: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Takes images an OCI layout at `dir` names from there instead of
+    /// their registry (`--image-preload-dir`); set once, at start.
+    pub fn set_preload_dir(&self, dir: PathBuf) {
+        let _ = self.preload.set(dir);
+    }
+
+    pub(super) fn preload_dir(&self) -> Option<&Path> {
+        self.preload.get().map(PathBuf::as_path)
     }
 
     /// `<state_dir>/images`.
@@ -345,11 +358,14 @@ impl ImageStore {
                 })?;
                 self.manifest_at(r, &digest).await?
             }
-            None => {
-                let (bytes, digest, fetched) = self.registry.manifest(r, r.oci()).await?;
-                self.store_manifest(r, &digest, &bytes).await?;
-                (fetched, digest)
-            }
+            None => match self.preloaded(r).await? {
+                Some(d) => self.manifest_at(r, &d).await?,
+                None => {
+                    let (bytes, digest, fetched) = self.registry.manifest(r, r.oci()).await?;
+                    self.store_manifest(r, &digest, &bytes).await?;
+                    (fetched, digest)
+                }
+            },
         };
         match fetched {
             FetchedManifest::Image(m) => Ok((*m, digest, None)),

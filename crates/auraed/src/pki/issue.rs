@@ -309,3 +309,23 @@ pub fn issue_server_with_validity(
 ) -> Result<CertAndKey, PkiError> {
     Ca::from_pem(ca_cert_pem, ca_key_pem, "the CA")?.issue_server(names, not_before, not_after)
 }
+
+/// What a parent issues a nested instance (shared/spec/wire.md): a server
+/// certificate naming it by `names` (its name and its address), and a
+/// client certificate `client` for the parent's own calls to it; each with
+/// a fresh key, valid `days` from now but never past the CA's expiry.
+/// `what` names the CA in errors (e.g. the path of its key).
+pub fn issue_instance_pair(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    what: &str,
+    names: &[String],
+    client: &str,
+    days: u32,
+) -> Result<(CertAndKey, CertAndKey), PkiError> {
+    let ca = Ca::from_pem(ca_cert_pem, ca_key_pem, what)?;
+    let (not_before, not_after) = ca.leaf_validity(OffsetDateTime::now_utc(), days)?;
+    let server = ca.issue_server(names, not_before, not_after)?;
+    let client = ca.issue_client(client, not_before, not_after)?;
+    Ok((server, client))
+}

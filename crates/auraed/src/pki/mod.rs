@@ -19,8 +19,8 @@ pub use error::PkiError;
 pub use identity::identities_from_der;
 pub use init::{init, Outcome, PkiFile, PkiInitOptions, PkiReport};
 pub use issue::{
-    generate_ca, issue_client_with_validity, issue_server_with_validity, CertAndKey,
-    MAX_VALIDITY_DAYS,
+    generate_ca, issue_client_with_validity, issue_instance_pair, issue_server_with_validity,
+    CertAndKey, MAX_VALIDITY_DAYS,
 };
 pub use layout::{
     client_crt_file, client_key_file, CA_CRT, CA_KEY, DEFAULT_CLIENT_NAME, DEFAULT_PKI_DIR,

@@ -161,30 +161,7 @@ impl Ctx {
         name: &str,
         argv: &[String],
     ) -> Result<(ProcessHandle, DetachedRecord), VmError> {
-        let spec = ProcessSpec {
-            argv: argv.iter().map(Into::into).collect(),
-            cgroup: self
-                .cgroup_parent
-                .workload(name)
-                .map_err(|e| VmError::Boot {
-                    name: name.to_string(),
-                    detail: e.to_string(),
-                })?,
-            kind: Kind::Vm,
-            name: name.to_string(),
-            limits: Limits::default(),
-            // QEMU opens /dev/kvm and the VM's files in the daemon's state
-            // directory: it runs as the daemon, whatever --default-user says.
-            user: "root".to_string(),
-            group: String::new(),
-        };
-        self.processes
-            .spawn_detached(spec)
-            .await
-            .map_err(|source| VmError::Process {
-                name: name.to_string(),
-                source,
-            })
+        spawn_hypervisor(&self.processes, &self.cgroup_parent, name, argv).await
     }
 
     /// Resolves `image` (always at its source) to a cached, checked base
@@ -268,8 +245,40 @@ pub(super) struct Resolved {
     pub layers: Option<Vec<PathBuf>>,
 }
 
+/// Starts a hypervisor (`argv`) detached, through the process layer's
+/// monitor, in `<cgroup_parent>/<name>`, its console in the log store;
+/// for VMs and nested instances alike.
+pub(crate) async fn spawn_hypervisor(
+    processes: &Processes,
+    cgroup_parent: &CgroupPath,
+    name: &str,
+    argv: &[String],
+) -> Result<(ProcessHandle, DetachedRecord), VmError> {
+    let spec = ProcessSpec {
+        argv: argv.iter().map(Into::into).collect(),
+        cgroup: cgroup_parent.workload(name).map_err(|e| VmError::Boot {
+            name: name.to_string(),
+            detail: e.to_string(),
+        })?,
+        kind: Kind::Vm,
+        name: name.to_string(),
+        limits: Limits::default(),
+        // QEMU opens /dev/kvm and the VM's files in the daemon's state
+        // directory: it runs as the daemon, whatever --default-user says.
+        user: "root".to_string(),
+        group: String::new(),
+    };
+    processes
+        .spawn_detached(spec)
+        .await
+        .map_err(|source| VmError::Process {
+            name: name.to_string(),
+            source,
+        })
+}
+
 /// Waits until QMP says `running`; an error when the hypervisor exits first.
-async fn wait_running(qmp: &Path, handle: &ProcessHandle) -> Result<(), String> {
+pub(crate) async fn wait_running(qmp: &Path, handle: &ProcessHandle) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + BOOT_TIMEOUT;
     let mut last = String::from("no QMP socket yet");
     while tokio::time::Instant::now() < deadline {

@@ -18,14 +18,14 @@
 //! `crate::api`. Operator documentation: docs/vms.md.
 
 pub mod accel;
-mod ctx;
+pub(crate) mod ctx;
 mod disk;
 mod error;
 mod fetch;
-mod net;
+pub(crate) mod net;
 mod progress;
-mod qemu;
-mod qmp;
+pub(crate) mod qemu;
+pub(crate) mod qmp;
 mod store;
 mod supervisor;
 
@@ -386,6 +386,11 @@ impl Vms {
         self.view(&name).ok_or(VmError::NotFound { name })
     }
 
+    /// The accelerator chosen at open (also for nested instances).
+    pub fn accel(&self) -> Accel {
+        self.ctx.accel
+    }
+
     /// Every VM, sorted by name, with those being created (`Standby`,
     /// with their progress).
     pub fn list(&self) -> Vec<VmView> {
@@ -572,7 +577,7 @@ impl Vms {
     }
 }
 
-fn size(
+pub(crate) fn size(
     what: &'static str,
     v: u32,
     default: u32,

@@ -122,7 +122,7 @@ pub fn taps_with_prefix(prefix: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn ip(args: &[&str]) -> Result<(), String> {
+pub(crate) async fn ip(args: &[&str]) -> Result<(), String> {
     let out = tokio::process::Command::new("ip")
         .args(args)
         .output()

@@ -32,15 +32,11 @@ pub fn argv(a: &QemuArgs<'_>) -> Vec<String> {
         "-nodefaults",
         "-display",
         "none",
-        // The console: stdout is the VM's log; no input from the daemon.
-        "-chardev",
-        "stdio,id=console,signal=off",
-        "-serial",
-        "chardev:console",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    v.extend(console_args());
     let netdev = match a.tap {
         None => Some("user,id=net0".to_string()),
         Some("") => None,
@@ -65,14 +61,35 @@ pub fn argv(a: &QemuArgs<'_>) -> Vec<String> {
             "file={},if=virtio,format=qcow2,cache=writeback",
             qemu_escape(a.overlay)
         ),
-        "-qmp".into(),
-        format!("unix:{},server=on,wait=off", qemu_escape(a.qmp)),
     ]);
+    v.extend(qmp_args(a.qmp));
     v
 }
 
+/// The serial console on stdout, which the process monitor writes to the
+/// workload's log; no input from the daemon.
+pub(crate) fn console_args() -> Vec<String> {
+    [
+        "-chardev",
+        "stdio,id=console,signal=off",
+        "-serial",
+        "chardev:console",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// QMP on a Unix socket that the daemon connects to when it wants.
+pub(crate) fn qmp_args(qmp: &Path) -> [String; 2] {
+    [
+        "-qmp".into(),
+        format!("unix:{},server=on,wait=off", qemu_escape(qmp)),
+    ]
+}
+
 /// QEMU option values separate with ','; a literal comma is doubled.
-fn qemu_escape(p: &Path) -> String {
+pub(crate) fn qemu_escape(p: &Path) -> String {
     p.display().to_string().replace(',', ",,")
 }
 

@@ -63,9 +63,17 @@ pub struct Builder {
     policy: Option<String>,
     args: Vec<String>,
     grace: f64,
+    ca_key: bool,
 }
 
 impl Builder {
+    /// Passes `--ca-key` with the key of the daemon's own CA (nested
+    /// instances get certificates from it).
+    pub fn with_ca_key(mut self) -> Self {
+        self.ca_key = true;
+        self
+    }
+
     pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.state_dir = Some(dir.into());
         self
@@ -119,6 +127,7 @@ impl Builder {
             policy,
             args: self.args,
             grace: self.grace,
+            ca_key: self.ca_key,
             child: None,
             log_path: root.join("auraed.log"),
             dir,
@@ -138,6 +147,7 @@ pub struct TestDaemon {
     policy: Option<PathBuf>,
     args: Vec<String>,
     grace: f64,
+    ca_key: bool,
     child: Option<Child>,
     log_path: PathBuf,
 }
@@ -149,6 +159,7 @@ impl TestDaemon {
             policy: None,
             args: Vec::new(),
             grace: 2.0,
+            ca_key: false,
         }
     }
 
@@ -202,6 +213,9 @@ impl TestDaemon {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log);
+        if self.ca_key {
+            cmd.arg("--ca-key").arg(self.pki_dir.join("ca.key"));
+        }
         match &self.policy {
             Some(p) => {
                 cmd.arg("--authz-policy").arg(p);

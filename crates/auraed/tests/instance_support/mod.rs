@@ -153,7 +153,7 @@ impl Drop for TapOnBridge {
     }
 }
 
-fn ip(args: &[&str]) -> bool {
+pub fn ip(args: &[&str]) -> bool {
     Command::new("ip")
         .args(args)
         .stderr(std::process::Stdio::null())
