@@ -121,6 +121,10 @@ const ADDITIVE_FIELDS: &[(&str, i32)] = &[
     ("runtime.PortMapping.protocol", 3),
     ("runtime.CellStatus.ip", 4),
     ("runtime.ContainerStatus.exit_code", 4),
+    ("runtime.Cell.limits", 3),
+    ("runtime.Container.limits", 3),
+    ("runtime.ContainerStatus.limits", 5),
+    ("runtime.ContainerStatus.oom_killed", 6),
 ];
 
 const SEED_PACKAGES: &[&str] = &["meta", "observe", "runtime", "schedule"];
