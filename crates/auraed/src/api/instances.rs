@@ -40,6 +40,18 @@ pub fn instance(g: GraphNode) -> Instance {
     }
 }
 
+/// A nested instance's answer to Graph, as the core's node (the inverse
+/// of [`instance`]).
+pub fn graph_node(i: Instance) -> GraphNode {
+    let (name, message) = i.meta.map(|m| (m.name, m.message)).unwrap_or_default();
+    GraphNode {
+        name,
+        message,
+        is_root: i.is_root,
+        nested: i.nested_instances.into_iter().map(graph_node).collect(),
+    }
+}
+
 pub async fn spawn(
     instances: &Arc<Instances>,
     req: Request<SpawnRequest>,

@@ -70,11 +70,18 @@ impl Target {
 
     async fn status(&self) -> Result<(), String> {
         let client = self.connect().await?;
-        match tokio::time::timeout(CALL_TIMEOUT, client.status()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(crate::error_chain::chain(&e)),
-            Err(_) => Err(format!("no answer within {}s", CALL_TIMEOUT.as_secs())),
-        }
+        answer(client.status()).await.map(|_| ())
+    }
+}
+
+/// A call's answer within [`CALL_TIMEOUT`], or why not.
+async fn answer<T, E: std::error::Error>(
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(crate::error_chain::chain(&e)),
+        Err(_) => Err(format!("no answer within {}s", CALL_TIMEOUT.as_secs())),
     }
 }
 
@@ -119,15 +126,11 @@ pub async fn wait_answering(
 pub async fn graph(target: &Target) -> GraphNode {
     let asked = async {
         let client = target.connect().await?;
-        match tokio::time::timeout(CALL_TIMEOUT, client.instance_graph()).await {
-            Ok(Ok(g)) => Ok(g),
-            Ok(Err(e)) => Err(crate::error_chain::chain(&e)),
-            Err(_) => Err(format!("no answer within {}s", CALL_TIMEOUT.as_secs())),
-        }
+        answer(client.instance_graph()).await
     };
     match asked.await {
         Ok(g) => {
-            let mut node = from_wire(g);
+            let mut node = crate::api::instances::graph_node(g);
             node.is_root = false;
             if node.name.is_empty() {
                 node.name = target.name.clone();
@@ -140,15 +143,5 @@ pub async fn graph(target: &Target) -> GraphNode {
             is_root: false,
             nested: Vec::new(),
         },
-    }
-}
-
-fn from_wire(i: aurae_proto::runtime::Instance) -> GraphNode {
-    let (name, message) = i.meta.map(|m| (m.name, m.message)).unwrap_or_default();
-    GraphNode {
-        name,
-        message,
-        is_root: i.is_root,
-        nested: i.nested_instances.into_iter().map(from_wire).collect(),
     }
 }
