@@ -5,6 +5,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -91,6 +92,18 @@ pub(crate) fn cgroup_dirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(current) = stack.pop() {
+        // A directory's link count is 2 + its subdirectories on cgroupfs
+        // (kernfs), ext4 and tmpfs: 2 is a leaf, the usual workload cgroup,
+        // known by one stat instead of listing its dozens of interface files.
+        match fs::symlink_metadata(&current) {
+            Ok(m) if m.is_dir() && m.nlink() == 2 => {
+                out.push(current);
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_error("stat", &current)(e)),
+        }
         let entries = match fs::read_dir(&current) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,

@@ -23,7 +23,7 @@ pub mod registry_config;
 pub mod rootfs;
 pub mod store;
 pub mod unpack;
-mod xattr;
+pub mod xattr;
 
 #[cfg(test)]
 mod unpack_props;

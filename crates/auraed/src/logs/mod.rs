@@ -180,11 +180,23 @@ impl LogStore {
         dir.is_dir().then_some(dir)
     }
 
-    /// The log in `dir` is complete: count it, and remove the oldest
+    /// The log in `dir` is complete: count it (its `size`, when the caller
+    /// knows it, saves listing the directory), and remove the oldest
     /// complete logs beyond the retention bound.
-    pub fn complete(&self, dir: &Path) {
-        let size = retention::dir_size(dir);
-        let evicted = self.lock_retention().add(dir.to_path_buf(), size);
+    pub fn complete(&self, dir: &Path, size: Option<u64>) {
+        let old = self.count_complete(dir, size);
+        self.remove_old(old);
+    }
+
+    /// The counting half of [`Self::complete`] (no I/O when `size` is
+    /// given): returns the logs now beyond the bound, for [`Self::remove_old`].
+    pub fn count_complete(&self, dir: &Path, size: Option<u64>) -> Vec<PathBuf> {
+        let size = size.unwrap_or_else(|| retention::dir_size(dir));
+        self.lock_retention().add(dir.to_path_buf(), size)
+    }
+
+    /// Removes logs evicted by [`Self::count_complete`] (blocking).
+    pub fn remove_old(&self, evicted: Vec<PathBuf>) {
         for old in evicted {
             if let Err(e) = std::fs::remove_dir_all(&old) {
                 if e.kind() != io::ErrorKind::NotFound {
@@ -266,7 +278,7 @@ impl LogStore {
         }
         complete.sort();
         for (_, dir) in complete {
-            self.complete(&dir);
+            self.complete(&dir, None);
         }
         Ok(())
     }
@@ -316,7 +328,7 @@ mod tests {
             .map(|_| {
                 let d = store.create(Kind::Exec, "x").expect("create");
                 end("done").write(&d).expect("end");
-                store.complete(&d);
+                store.complete(&d, None);
                 d
             })
             .collect();

@@ -13,6 +13,8 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 
 /// Directories kept ready.
 const READY: usize = 32;
+/// The helper makes more when no more than this many are left.
+const LOW: usize = READY / 2;
 /// Their names start with this (not a workload kind, so listings skip them).
 pub(super) const PREFIX: &str = ".spare.";
 
@@ -54,8 +56,15 @@ impl SpareDirs {
 
     /// A ready, empty directory, if there is one.
     pub fn take(&self) -> Option<PathBuf> {
-        let dir = lock(&self.shared.ready).pop();
-        self.shared.wanted.notify_one();
+        let (dir, left) = {
+            let mut ready = lock(&self.shared.ready);
+            (ready.pop(), ready.len())
+        };
+        // The helper is woken once per half of the batch, not per run: a
+        // wake-up is a futex call and two context switches.
+        if left <= LOW {
+            self.shared.wanted.notify_one();
+        }
         dir
     }
 }

@@ -69,7 +69,9 @@ impl Watcher {
                 watcher: self.clone(),
             });
         }
+        // IN_ATTRIB: the end marker is an xattr of the directory itself.
         let flags = AddWatchFlags::IN_MODIFY
+            | AddWatchFlags::IN_ATTRIB
             | AddWatchFlags::IN_CREATE
             | AddWatchFlags::IN_CLOSE_WRITE
             | AddWatchFlags::IN_MOVED_TO

@@ -117,6 +117,12 @@ impl LogWriter {
         &self.dir
     }
 
+    /// Bytes of the log on disk, when this writer knows them without a
+    /// look at the directory (it wrote every segment there is).
+    pub fn kept_bytes(&self) -> Option<u64> {
+        (self.oldest == self.segment).then_some(self.size)
+    }
+
     /// Appends `data` read from `stream`: complete lines as `F` records, an
     /// unfinished tail as a `P` record.
     pub fn write(&mut self, stream: Stream, data: &[u8]) -> io::Result<()> {

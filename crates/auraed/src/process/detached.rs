@@ -254,7 +254,7 @@ impl Processes {
                 }
                 end
             });
-            logs.complete(&dir);
+            logs.complete(&dir, None);
             (end, oom_killed)
         })
         .await

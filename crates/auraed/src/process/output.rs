@@ -83,15 +83,29 @@ pub(crate) struct DrainedLog {
 }
 
 impl DrainedLog {
+    pub fn logs(&self) -> &Arc<LogStore> {
+        &self.logs
+    }
+
     /// Writes the end marker and counts the log complete (blocking I/O).
     pub fn finish(self, exit: Option<ExitKind>, message: String) {
+        let logs = self.logs.clone();
+        let old = self.finish_counted(exit, message);
+        logs.remove_old(old);
+    }
+
+    /// As [`Self::finish`], short enough for an async worker: the end marker
+    /// and the count; returns the old logs that are now to be removed.
+    pub fn finish_counted(self, exit: Option<ExitKind>, message: String) -> Vec<PathBuf> {
+        let mut size = None;
         if let Some(mut writer) = self.writer {
             let end = end_marker(exit, message);
             if let Err(e) = blocking_io(|| writer.finish(&end)) {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "closing a workload log");
             }
+            size = writer.kept_bytes();
         }
-        blocking_io(|| self.logs.complete(&self.dir));
+        blocking_io(|| self.logs.count_complete(&self.dir, size))
     }
 }
 

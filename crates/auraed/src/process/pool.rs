@@ -79,14 +79,20 @@ impl CgroupPool {
     /// and that had the default limits; removes it when the pool is full.
     /// Blocking when it removes.
     pub fn give_back(&self, path: CgroupPath) {
-        {
-            let mut kept = self.lock();
-            if kept.len() < MAX_KEPT {
-                kept.push((path, Instant::now()));
-                return;
-            }
+        if let Err(path) = self.keep(path) {
+            self.remove(&path);
         }
-        self.remove(&path);
+    }
+
+    /// Keeps `path` for the next run without blocking; a full pool hands it
+    /// back, to be removed.
+    pub fn keep(&self, path: CgroupPath) -> Result<(), CgroupPath> {
+        let mut kept = self.lock();
+        if kept.len() < MAX_KEPT {
+            kept.push((path, Instant::now()));
+            return Ok(());
+        }
+        Err(path)
     }
 
     /// Removes a cgroup the pool will not take back (blocking).

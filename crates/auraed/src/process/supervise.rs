@@ -175,23 +175,31 @@ pub(super) async fn supervise(s: Supervised) -> Result<Finished, ProcessError> {
     let oom_killed = oom_killed(s.cgroups.as_ref(), &s.cgroup);
     // Every process is gone and the log holds all output: that is the result.
     let drained = s.output.drain().await;
-    // Removing the empty cgroup and closing the log do not change it, so
-    // they run after the caller has it (off a RunExecutable's reply path).
-    let (cgroups, cgroup, running) = (s.cgroups.clone(), s.cgroup.clone(), s.running.clone());
+    // The usual end (the cgroup back to the pool, the end marker an xattr,
+    // the log counted) is a few short calls: in place, saving a thread
+    // wake-up per run. Removing a cgroup (an rmdir per v1 hierarchy) or
+    // evicted logs goes to the blocking pool, after the caller has its result.
+    let (cgroups, running) = (s.cgroups.clone(), s.running.clone());
     // A cgroup that had to be cleared of leftovers may still hold some.
-    let pool = s.pool.filter(|_| !leftovers);
-    tokio::task::spawn_blocking(move || {
-        match pool {
-            Some(pool) => pool.give_back(cgroup),
-            None => {
+    let unkept = match s.pool.filter(|_| !leftovers) {
+        Some(pool) => pool.keep(s.cgroup.clone()).err(),
+        None => Some(s.cgroup.clone()),
+    };
+    let logs = drained.logs().clone();
+    let old = drained.finish_counted(exit, message);
+    if unkept.is_none() && old.is_empty() {
+        running.fetch_sub(1, Ordering::Relaxed);
+    } else {
+        tokio::task::spawn_blocking(move || {
+            if let Some(cgroup) = unkept {
                 if let Err(e) = cgroups.remove(&cgroup) {
                     tracing::warn!(cgroup = cgroup.as_str(), error = %e, "removing cgroup");
                 }
             }
-        }
-        drained.finish(exit, message);
-        running.fetch_sub(1, Ordering::Relaxed);
-    });
+            logs.remove_old(old);
+            running.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
     let exit = status.map_err(|source| ProcessError::Wait { pid: s.pid, source })?;
     Ok(Finished {
         pid: s.pid,
