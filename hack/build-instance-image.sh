@@ -39,6 +39,9 @@ done
 
 . "$REPO/hack/debian-kernel.sh"
 kernel_package build-instance-image
+# The stamp hashes every crate of the workspace, not only crates/auraed: the
+# static auraed is also built from the crates it depends on (aurae-kernel,
+# aurae-images, aurae-policy, aurae-proto, aurae-client).
 SOURCES=$(cd "$REPO" && find Cargo.toml Cargo.lock proto crates hack/build-instance-image.sh hack/debian-kernel.sh \
 	-path '*/tests' -prune -o -type f \( -name '*.rs' -o -name '*.toml' -o -name '*.proto' -o -name '*.sh' -o -name Cargo.lock \) -print |
 	LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)

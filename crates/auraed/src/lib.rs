@@ -4,21 +4,22 @@
 //! authorization) -> `api` (one handler per service: proto <-> domain types,
 //! domain error -> status) -> the subsystem's core type (`executables`,
 //! `schedule`, ...) -> the kernel layer (`process`, `cgroups`).
+//!
+//! The image store and the kernel-facing layer are crates of their own
+//! (docs/architecture.md, "Crates"); they are re-exported here under their
+//! old module names, so `crate::images`, `crate::cgroups`, `crate::mountinfo`
+//! and `crate::error_chain` mean what they always did.
 
 pub mod api;
 pub mod bootstrap;
 pub mod cells;
-pub mod cgroups;
 pub mod cni;
 pub mod config;
 pub mod daemon;
-pub mod error_chain;
 pub mod executables;
-pub mod images;
 pub mod init;
 pub mod instances;
 pub mod logs;
-pub mod mountinfo;
 pub mod observe;
 pub mod pki;
 pub mod process;
@@ -29,5 +30,8 @@ pub mod validation;
 pub mod vms;
 pub mod workload;
 
+pub use aurae_images as images;
+pub use aurae_kernel::{cgroups, error_chain, mountinfo};
+
 #[cfg(test)]
-mod test_support;
+use aurae_kernel::test_support;

@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use auraed::api::status::image_status;
 use auraed::images::rootfs::copy_layers;
 use auraed::images::{
     mount_rootfs, remove_rootfs, ImageStore, PullProgress, RegistryConfig, RootfsKind,
@@ -335,7 +336,7 @@ async fn a_registry_that_is_down_is_unavailable() {
         .pull("127.0.0.1:5999/aurae/busybox:latest", None)
         .await
         .unwrap_err();
-    let status = tonic::Status::from(e);
+    let status = image_status(e);
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert_eq!(
         status.message(),
@@ -354,7 +355,7 @@ async fn unknown_repositories_and_tags_are_not_found() {
         format!("{REGISTRY}/aurae/does-not-exist:latest"),
         format!("{REGISTRY}/aurae/busybox:no-such-tag"),
     ] {
-        let status = tonic::Status::from(store.pull(&reference, None).await.unwrap_err());
+        let status = image_status(store.pull(&reference, None).await.unwrap_err());
         eprintln!("{:?}: {}", status.code(), status.message());
         assert_eq!(
             status.code(),
@@ -367,7 +368,7 @@ async fn unknown_repositories_and_tags_are_not_found() {
             status.message()
         );
     }
-    let status = tonic::Status::from(store.pull("Not A Reference", None).await.unwrap_err());
+    let status = image_status(store.pull("Not A Reference", None).await.unwrap_err());
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
 }
 
@@ -399,7 +400,7 @@ async fn an_index_resolves_to_the_host_platform_or_names_what_it_has() {
 
     let state = tempfile::tempdir().unwrap();
     let store = open_store(state.path());
-    let status = tonic::Status::from(
+    let status = image_status(
         store
             .pull(&format!("{repo}:arm-only"), None)
             .await

@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use auraed::api::status::image_status;
 use auraed::images::{ImageStore, RegistryConfig};
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::manifest::{
@@ -208,7 +209,7 @@ async fn hostile_layers_are_refused_and_nothing_lands_outside_the_store() {
         );
         push(&reference, &layers).await;
         let err = store.pull(&reference, None).await.unwrap_err();
-        let status = tonic::Status::from(err);
+        let status = image_status(err);
         eprintln!("{name}: {:?}: {}", status.code(), status.message());
         assert_eq!(
             status.code(),
@@ -294,7 +295,7 @@ async fn a_layer_that_does_not_match_its_diff_id_is_refused() {
 
     let state = tempfile::tempdir().unwrap();
     let store = ImageStore::open(state.path(), RegistryConfig::default()).unwrap();
-    let status = tonic::Status::from(store.pull(&reference, None).await.unwrap_err());
+    let status = image_status(store.pull(&reference, None).await.unwrap_err());
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     assert!(
         status.message().contains("the image configuration says"),

@@ -15,6 +15,7 @@ use futures::Stream;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
+use super::status::image_status;
 use crate::images::{ImageInfo, ImageStore, PruneReport, PullProgress, PulledImage};
 
 type PullStream = Pin<Box<dyn Stream<Item = Result<PullEvent, Status>> + Send>>;
@@ -86,7 +87,7 @@ impl Images for ImagesService {
         &self,
         _req: Request<ListImagesRequest>,
     ) -> Result<Response<ListImagesResponse>, Status> {
-        let images = self.store.list().await?;
+        let images = self.store.list().await.map_err(image_status)?;
         Ok(Response::new(ListImagesResponse {
             images: images.into_iter().map(image_message).collect(),
         }))
@@ -97,7 +98,7 @@ impl Images for ImagesService {
         req: Request<RemoveImageRequest>,
     ) -> Result<Response<PruneImagesResponse>, Status> {
         let reference = req.into_inner().reference;
-        let report = self.store.remove(&reference).await?;
+        let report = self.store.remove(&reference).await.map_err(image_status)?;
         Ok(Response::new(prune_message(report)))
     }
 
@@ -105,7 +106,11 @@ impl Images for ImagesService {
         &self,
         req: Request<PruneImagesRequest>,
     ) -> Result<Response<PruneImagesResponse>, Status> {
-        let report = self.store.prune(req.into_inner().all).await?;
+        let report = self
+            .store
+            .prune(req.into_inner().all)
+            .await
+            .map_err(image_status)?;
         Ok(Response::new(prune_message(report)))
     }
 
@@ -126,7 +131,7 @@ impl Images for ImagesService {
             let progress = ChannelProgress(tx.clone());
             let last = match store.pull(&reference, Some(&progress)).await {
                 Ok(image) => Ok(pulled_event(image)),
-                Err(e) => Err(Status::from(e)),
+                Err(e) => Err(image_status(e)),
             };
             let _ = tx.send(last).await;
         });

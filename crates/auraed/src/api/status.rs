@@ -181,10 +181,10 @@ pub fn image_code(e: &ImageError) -> Code {
     }
 }
 
-impl From<ImageError> for Status {
-    fn from(e: ImageError) -> Self {
-        Status::new(image_code(&e), e.to_string())
-    }
+/// The status of an image error: a function, not a `From`, because neither
+/// type is auraed's since the image store is a crate of its own.
+pub fn image_status(e: ImageError) -> Status {
+    Status::new(image_code(&e), e.to_string())
 }
 
 /// The code of a network failure: a configuration the admin must fix is a
@@ -352,7 +352,7 @@ mod tests {
 
     #[test]
     fn image_codes_follow_the_kind_of_error() {
-        let code = |e: ImageError| Status::from(e).code();
+        let code = |e: ImageError| image_status(e).code();
         assert_eq!(
             code(ImageError::Unreachable {
                 registry: "127.0.0.1:5999".into(),

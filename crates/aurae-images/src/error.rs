@@ -1,5 +1,5 @@
 //! Every way pulling an image or making a root filesystem can fail (mapped
-//! to a gRPC status in `crate::api`).
+//! to a gRPC status by auraed, in `auraed::api::status`).
 
 use std::path::PathBuf;
 

@@ -232,7 +232,7 @@ fn copy_verified(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::images::RegistryConfig;
+    use crate::RegistryConfig;
 
     /// A store holding one image's manifest, configuration and layer.
     fn store_with_image(dir: &Path) -> (std::sync::Arc<ImageStore>, PulledImage, Digest) {

@@ -26,7 +26,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use thiserror::Error;
 
-pub(crate) use self::fs::{child_names, remove_tree};
+pub use self::fs::{child_names, remove_tree};
 pub use self::limits::{LimitError, Limits};
 use self::signal::{NixSignaller, Signaller};
 use self::v1::V1Driver;

@@ -148,7 +148,7 @@ pub(crate) fn tree_pids(dir: &Path) -> Result<Vec<i32>, CgroupError> {
 }
 
 /// Names of the direct child directories of `dir`, sorted; none if it is missing.
-pub(crate) fn child_names(dir: &Path) -> Result<Vec<String>, CgroupError> {
+pub fn child_names(dir: &Path) -> Result<Vec<String>, CgroupError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -169,7 +169,7 @@ pub(crate) fn child_names(dir: &Path) -> Result<Vec<String>, CgroupError> {
 /// leaving, or a child cgroup created meanwhile) is retried until `timeout`.
 /// A missing tree is fine. Only empty directories can go: on cgroupfs the
 /// kernel's interface files do not count, elsewhere any file makes rmdir fail.
-pub(crate) fn remove_tree(dir: &Path, timeout: Duration) -> Result<(), CgroupError> {
+pub fn remove_tree(dir: &Path, timeout: Duration) -> Result<(), CgroupError> {
     let deadline = Instant::now() + timeout;
     loop {
         match remove_tree_once(dir) {

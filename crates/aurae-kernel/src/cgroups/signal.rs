@@ -34,14 +34,14 @@ impl Signaller for NixSignaller {
 }
 
 /// A fake that records every signal and pretends some pids have already exited.
-#[cfg(test)]
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Debug, Default)]
 pub struct RecordingSignaller {
     sent: std::sync::Mutex<Vec<(i32, Signal)>>,
     gone: Vec<i32>,
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-support"))]
 impl RecordingSignaller {
     pub fn new() -> Self {
         Self::default()
@@ -61,7 +61,7 @@ impl RecordingSignaller {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-support"))]
 impl Signaller for RecordingSignaller {
     fn kill(&self, pid: i32, sig: Signal) -> Result<(), nix::Error> {
         if self.gone.contains(&pid) {

@@ -1,5 +1,7 @@
 //! OCI images: pull from a registry, a content store keyed by digest, safe
 //! layer unpack, and root filesystems (overlayfs, or a copy as fallback).
+//! auraed re-exports this crate as `auraed::images`; it takes no gRPC or
+//! protobuf types (auraed's `api` module maps [`ImageError`] to a status).
 //!
 //! The flow of a pull reads straight down: [`reference`] parses the name,
 //! [`registry`] talks to the registry through `oci-client` (protocol, auth,

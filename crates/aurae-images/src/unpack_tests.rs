@@ -15,7 +15,7 @@ use super::digest::Digest;
 use super::rootfs::{copy_layers, mount_rootfs, RootfsKind};
 use super::unpack::{unpack_layer, UnpackError, UnpackOptions, OVERLAY_OPAQUE_XATTR};
 use super::xattr;
-use crate::test_support::{require_root, skip};
+use aurae_kernel::test_support::{require_root, skip};
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

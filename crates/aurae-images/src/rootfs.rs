@@ -222,7 +222,7 @@ pub fn remove_rootfs(container_dir: &Path) -> Result<(), ImageError> {
     };
     let path = container_dir.join("rootfs");
     let mountinfo = |p: &Path| {
-        crate::mountinfo::mounted_under(p)
+        aurae_kernel::mountinfo::mounted_under(p)
             .map_err(|e| ImageError::rootfs(p, "reading /proc/self/mountinfo", e))
     };
     // Mounts a runtime left below the root filesystem go first, deepest first.
