@@ -25,7 +25,6 @@ pub mod registry_config;
 pub mod rootfs;
 pub mod store;
 pub mod unpack;
-pub mod xattr;
 
 #[cfg(test)]
 mod unpack_props;

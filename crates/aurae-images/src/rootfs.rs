@@ -17,7 +17,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::error::ImageError;
 use super::unpack::OVERLAY_OPAQUE_XATTR;
-use super::xattr;
+use aurae_kernel::xattr;
 
 /// Longest overlay mount option string (the kernel copies one page).
 const MAX_MOUNT_DATA: usize = 4000;

@@ -52,7 +52,7 @@ use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
 use super::digest::Digest;
-use super::xattr;
+use aurae_kernel::xattr;
 
 /// Prefix of a whiteout entry in an OCI layer.
 pub const WHITEOUT_PREFIX: &str = ".wh.";

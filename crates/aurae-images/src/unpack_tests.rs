@@ -14,8 +14,8 @@ use tar::{EntryType, Header};
 use super::digest::Digest;
 use super::rootfs::{copy_layers, mount_rootfs, RootfsKind};
 use super::unpack::{unpack_layer, UnpackError, UnpackOptions, OVERLAY_OPAQUE_XATTR};
-use super::xattr;
 use aurae_kernel::test_support::{require_root, skip};
+use aurae_kernel::xattr;
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

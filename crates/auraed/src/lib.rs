@@ -31,7 +31,7 @@ pub mod vms;
 pub mod workload;
 
 pub use aurae_images as images;
-pub use aurae_kernel::{cgroups, error_chain, mountinfo};
+pub use aurae_kernel::{cgroups, error_chain, mountinfo, xattr};
 
 #[cfg(test)]
 use aurae_kernel::test_support;

@@ -12,7 +12,7 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::images::xattr;
+use crate::xattr;
 
 use serde::{Deserialize, Serialize};
 

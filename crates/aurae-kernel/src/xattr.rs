@@ -1,4 +1,5 @@
-//! The few extended-attribute calls the image layer needs (nix has none).
+//! The few extended-attribute calls the image layer and the log store need
+//! (nix has none).
 
 use std::ffi::CString;
 use std::io;
