@@ -566,6 +566,15 @@ async fn a_killed_daemon_must_leave_no_network_after_a_restart() {
             "a killed daemon leaves the cell's {what} ({ip}): {left:#?}"
         );
     }
+    // The RunCell's record, bound to its call, is what the next daemon acts on.
+    let records = cell_records(&d);
+    let record = records.get("net-crash").expect("the RunCell cell's record");
+    assert_eq!(record["bound"], true, "{record}");
+    assert_eq!(record["ip"], ip.as_str(), "{record}");
+    assert!(
+        !common::cgroups_under(&d, "cells").is_empty(),
+        "a killed daemon leaves the cell's cgroups"
+    );
 
     d.restart().await;
     let left = net.leftovers(&d);
@@ -584,6 +593,21 @@ async fn a_killed_daemon_must_leave_no_network_after_a_restart() {
         .is_err(),
         "the published port is closed"
     );
+    // Removed, never adopted: no cgroup and, once the daemon let go of its
+    // database, no record.
+    assert_eq!(common::cgroups_under(&d, "cells"), Vec::<PathBuf>::new());
+    d.stop();
+    assert!(cell_records(&d).is_empty(), "{:?}", cell_records(&d));
+}
+
+/// The cells' records in the state database of a daemon that is not
+/// running (the database is the daemon's while it runs).
+fn cell_records(d: &TestDaemon) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let db = auraed::state::StateDb::open(&d.state_dir).expect("open the state database");
+    db.all(&auraed::state::Table::<serde_json::Value>::new(
+        "cells.cells.v1",
+    ))
+    .expect("read the cells' records")
 }
 
 /// `auraed --bootstrap` (what hack/up.sh runs) on a node without a network

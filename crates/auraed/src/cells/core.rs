@@ -14,7 +14,6 @@ use super::cgroup::CellCgroups;
 use super::error::CellError;
 use super::exec::{ExecRequest, ExecResult};
 use super::image::{ImageSource, PulledImage};
-use super::lifecycle;
 use super::request::{self, CellRequest, CellSpec};
 use crate::cgroups::{CgroupPath, Limits, HOST_MOUNT_ROOT};
 use crate::cni::Cni;
@@ -485,6 +484,7 @@ impl Cells {
     /// deadline) stops the cell (SIGTERM, the grace period, SIGKILL) and
     /// still removes everything, in the background.
     pub async fn run(&self, cell: CellSpec) -> Result<CellResult, CellError> {
+        self.inner.state()?;
         let req = request::validate(&cell, self.inner.processes.defaults().limits)?;
         self.inner.check_limits(&req)?;
         let reservation = self.inner.reserve(&req, false)?;
@@ -497,10 +497,15 @@ impl Cells {
                 return Err(CellError::StoppedBeforeStart { cell: req.name });
             }
         };
-        lifecycle::check_runnable(&req, &pulled)?;
+        super::setup::check_runnable(&req, &pulled)?;
         tracing::debug!(cell = %req.name, images = ?pulled.iter().map(|p| &p.digest).collect::<Vec<_>>(), "images pulled");
         // A task of its own: teardown runs to its end even if this future is dropped.
-        let task = tokio::spawn(lifecycle::run(self.inner.clone(), reservation, req, pulled));
+        let task = tokio::spawn(super::run::run(
+            self.inner.clone(),
+            reservation,
+            req,
+            pulled,
+        ));
         match task.await {
             Ok(result) => result,
             Err(e) => Err(CellError::Task(e.to_string())),
