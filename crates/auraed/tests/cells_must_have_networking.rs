@@ -610,6 +610,59 @@ fn cell_records(d: &TestDaemon) -> std::collections::BTreeMap<String, serde_json
     .expect("read the cells' records")
 }
 
+/// Stop of a detached cell is CRI's StopPodSandbox: CNI DEL runs and the
+/// address goes back to the pool at once, while the cell stays listed
+/// (PASSIVE, no address) until Remove, which then succeeds.
+#[tokio::test]
+async fn a_stopped_cell_must_give_its_address_back_before_it_is_removed() {
+    let test = "a_stopped_cell_must_give_its_address_back_before_it_is_removed";
+    let Some((net, d, c)) = start(test, "stop", 4).await else {
+        return;
+    };
+    let image = push_derived("net-stop", "v1", &server_image()).await;
+    net.install(&d);
+    let started = c
+        .start_cell(with_network(cell("net-stop", &[("web", &image)]), "", &[]))
+        .await
+        .expect("start");
+    let ip = started.ip.clone();
+    assert!(net.contains(&ip), "{ip:?} in {}", net.subnet());
+    let netns = d.dir.path().join("run/cells/net-stop/ns/net");
+    let netns_arg = format!("--net={}", netns.display());
+    let eth0 = || output("nsenter", &[&netns_arg, "ip", "-o", "addr", "show"]);
+    assert!(
+        eth0().contains(&ip),
+        "the cell's namespace has {ip}: {}",
+        eth0()
+    );
+    let held = net.leftovers(&d);
+    assert!(
+        held.iter().any(|l| l == &format!("IPAM reservation {ip}")),
+        "{held:#?}"
+    );
+
+    c.stop_cell("net-stop").await.expect("stop");
+    let listed = c.list_cells().await.expect("list").cells;
+    assert_eq!(listed.len(), 1, "kept until removed: {listed:?}");
+    assert_eq!(listed[0].status, Status::Passive as i32, "{listed:?}");
+    assert_eq!(listed[0].ip, "", "no address once stopped: {listed:?}");
+    // The namespace stays (mounted in the cell's directory) but holds no
+    // address any more, and nothing of the network is left on the host.
+    assert!(netns.exists());
+    assert!(!eth0().contains(&ip), "{}", eth0());
+    let left: Vec<String> = net
+        .leftovers(&d)
+        .into_iter()
+        .filter(|l| !l.starts_with("mount"))
+        .collect();
+    assert!(left.is_empty(), "a stopped cell holds: {left:#?}");
+
+    c.remove_cell("net-stop", false).await.expect("remove");
+    assert!(c.list_cells().await.expect("list").cells.is_empty());
+    let left = wait_gone(&d, &net).await;
+    assert!(left.is_empty(), "left behind: {left:#?}\n{}", d.log());
+}
+
 /// `auraed --bootstrap` (what hack/up.sh runs) on a node without a network
 /// configuration writes the default network, and leaves an existing one alone.
 #[tokio::test]

@@ -374,7 +374,9 @@ async fn a_draining_daemon_must_stop_detached_cells_and_keep_them() {
     let image = push_derived(
         "drain-trap",
         "v1",
-        &ImageSpec::sh("trap 'exit 4' TERM; while true; do sleep 0.1; done"),
+        &ImageSpec::sh(
+            "trap 'exit 4' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+        ),
     )
     .await;
     let mut d = TestDaemon::builder()
@@ -386,6 +388,9 @@ async fn a_draining_daemon_must_stop_detached_cells_and_keep_them() {
     spec.network = "none".into();
     c.start_cell(spec).await.expect("start");
     let pid = running_pid(&c, "drain").await;
+    // A tick in the log: the trap is set (a SIGTERM before it would be
+    // ignored by sh as pid 1, and the grace period would end in SIGKILL).
+    more_ticks_than(&d, "drain", 0).await;
     drop(c);
     assert!(d.stop().expect("exit").success(), "{}", d.log());
     assert!(!alive(pid), "stopped with the daemon");
@@ -393,7 +398,12 @@ async fn a_draining_daemon_must_stop_detached_cells_and_keep_them() {
     let c = d.client().await;
     let kept = listed(&c, "drain").await.expect("kept");
     assert_eq!(kept.status, Status::Passive as i32, "{kept:?}");
-    assert_eq!(kept.containers[0].exit_code, Some(4), "graceful: {kept:?}");
+    assert_eq!(
+        kept.containers[0].exit_code,
+        Some(4),
+        "graceful: {kept:?}\n{}",
+        d.log()
+    );
     c.remove_cell("drain", false).await.expect("rm");
     assert_gone(&d, "drain", "none");
 }

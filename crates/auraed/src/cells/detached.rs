@@ -4,9 +4,9 @@
 //! Start, Stop and Remove are compositions of the split operations on the
 //! cell's record (`ops`), in the order the Kubernetes CRI calls them:
 //! Start is record, sandbox create, container create and start, then a
-//! watcher (container wait) in the background; Stop cancels the watcher's
-//! token and releases the cell's network (StopPodSandbox); Remove is
-//! remove. A start that fails half-way removes everything it made. Each
+//! watcher (container wait) in the background, which releases the cell's
+//! network once its containers have all exited (StopPodSandbox); Stop
+//! cancels the watcher's token; Remove is remove. A start that fails half-way removes everything it made. Each
 //! container's helper works like `auraed monitor` once the container runs,
 //! so a restarted daemon adopts the containers from their records
 //! ([`adopt_all`]) and learns how those that ended while it was down ended.
@@ -75,40 +75,32 @@ async fn bring_up(
 }
 
 /// Container wait in the background until every container has exited;
-/// a stopped cell's network is released at once (StopPodSandbox), the rest
-/// stays until Remove. Nothing when the daemon leaves the cell running.
+/// nothing when the daemon leaves the cell running.
 async fn watch(mut cell: CellOps) {
-    match cell.wait().await {
-        Waited::Abandoned => return,
-        Waited::Stopped => release_network(&mut cell).await,
-        Waited::Exited => {}
+    if cell.wait().await == Waited::Abandoned {
+        return;
     }
-    settle(&cell.db, &cell.entry, &mut cell.record).await;
+    settle(&cell.inner, &cell.db, &cell.entry, &mut cell.record).await;
 }
 
-/// CNI DEL of a stopped cell: its address goes back to the pool while the
-/// cell stays listed (without an address) until Remove, whose own DEL then
-/// has nothing left to do.
-async fn release_network(cell: &mut CellOps) {
-    let (inner, name) = (cell.inner.clone(), cell.entry.name.clone());
-    if let Err(e) =
-        tokio::task::spawn_blocking(move || super::network::disconnect(&inner, &name)).await
+/// Every container has exited (or was stopped): the cell's network is
+/// released (CNI DEL, as StopPodSandbox), and the cell is PASSIVE, without
+/// an address, until removed; Remove's own DEL then has nothing left to do.
+async fn settle(inner: &Arc<Inner>, db: &Arc<StateDb>, entry: &Entry, record: &mut CellRecord) {
+    let (i, name) = (inner.clone(), entry.name.clone());
+    if let Err(e) = tokio::task::spawn_blocking(move || super::network::disconnect(&i, &name)).await
     {
-        tracing::error!(cell = %cell.entry.name, error = %e, "releasing the stopped cell's network");
+        tracing::error!(cell = %entry.name, error = %e, "releasing the cell's network");
     }
-    cell.entry.set_ip(None);
-    cell.record.ip = None;
-}
-
-/// Every container has exited: the cell is PASSIVE until removed.
-async fn settle(db: &Arc<StateDb>, entry: &Entry, record: &mut CellRecord) {
+    entry.set_ip(None);
+    record.ip = None;
     record.state = CellState::Stopped;
     if let Err(e) = store::put(db, &entry.name, record).await {
         tracing::error!(cell = %entry.name, error = %chain(&e), "recording the cell's end");
     }
     entry.set_phase(Phase::Stopped);
     entry.idle.send_replace(true);
-    tracing::info!(cell = %entry.name, "detached cell stopped: its containers have all exited");
+    tracing::info!(cell = %entry.name, "detached cell stopped: its containers have all exited, its network is released");
 }
 
 /// Removes cell `name`: stops it first when `force`, refuses a running one
@@ -215,7 +207,7 @@ async fn adopt_one(inner: &Arc<Inner>, db: &Arc<StateDb>, name: String, mut reco
     tracing::info!(cell = %name, running = handles.len(), "detached cell adopted from the previous daemon");
     if handles.is_empty() {
         if record.state != CellState::Stopped {
-            settle(db, &entry, &mut record).await;
+            settle(inner, db, &entry, &mut record).await;
         }
         return;
     }
