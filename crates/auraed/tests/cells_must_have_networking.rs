@@ -619,8 +619,8 @@ async fn a_stopped_cell_must_give_its_address_back_before_it_is_removed() {
     let Some((net, d, c)) = start(test, "stop", 4).await else {
         return;
     };
-    let image = push_derived("net-stop", "v1", &server_image()).await;
     net.install(&d);
+    let image = push_derived("net-stop", "v1", &ImageSpec::sh("sleep 1000")).await;
     let started = c
         .start_cell(with_network(cell("net-stop", &[("web", &image)]), "", &[]))
         .await

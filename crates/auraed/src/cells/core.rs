@@ -163,6 +163,9 @@ pub(crate) struct Entry {
     pub idle: watch::Sender<bool>,
     /// Cancelled at daemon exit to leave a detached cell's containers running.
     pub abandon: Mutex<Vec<CancellationToken>>,
+    /// Serialises Stop and Remove of this cell (and of no other): the
+    /// second of two waits for the first, then finds the cell as it left it.
+    pub serial: tokio::sync::Mutex<()>,
 }
 
 impl Entry {
@@ -343,6 +346,7 @@ impl Inner {
             detached,
             idle: watch::channel(phase == Phase::Stopped).0,
             abandon: Mutex::new(Vec::new()),
+            serial: tokio::sync::Mutex::new(()),
         });
         running.insert(name.to_string(), entry.clone());
         Ok(entry)
@@ -538,6 +542,13 @@ impl Cells {
         let entry = self.inner.entry(name).ok_or_else(|| CellError::NotFound {
             cell: name.to_string(),
         })?;
+        let _serial = entry.serial.lock().await;
+        if entry.released() {
+            // Removed (or ended) while this call waited for another one.
+            return Err(CellError::NotFound {
+                cell: name.to_string(),
+            });
+        }
         if entry.detached && entry.phase() == Phase::Stopped {
             return Ok("already stopped".to_string());
         }

@@ -104,7 +104,7 @@ async fn settle(inner: &Arc<Inner>, db: &Arc<StateDb>, entry: &Entry, record: &m
 }
 
 /// Removes cell `name`: stops it first when `force`, refuses a running one
-/// otherwise.
+/// otherwise. Serialised with every other Stop and Remove of the same cell.
 pub(crate) async fn remove(
     inner: &Arc<Inner>,
     name: &str,
@@ -119,6 +119,14 @@ pub(crate) async fn remove(
         });
     }
     let db = inner.state()?;
+    let _serial = entry.serial.lock().await;
+    if entry.released() {
+        // Removed by a concurrent Remove (or its start failed) while this
+        // call waited: there is nothing of it left.
+        return Err(CellError::NotFound {
+            cell: name.to_string(),
+        });
+    }
     if entry.phase() != Phase::Stopped {
         if !force {
             return Err(CellError::StillRunning {
