@@ -337,7 +337,9 @@ async fn cells_must_refuse_a_name_already_running_and_list_and_stop_it() {
     assert!(
         cells_support::eventually(30, || {
             h.cells.list().iter().any(|c| {
-                c.containers.len() == 2
+                // "running" once every container started and the record says so.
+                c.meta.as_ref().is_some_and(|m| m.message == "running")
+                    && c.containers.len() == 2
                     && c.containers
                         .iter()
                         .all(|s| s.status == MetaStatus::Active as i32)

@@ -191,6 +191,11 @@ impl Entry {
         self.lock().1.clone()
     }
 
+    /// Waits until the cell's name is released (its removal is done).
+    pub async fn gone(&self) {
+        let _ = self.done.subscribe().wait_for(|d| *d).await;
+    }
+
     /// Waits until a detached cell is idle or the entry is released.
     pub async fn settled(&self) {
         let (mut idle, mut done) = (self.idle.subscribe(), self.done.subscribe());
@@ -553,13 +558,7 @@ impl Cells {
             return Ok("already stopped".to_string());
         }
         tracing::info!(cell = name, "stopping cell on request");
-        entry.stop.cancel();
-        if entry.detached {
-            entry.settled().await;
-        } else {
-            let mut done = entry.done.subscribe();
-            let _ = done.wait_for(|d| *d).await;
-        }
+        super::ops::stop(&entry).await;
         Ok("stopped".to_string())
     }
 
@@ -622,10 +621,7 @@ impl Cells {
             let e = e.clone();
             async move {
                 match (e.detached, stop_detached) {
-                    (false, _) => {
-                        let mut done = e.done.subscribe();
-                        let _ = done.wait_for(|d| *d).await;
-                    }
+                    (false, _) => e.gone().await,
                     (true, true) => e.settled().await,
                     (true, false) => {}
                 }

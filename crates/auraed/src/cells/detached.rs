@@ -134,8 +134,7 @@ pub(crate) async fn remove(
             });
         }
         tracing::info!(cell = name, "stopping the cell to remove it");
-        entry.stop.cancel();
-        entry.settled().await;
+        ops::stop(&entry).await;
     }
     if entry.released() {
         // A start that failed meanwhile removed everything itself.

@@ -7,8 +7,9 @@
 //! - container create (CreateContainer): one helper per container, all at once;
 //! - container start (StartContainer): each created container is let run;
 //!   the record becomes `running`;
-//! - container wait (ContainerStatus): each exit goes into the record; a
-//!   stop of the cell (its token) stops every container at once;
+//! - container wait (ContainerStatus): each exit goes into the record;
+//! - container stop (StopContainer, [`stop`]): the cell's stop token stops
+//!   every container at once (SIGTERM, the grace period, SIGKILL);
 //! - remove (RemoveContainer, RemovePodSandbox): whatever runs killed and
 //!   reaped, CNI DEL, mounts, directory, cgroups, then the record.
 //!
@@ -322,6 +323,19 @@ impl CellOps {
         let removed = remove(&self.inner, &self.db, &self.entry.name, handles).await;
         self.controls.clear();
         removed
+    }
+}
+
+/// Container stop of every container of the cell: its stop token reaches
+/// each container's supervisor at once (SIGTERM, the grace period,
+/// SIGKILL; see [`CellOps::wait`]). Returns once a detached cell is
+/// PASSIVE, or a RunCell cell removed.
+pub(crate) async fn stop(entry: &Entry) {
+    entry.stop.cancel();
+    if entry.detached {
+        entry.settled().await;
+    } else {
+        entry.gone().await;
     }
 }
 

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::core::{CellResult, ContainerView, Entry, Inner, Phase, Reservation};
+use super::core::{CellResult, ContainerResult, ContainerView, Entry, Inner, Phase, Reservation};
 use super::error::CellError;
 use super::image::PulledImage;
 use super::ops::{ms, CellOps, StartFailure, Waited};
@@ -109,25 +109,32 @@ fn not_started(entry: &Entry, why: &str) {
 /// The call's answer, from every container as List shows it.
 fn answer(entry: &Entry, failure: Option<String>, stopped: bool) -> CellResult {
     let containers: Vec<_> = entry.views().iter().map(ContainerView::to_result).collect();
-    let summary = containers
-        .iter()
-        .map(|c| format!("{} {}", c.name, c.message))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let (status, message) = match failure {
-        Some(why) => (MetaStatus::Error, why),
-        None if stopped => (
-            MetaStatus::Complete,
-            format!("stopped on request: {summary}"),
-        ),
-        None => (MetaStatus::Complete, summary),
-    };
+    let (status, message) = summary(&containers, failure, stopped);
     CellResult {
         name: entry.name.clone(),
         message,
         status,
         containers,
         ip: entry.ip(),
+    }
+}
+
+/// The cell's status and `meta.message`: the failure, else one part per
+/// container (`a exited with code 0, b exited with code 3`).
+fn summary(
+    containers: &[ContainerResult],
+    failure: Option<String>,
+    stopped: bool,
+) -> (MetaStatus, String) {
+    let each = containers
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.message))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match failure {
+        Some(why) => (MetaStatus::Error, why),
+        None if stopped => (MetaStatus::Complete, format!("stopped on request: {each}")),
+        None => (MetaStatus::Complete, each),
     }
 }
 
@@ -148,5 +155,50 @@ impl Drop for Unwound {
         if let Err(e) = self.inner.reclaim(&self.name) {
             tracing::error!(cell = %self.name, error = %chain(&e), "removing the cell");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroups::Limits;
+
+    fn container(name: &str, message: &str) -> ContainerResult {
+        ContainerResult {
+            name: name.into(),
+            message: message.into(),
+            pid: Some(7),
+            status: MetaStatus::Complete,
+            exit_code: Some(0),
+            limits: Limits::default(),
+            oom_killed: false,
+        }
+    }
+
+    #[test]
+    fn the_answer_names_each_container_or_the_failure() {
+        let both = [
+            container("a", "exited with code 0"),
+            container("b", "exited with code 3"),
+        ];
+        assert_eq!(
+            summary(&both, None, false),
+            (
+                MetaStatus::Complete,
+                "a exited with code 0, b exited with code 3".to_string()
+            )
+        );
+        assert_eq!(
+            summary(&both[..1], None, true),
+            (
+                MetaStatus::Complete,
+                "stopped on request: a exited with code 0".to_string()
+            )
+        );
+        let why = "container \"b\" could not start: no such file".to_string();
+        assert_eq!(
+            summary(&both, Some(why.clone()), false),
+            (MetaStatus::Error, why)
+        );
     }
 }
