@@ -7,7 +7,10 @@
 //! - container create (CreateContainer): one helper per container, all at once;
 //! - container start (StartContainer): each created container is let run;
 //!   the record becomes `running`;
-//! - container wait (ContainerStatus): each exit goes into the record;
+//! - container wait (ContainerStatus): each exit goes into the record
+//!   (persisted for a detached cell; a bound one's record is only ever
+//!   removed after a crash, so three durable writes make a RunCell:
+//!   `creating`, `running`, the removal);
 //! - container stop (StopContainer, [`stop`]): the cell's stop token stops
 //!   every container at once (SIGTERM, the grace period, SIGKILL);
 //! - remove (RemoveContainer, RemovePodSandbox): whatever runs killed and
@@ -195,8 +198,10 @@ impl CellOps {
         .map_err(|e| CellError::Task(format!("setting the cell up: {e}")))?;
         self.containers = containers;
         set_up?;
+        // Persisted with `running`: a `creating` record is removed whatever
+        // it says, so one durable write fewer per cell.
         self.record.ip = self.entry.ip();
-        self.save().await
+        Ok(())
     }
 
     /// Container create, then container start, of every container; the
@@ -296,7 +301,12 @@ impl CellOps {
                     }
                     Some((i, finished)) => {
                         ended(&entry, &mut self.record, i, finished);
-                        self.save_or_log("a container's exit").await;
+                        // A bound cell's exits are its call's answer; after a
+                        // crash its record is only removed, so none is
+                        // persisted (a durable write each).
+                        if !self.record.bound {
+                            self.save_or_log("a container's exit").await;
+                        }
                     }
                 },
                 _ = entry.stop.cancelled(), if !stopping => {

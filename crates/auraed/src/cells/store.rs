@@ -2,8 +2,8 @@
 //! (cell name -> [`CellRecord`]), detached cells and RunCell cells alike. A
 //! record is written before anything of the cell exists (`creating`),
 //! updated once every container runs (`running`, with each detached
-//! container's process record for adoption) and at each container's exit,
-//! and deleted once everything else is gone. A `creating` record found at
+//! container's process record for adoption) and at each exit of a detached
+//! container, and deleted once everything else is gone. A `creating` record found at
 //! start is a start the daemon did not finish, a `bound` one a RunCell
 //! whose call died with the daemon: either cell is removed.
 //!
