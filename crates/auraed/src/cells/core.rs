@@ -357,7 +357,7 @@ impl Inner {
         Ok(entry)
     }
 
-    /// The state database, which detached cells need.
+    /// The state database, where every cell has its record.
     pub fn state(&self) -> Result<Arc<StateDb>, CellError> {
         self.state.get().cloned().ok_or(CellError::NoState)
     }

@@ -206,7 +206,7 @@ async fn adopt_one(inner: &Arc<Inner>, db: &Arc<StateDb>, name: String, mut reco
     };
     for (i, r) in ended_while_away {
         tracing::info!(cell = %name, container = %record.containers[i].name, "the container ended while the daemon was down");
-        ops::ended(&entry, &mut record, i, r);
+        super::container::ended(&entry, &mut record, i, r);
         const AWAY: &str = " (while the daemon was down)";
         record.containers[i].message.push_str(AWAY);
         entry.update(i, |v| v.message.push_str(AWAY));

@@ -22,6 +22,7 @@
 //! `containers/<container>/` (config.json and the image's root filesystem).
 
 mod cgroup;
+mod container;
 mod core;
 mod detached;
 mod error;

@@ -27,6 +27,7 @@ pub(crate) async fn run(
     pulled: Vec<PulledImage>,
 ) -> Result<CellResult, CellError> {
     let entry = reservation.entry.clone();
+    let mut cell = CellOps::record(&inner, entry.clone(), &req, true).await?;
     // Dropped before the reservation: a panic still removes the cell
     // before its name is given back.
     let mut unwound = Unwound {
@@ -34,7 +35,6 @@ pub(crate) async fn run(
         name: req.name.clone(),
         armed: true,
     };
-    let mut cell = CellOps::record(&inner, entry.clone(), &req, true).await?;
     let began = Instant::now();
     let result = match cell.create_sandbox(&req, pulled).await {
         Ok(()) => {
