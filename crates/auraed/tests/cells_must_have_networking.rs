@@ -566,6 +566,14 @@ async fn a_killed_daemon_must_leave_no_network_after_a_restart() {
             "a killed daemon leaves the cell's {what} ({ip}): {left:#?}"
         );
     }
+    // The RunCell's record, bound to its call, is what the next daemon acts on.
+    let records = cell_records(&d);
+    let record = records.get("net-crash").expect("the RunCell cell's record");
+    assert_eq!(record["bound"], true, "{record}");
+    assert!(
+        !common::cgroups_under(&d, "cells").is_empty(),
+        "a killed daemon leaves the cell's cgroups"
+    );
 
     d.restart().await;
     let left = net.leftovers(&d);
@@ -584,6 +592,74 @@ async fn a_killed_daemon_must_leave_no_network_after_a_restart() {
         .is_err(),
         "the published port is closed"
     );
+    // Removed, never adopted: no cgroup and, once the daemon let go of its
+    // database, no record.
+    assert_eq!(common::cgroups_under(&d, "cells"), Vec::<PathBuf>::new());
+    d.stop();
+    assert!(cell_records(&d).is_empty(), "{:?}", cell_records(&d));
+}
+
+/// The cells' records in the state database of a daemon that is not
+/// running (the database is the daemon's while it runs).
+fn cell_records(d: &TestDaemon) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let db = auraed::state::StateDb::open(&d.state_dir).expect("open the state database");
+    db.all(&auraed::state::Table::<serde_json::Value>::new(
+        "cells.cells.v1",
+    ))
+    .expect("read the cells' records")
+}
+
+/// Stop of a detached cell is CRI's StopPodSandbox: CNI DEL runs and the
+/// address goes back to the pool at once, while the cell stays listed
+/// (PASSIVE, no address) until Remove, which then succeeds.
+#[tokio::test]
+async fn a_stopped_cell_must_give_its_address_back_before_it_is_removed() {
+    let test = "a_stopped_cell_must_give_its_address_back_before_it_is_removed";
+    let Some((net, d, c)) = start(test, "stop", 4).await else {
+        return;
+    };
+    net.install(&d);
+    let image = push_derived("net-stop", "v1", &ImageSpec::sh("sleep 1000")).await;
+    let started = c
+        .start_cell(with_network(cell("net-stop", &[("web", &image)]), "", &[]))
+        .await
+        .expect("start");
+    let ip = started.ip.clone();
+    assert!(net.contains(&ip), "{ip:?} in {}", net.subnet());
+    let netns = d.dir.path().join("run/cells/net-stop/ns/net");
+    let netns_arg = format!("--net={}", netns.display());
+    let eth0 = || output("nsenter", &[&netns_arg, "ip", "-o", "addr", "show"]);
+    assert!(
+        eth0().contains(&ip),
+        "the cell's namespace has {ip}: {}",
+        eth0()
+    );
+    let held = net.leftovers(&d);
+    assert!(
+        held.iter().any(|l| l == &format!("IPAM reservation {ip}")),
+        "{held:#?}"
+    );
+
+    c.stop_cell("net-stop").await.expect("stop");
+    let listed = c.list_cells().await.expect("list").cells;
+    assert_eq!(listed.len(), 1, "kept until removed: {listed:?}");
+    assert_eq!(listed[0].status, Status::Passive as i32, "{listed:?}");
+    assert_eq!(listed[0].ip, "", "no address once stopped: {listed:?}");
+    // The namespace stays (mounted in the cell's directory) but holds no
+    // address any more, and nothing of the network is left on the host.
+    assert!(netns.exists());
+    assert!(!eth0().contains(&ip), "{}", eth0());
+    let left: Vec<String> = net
+        .leftovers(&d)
+        .into_iter()
+        .filter(|l| !l.starts_with("mount"))
+        .collect();
+    assert!(left.is_empty(), "a stopped cell holds: {left:#?}");
+
+    c.remove_cell("net-stop", false).await.expect("remove");
+    assert!(c.list_cells().await.expect("list").cells.is_empty());
+    let left = wait_gone(&d, &net).await;
+    assert!(left.is_empty(), "left behind: {left:#?}\n{}", d.log());
 }
 
 /// `auraed --bootstrap` (what hack/up.sh runs) on a node without a network

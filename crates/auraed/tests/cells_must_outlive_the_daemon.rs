@@ -6,7 +6,7 @@
 //! code, its logs readable), and `aer cell rm` removes every trace: the
 //! IPAM reservation, the namespaces and mounts, the cgroups, the bundle
 //! directory and the record. A start whose second container fails leaves
-//! nothing either.
+//! nothing either, and concurrent Removes of one cell remove it once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 // common/ and cells_support/ both include the registry fixture by path.
@@ -363,6 +363,72 @@ async fn a_start_that_fails_must_leave_nothing() {
     remove_bridge("halfstart");
 }
 
+/// Stop and Remove of one cell are serialised per cell: of two Removes at
+/// once, one removes the cell and the other finds nothing (NOT_FOUND),
+/// never a second teardown or an error from a half-removed cell; a Remove
+/// of another cell goes on alongside.
+#[tokio::test]
+async fn concurrent_removes_of_one_cell_must_remove_it_once() {
+    let test = "concurrent_removes_of_one_cell_must_remove_it_once";
+    if !fixture(test) {
+        return;
+    }
+    let d = TestDaemon::builder().stop_grace(1.0).start().await;
+    let network = install_network(&d, "rmrace", 11);
+    let image = push_derived("rm-race", "v1", &ImageSpec::sh("sleep 1000")).await;
+    let c = d.client().await;
+    for name in ["race-a", "race-b", "race-c"] {
+        c.start_cell(cell(name, &[("s", &image)]))
+            .await
+            .expect("start");
+    }
+    // Running: each Remove --force stops the cell (the grace period) first.
+    let (first, second, other) = tokio::join!(
+        c.remove_cell("race-a", true),
+        c.remove_cell("race-a", true),
+        c.remove_cell("race-b", true),
+    );
+    other.expect("another cell is removed alongside");
+    let codes: Vec<Option<tonic::Code>> = [first, second]
+        .into_iter()
+        .map(|r| r.err().and_then(|e| e.status().map(|s| s.code())))
+        .collect();
+    assert!(
+        codes.contains(&None) && codes.contains(&Some(tonic::Code::NotFound)),
+        "one removes, the other finds nothing: {codes:?}\n{}",
+        d.log()
+    );
+    // Stopped: Stop and two Removes at once.
+    c.stop_cell("race-c").await.expect("stop");
+    let (stop, first, second) = tokio::join!(
+        c.stop_cell("race-c"),
+        c.remove_cell("race-c", false),
+        c.remove_cell("race-c", false),
+    );
+    assert!(
+        stop.is_ok()
+            || stop
+                .as_ref()
+                .err()
+                .and_then(|e| e.status())
+                .map(|s| s.code())
+                == Some(tonic::Code::NotFound),
+        "{stop:?}"
+    );
+    let removed = [&first, &second].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(removed, 1, "{first:?} {second:?}");
+    for name in ["race-a", "race-b", "race-c"] {
+        assert!(listed(&c, name).await.is_none());
+        assert_gone(&d, name, &network);
+    }
+    let log = d.log();
+    assert!(
+        !log.contains("removing the cell") && !log.contains("did not exit"),
+        "no teardown failed: {log}"
+    );
+    remove_bridge("rmrace");
+}
+
 /// `--stop-workloads-at-exit` (a node being drained) stops detached cells
 /// with the daemon, gracefully, and the next daemon lists them stopped.
 #[tokio::test]
@@ -374,7 +440,9 @@ async fn a_draining_daemon_must_stop_detached_cells_and_keep_them() {
     let image = push_derived(
         "drain-trap",
         "v1",
-        &ImageSpec::sh("trap 'exit 4' TERM; while true; do sleep 0.1; done"),
+        &ImageSpec::sh(
+            "trap 'exit 4' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+        ),
     )
     .await;
     let mut d = TestDaemon::builder()
@@ -386,6 +454,9 @@ async fn a_draining_daemon_must_stop_detached_cells_and_keep_them() {
     spec.network = "none".into();
     c.start_cell(spec).await.expect("start");
     let pid = running_pid(&c, "drain").await;
+    // A tick in the log: the trap is set (a SIGTERM before it would be
+    // ignored by sh as pid 1, and the grace period would end in SIGKILL).
+    more_ticks_than(&d, "drain", 0).await;
     drop(c);
     assert!(d.stop().expect("exit").success(), "{}", d.log());
     assert!(!alive(pid), "stopped with the daemon");
@@ -393,7 +464,12 @@ async fn a_draining_daemon_must_stop_detached_cells_and_keep_them() {
     let c = d.client().await;
     let kept = listed(&c, "drain").await.expect("kept");
     assert_eq!(kept.status, Status::Passive as i32, "{kept:?}");
-    assert_eq!(kept.containers[0].exit_code, Some(4), "graceful: {kept:?}");
+    assert_eq!(
+        kept.containers[0].exit_code,
+        Some(4),
+        "graceful: {kept:?}\n{}",
+        d.log()
+    );
     c.remove_cell("drain", false).await.expect("rm");
     assert_gone(&d, "drain", "none");
 }

@@ -337,7 +337,9 @@ async fn cells_must_refuse_a_name_already_running_and_list_and_stop_it() {
     assert!(
         cells_support::eventually(30, || {
             h.cells.list().iter().any(|c| {
-                c.containers.len() == 2
+                // "running" once every container started and the record says so.
+                c.meta.as_ref().is_some_and(|m| m.message == "running")
+                    && c.containers.len() == 2
                     && c.containers
                         .iter()
                         .all(|s| s.status == MetaStatus::Active as i32)
@@ -357,6 +359,12 @@ async fn cells_must_refuse_a_name_already_running_and_list_and_stop_it() {
 
     let err = h.cells.run(req).await.expect_err("name taken");
     assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err:?}");
+    // A RunCell cell has a record of its own, bound to the call, while it runs.
+    let records = h.records();
+    let record = records.get("busy").expect("the running cell's record");
+    assert_eq!(record["bound"], true, "{record}");
+    assert_eq!(record["state"], "running", "{record}");
+    assert_eq!(record["containers"].as_array().map(Vec::len), Some(2));
 
     let began = Instant::now();
     let meta = h.cells.stop("busy").await.expect("stop");
@@ -376,6 +384,7 @@ async fn cells_must_refuse_a_name_already_running_and_list_and_stop_it() {
     // sh as pid 1 of its namespace ignores SIGTERM: the grace period ends in SIGKILL.
     assert_eq!(message_of(&status, "a"), "killed by signal 9 (SIGKILL)");
     assert!(h.traces("busy").is_empty(), "{:?}", h.traces("busy"));
+    assert!(h.records().is_empty(), "no record once the call answered");
     let err = h.cells.stop("busy").await.expect_err("gone");
     assert_eq!(err.code(), tonic::Code::NotFound);
 }

@@ -14,7 +14,6 @@ use super::cgroup::CellCgroups;
 use super::error::CellError;
 use super::exec::{ExecRequest, ExecResult};
 use super::image::{ImageSource, PulledImage};
-use super::lifecycle;
 use super::request::{self, CellRequest, CellSpec};
 use crate::cgroups::{CgroupPath, Limits, HOST_MOUNT_ROOT};
 use crate::cni::Cni;
@@ -164,6 +163,9 @@ pub(crate) struct Entry {
     pub idle: watch::Sender<bool>,
     /// Cancelled at daemon exit to leave a detached cell's containers running.
     pub abandon: Mutex<Vec<CancellationToken>>,
+    /// Serialises Stop and Remove of this cell (and of no other): the
+    /// second of two waits for the first, then finds the cell as it left it.
+    pub serial: tokio::sync::Mutex<()>,
 }
 
 impl Entry {
@@ -187,6 +189,11 @@ impl Entry {
     /// Every container as List shows it.
     pub fn views(&self) -> Vec<ContainerView> {
         self.lock().1.clone()
+    }
+
+    /// Waits until the cell's name is released (its removal is done).
+    pub async fn gone(&self) {
+        let _ = self.done.subscribe().wait_for(|d| *d).await;
     }
 
     /// Waits until a detached cell is idle or the entry is released.
@@ -344,12 +351,13 @@ impl Inner {
             detached,
             idle: watch::channel(phase == Phase::Stopped).0,
             abandon: Mutex::new(Vec::new()),
+            serial: tokio::sync::Mutex::new(()),
         });
         running.insert(name.to_string(), entry.clone());
         Ok(entry)
     }
 
-    /// The state database, which detached cells need.
+    /// The state database, where every cell has its record.
     pub fn state(&self) -> Result<Arc<StateDb>, CellError> {
         self.state.get().cloned().ok_or(CellError::NoState)
     }
@@ -485,6 +493,7 @@ impl Cells {
     /// deadline) stops the cell (SIGTERM, the grace period, SIGKILL) and
     /// still removes everything, in the background.
     pub async fn run(&self, cell: CellSpec) -> Result<CellResult, CellError> {
+        self.inner.state()?;
         let req = request::validate(&cell, self.inner.processes.defaults().limits)?;
         self.inner.check_limits(&req)?;
         let reservation = self.inner.reserve(&req, false)?;
@@ -497,10 +506,15 @@ impl Cells {
                 return Err(CellError::StoppedBeforeStart { cell: req.name });
             }
         };
-        lifecycle::check_runnable(&req, &pulled)?;
+        super::setup::check_runnable(&req, &pulled)?;
         tracing::debug!(cell = %req.name, images = ?pulled.iter().map(|p| &p.digest).collect::<Vec<_>>(), "images pulled");
         // A task of its own: teardown runs to its end even if this future is dropped.
-        let task = tokio::spawn(lifecycle::run(self.inner.clone(), reservation, req, pulled));
+        let task = tokio::spawn(super::run::run(
+            self.inner.clone(),
+            reservation,
+            req,
+            pulled,
+        ));
         match task.await {
             Ok(result) => result,
             Err(e) => Err(CellError::Task(e.to_string())),
@@ -533,17 +547,18 @@ impl Cells {
         let entry = self.inner.entry(name).ok_or_else(|| CellError::NotFound {
             cell: name.to_string(),
         })?;
+        let _serial = entry.serial.lock().await;
+        if entry.released() {
+            // Removed (or ended) while this call waited for another one.
+            return Err(CellError::NotFound {
+                cell: name.to_string(),
+            });
+        }
         if entry.detached && entry.phase() == Phase::Stopped {
             return Ok("already stopped".to_string());
         }
         tracing::info!(cell = name, "stopping cell on request");
-        entry.stop.cancel();
-        if entry.detached {
-            entry.settled().await;
-        } else {
-            let mut done = entry.done.subscribe();
-            let _ = done.wait_for(|d| *d).await;
-        }
+        super::ops::stop(&entry).await;
         Ok("stopped".to_string())
     }
 
@@ -606,10 +621,7 @@ impl Cells {
             let e = e.clone();
             async move {
                 match (e.detached, stop_detached) {
-                    (false, _) => {
-                        let mut done = e.done.subscribe();
-                        let _ = done.wait_for(|d| *d).await;
-                    }
+                    (false, _) => e.gone().await,
                     (true, true) => e.settled().await,
                     (true, false) => {}
                 }

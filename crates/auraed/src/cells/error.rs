@@ -67,7 +67,7 @@ pub enum CellError {
     StillRunning { cell: String },
     #[error("cell {cell:?} is bound to its RunCell call: stop it (aer cell stop {cell}) and it is removed")]
     BoundToCall { cell: String },
-    #[error("this runtime keeps no state: detached cells need the daemon's state database")]
+    #[error("this runtime keeps no state: cells need the daemon's state database")]
     NoState,
     #[error("cell {cell:?}: container {container:?} could not start: {reason}")]
     ContainerStart {

@@ -2,16 +2,18 @@
 //! network, IPC and UTS namespaces of a sandbox, like a Kubernetes pod.
 //!
 //! The flow reads straight down: [`Cells::run`] validates the request
-//! (`request`), pulls every image (`image`), then a task of its own sets the
-//! cell up (`sandbox` namespaces joined to a CNI network by `network`,
-//! `cgroup`, one bundle per container from
-//! `spec` and `user`), creates and starts the containers through youki's
+//! (`request`), pulls every image (`image`), then a task of its own (`run`)
+//! composes the split operations of `ops`, each on the cell's record in the
+//! state database (`store`): sandbox create (`setup`: `sandbox` namespaces
+//! joined to a CNI network by `network`, `cgroup`, one bundle per container
+//! from `spec` and `user`), container create and start through youki's
 //! libcontainer in a helper process per container (`runtime` starts
-//! `auraed container`, `helper` is that process), supervises them through
-//! the process layer (output, stop, exit) and tears everything down again
-//! (`mounts`, `cgroup`), whatever happened. Dropping
-//! the `run` future (a client cancel or deadline) stops the cell and still
-//! tears it down. `crate::api::cells` serves the additive `cells.Cells` API.
+//! `auraed container`, `helper` is that process), container wait through
+//! the process layer (output, stop, exit), and remove (`mounts`, `cgroup`),
+//! whatever happened. Detached cells (`detached`) are compositions of the
+//! same operations. Dropping the `run` future (a client cancel or deadline)
+//! stops the cell and still removes it. `crate::api::cells` serves the
+//! additive `cells.Cells` API.
 //!
 //! On disk, under `<runtime_dir>/cells/<cell>/` (a private bind mount of
 //! itself, so nothing mounted below propagates to other mount namespaces):
@@ -20,6 +22,7 @@
 //! `containers/<container>/` (config.json and the image's root filesystem).
 
 mod cgroup;
+mod container;
 mod core;
 mod detached;
 mod error;
@@ -27,13 +30,15 @@ mod exec;
 pub mod exec_helper;
 pub mod helper;
 mod image;
-mod lifecycle;
 mod limits;
 mod mounts;
 mod network;
+mod ops;
 mod request;
+mod run;
 mod runtime;
 mod sandbox;
+mod setup;
 mod spec;
 mod store;
 mod user;

@@ -1,10 +1,15 @@
-//! The records of detached cells in the state database, table
-//! `cells.cells.v1` (cell name -> [`CellRecord`]). A record is written
-//! before anything of the cell exists (`creating`), updated once every
-//! container runs (`running`, with each container's process record for
-//! adoption) and at each container's exit, and deleted by Remove once
-//! everything else is gone. A `creating` record found at start is a start
-//! the daemon did not finish: its cell is removed.
+//! The records of cells in the state database, table `cells.cells.v1`
+//! (cell name -> [`CellRecord`]), detached cells and RunCell cells alike. A
+//! record is written before anything of the cell exists (`creating`),
+//! updated once every container runs (`running`, with each detached
+//! container's process record for adoption) and at each exit of a detached
+//! container, and deleted once everything else is gone. A `creating` record found at
+//! start is a start the daemon did not finish, a `bound` one a RunCell
+//! whose call died with the daemon: either cell is removed.
+//!
+//! `bound` came after the table: it is a serde-default field (records
+//! without it are detached cells, which is what they were), so the layout
+//! stays compatible and needs no `cells.cells.v2`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -34,6 +39,9 @@ pub(crate) struct CellRecord {
     /// The cell's limits in force (records older than limits have none).
     #[serde(default)]
     pub limits: Limits,
+    /// Bound to a RunCell call: ended with it, never adopted.
+    #[serde(default)]
+    pub bound: bool,
     pub containers: Vec<ContainerRecord>,
 }
 
@@ -104,6 +112,7 @@ mod tests {
                 pids: Some(4096),
                 ..Default::default()
             },
+            bound: true,
             containers: vec![ContainerRecord {
                 name: "web".into(),
                 image: "busybox".into(),
@@ -129,5 +138,9 @@ mod tests {
         assert_eq!(minimal.containers[0].process, None);
         assert_eq!(minimal.limits, Limits::default());
         assert!(!minimal.containers[0].oom_killed);
+        assert!(
+            !minimal.bound,
+            "records older than `bound` are detached cells"
+        );
     }
 }

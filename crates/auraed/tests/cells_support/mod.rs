@@ -174,6 +174,7 @@ pub struct Harness {
     pub top: String,
     pub parent: CgroupPath,
     pub runtime: TempDir,
+    pub db: Arc<auraed::state::StateDb>,
     _state: TempDir,
 }
 
@@ -194,7 +195,9 @@ impl Harness {
         // Containers run under `auraed container`: this test binary is not auraed.
         let processes = Processes::new(driver.clone(), logs.clone(), grace)
             .with_monitor_exe(PathBuf::from(env!("CARGO_BIN_EXE_auraed")));
-        let cells = Cells::new(images, processes, parent.clone(), runtime.path());
+        let db = Arc::new(auraed::state::StateDb::open(&state.path().join("db")).unwrap());
+        let cells =
+            Cells::new(images, processes, parent.clone(), runtime.path()).with_state(db.clone());
         Self {
             cells: ApiCells(cells),
             logs,
@@ -202,8 +205,15 @@ impl Harness {
             top,
             parent,
             runtime,
+            db,
             _state: state,
         }
+    }
+
+    /// The cells' records in the state database (`cells.cells.v1`), as JSON.
+    pub fn records(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let table = auraed::state::Table::<serde_json::Value>::new("cells.cells.v1");
+        self.db.all(&table).unwrap()
     }
 
     /// `<runtime_dir>/cells/<cell>`.
