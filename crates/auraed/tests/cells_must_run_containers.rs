@@ -124,8 +124,13 @@ async fn cells_must_share_loopback_and_hostname_but_not_files() {
     let server = push_derived(
         "pair",
         "server",
+        // nc's stdin is a FIFO this shell holds open: with /dev/null the
+        // server half-closes at once, and a client that sees that EOF
+        // before it sends exits 0 without sending (busybox nc), which under
+        // load lost the ping about one run in six.
         &ImageSpec::sh(
-            "echo server-secret > /tmp/only-in-server; echo host=$(hostname); nc -l -p 8080",
+            "echo server-secret > /tmp/only-in-server; echo host=$(hostname); \
+             mkfifo /tmp/in; nc -l -p 8080 < /tmp/in & exec 3>/tmp/in; wait $!",
         ),
     )
     .await;
