@@ -59,6 +59,7 @@ async fn pods_must_run_in_an_instance() {
         .unwrap_or_else(|e| panic!("run pod: {e:?}\n{}", d.log()));
     assert_eq!(s.status, Status::Complete as i32, "{s:?}");
     let spawned = s.spawn_response.clone().expect("spawn response");
+    assert_eq!(spawned.name, "two", "the instance is named after the pod");
     assert!(
         spawned
             .address

@@ -63,7 +63,8 @@ pub async fn spawn(
     Ok(spawn_response(spawned))
 }
 
-/// RunPod: a fresh instance with the pod's images handed over, each cell
+/// RunPod: a fresh instance named after the pod (generated when the pod
+/// has no name) with the pod's images handed over, each cell
 /// run there through the instance's own RunCell (in order, until one fails
 /// to run), the instance freed whatever happens. In a task of its own, so
 /// that a client going away cannot leave the instance behind. The answer's
@@ -84,6 +85,10 @@ pub async fn run_pod(instances: &Arc<Instances>, req: Request<Pod>) -> Result<Po
         }
     }
     let spec = SpawnSpec {
+        // As a Kubernetes pod is its sandbox: a second pod of a running
+        // pod's name is ALREADY_EXISTS, and `aer instance list` shows which
+        // instance runs which pod.
+        name: name.clone(),
         preload_images: images,
         caller,
         ..Default::default()
