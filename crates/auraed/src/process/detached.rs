@@ -278,6 +278,8 @@ impl Processes {
             log_dir: record.log_dir.clone(),
             stopped,
             oom_killed,
+            // The monitor wrote the log: read it to know.
+            logged_bytes: None,
         })
     }
 }

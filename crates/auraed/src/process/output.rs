@@ -87,6 +87,11 @@ impl DrainedLog {
         &self.logs
     }
 
+    /// Bytes in the log, when its writer knows them.
+    pub fn kept_bytes(&self) -> Option<u64> {
+        self.writer.as_ref().and_then(LogWriter::kept_bytes)
+    }
+
     /// Writes the end marker and counts the log complete (blocking I/O).
     pub fn finish(self, exit: Option<ExitKind>, message: String) {
         let logs = self.logs.clone();

@@ -35,11 +35,17 @@ pub struct Finished {
     /// True when the kernel's OOM killer killed a process of its cgroup
     /// (read before the cgroup is removed).
     pub oom_killed: bool,
+    /// Bytes its log holds, when known without reading it (0: no output).
+    pub logged_bytes: Option<u64>,
 }
 
 impl Finished {
     /// The output as text, at most `limit` bytes per stream (read from its log).
     pub async fn output(&self, limit: usize) -> OutputText {
+        if self.logged_bytes == Some(0) {
+            // Nothing was written (the common `true`): no directory to list.
+            return OutputText::default();
+        }
         // In place: no hop to another thread for what is mostly a small read.
         let read = super::output::blocking_io(|| read_output(&self.log_dir, limit));
         read.unwrap_or_else(|e| OutputText {
@@ -186,6 +192,7 @@ pub(super) async fn supervise(s: Supervised) -> Result<Finished, ProcessError> {
         None => Some(s.cgroup.clone()),
     };
     let logs = drained.logs().clone();
+    let logged_bytes = drained.kept_bytes();
     let old = drained.finish_counted(exit, message);
     if unkept.is_none() && old.is_empty() {
         running.fetch_sub(1, Ordering::Relaxed);
@@ -207,6 +214,7 @@ pub(super) async fn supervise(s: Supervised) -> Result<Finished, ProcessError> {
         log_dir,
         stopped,
         oom_killed,
+        logged_bytes,
     })
 }
 
