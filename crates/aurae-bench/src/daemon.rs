@@ -90,6 +90,10 @@ impl BenchDaemon {
         self.dir.path().join("auraed.log")
     }
 
+    pub fn config(&self) -> &AuraeConfig {
+        &self.config
+    }
+
     pub async fn client(&self) -> anyhow::Result<Client> {
         Ok(Client::connect(&self.config).await?)
     }

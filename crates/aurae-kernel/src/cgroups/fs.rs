@@ -31,13 +31,33 @@ pub(crate) fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
         .map_err(io_error("write", path))
 }
 
+/// Reads a cgroup interface file: an open, reads into one page-sized
+/// buffer until the end, a close. `fs::read_to_string` first stats the file
+/// for its size (always 0 or 4096 on cgroupfs) and then reads 32 bytes at a
+/// time; these files are on the path of every workload's start and end.
+pub(crate) fn read_small(path: &Path) -> io::Result<String> {
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let mut content = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => content.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    String::from_utf8(content).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 pub(crate) fn read_file(path: &Path) -> Result<String, CgroupError> {
-    fs::read_to_string(path).map_err(io_error("read", path))
+    read_small(path).map_err(io_error("read", path))
 }
 
 /// The whitespace-separated words of `path`, or none if it does not exist.
 pub(crate) fn read_words(path: &Path) -> Result<Vec<String>, CgroupError> {
-    match fs::read_to_string(path) {
+    match read_small(path) {
         Ok(s) => Ok(s.split_whitespace().map(str::to_string).collect()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(io_error("read", path)(e)),
@@ -48,7 +68,7 @@ pub(crate) fn read_words(path: &Path) -> Result<Vec<String>, CgroupError> {
 /// memory.events or memory.oom_control); 0 when the file or the key is
 /// missing (a kernel too old to count it, a cgroup already gone).
 pub(crate) fn read_counter(path: &Path, key: &str) -> Result<u64, CgroupError> {
-    let content = match fs::read_to_string(path) {
+    let content = match read_small(path) {
         Ok(s) => s,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(io_error("read", path)(e)),
@@ -136,7 +156,7 @@ pub(crate) fn tree_pids(dir: &Path) -> Result<Vec<i32>, CgroupError> {
     let mut pids = Vec::new();
     for cgroup in cgroup_dirs(dir)? {
         let procs = cgroup.join("cgroup.procs");
-        match fs::read_to_string(&procs) {
+        match read_small(&procs) {
             Ok(content) => pids.extend(parse_procs(&procs, &content)?),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_error("read", &procs)(e)),

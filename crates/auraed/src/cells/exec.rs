@@ -155,14 +155,14 @@ pub(crate) async fn exec(inner: &Arc<Inner>, req: ExecRequest) -> Result<ExecRes
     // Owns the helper from here: dropping it (a cancelled call) kills it.
     let child = ChildExit::from_pidfd(pid, pidfd)
         .map_err(|e| CellError::Exec(format!("watching the exec helper: {e}")))?;
-    let output = OutputLog::start(&logs, pid, writer, out_r, err_r)
+    let mut output = OutputLog::start(&logs, pid, writer, out_r, err_r)
         .map_err(|e| CellError::io("reading the output of the exec helper into", &dir, e))?;
     // The helper reads it all before anything else; a helper that died
     // early closes the pipe, and its exit says the rest.
     let written = tokio::task::spawn_blocking(move || {
         std::io::Write::write_all(&mut std::fs::File::from(spec_w), json.as_bytes())
     });
-    if let Ok(Err(e)) = written.await {
+    if let Ok(Err(e)) = output.alongside(written).await {
         tracing::debug!(pid, error = %e, "writing the exec spec");
     }
     tracing::info!(kind = "cell-exec", cell = %req.cell, container = %req.container, pid, command = %req.command, caller = %req.caller, "workload started");
@@ -193,7 +193,7 @@ pub(crate) async fn exec(inner: &Arc<Inner>, req: ExecRequest) -> Result<ExecRes
 /// whether the timeout killed it.
 async fn wait_and_close(
     child: ChildExit,
-    output: OutputLog,
+    mut output: OutputLog,
     req: ExecRequest,
     dropped: CancellationToken,
 ) -> Result<(ExitKind, bool), CellError> {
@@ -205,16 +205,24 @@ async fn wait_and_close(
             None => std::future::pending().await,
         }
     };
-    let (exit, why) = tokio::select! {
-        exit = child.wait() => (exit, None),
-        _ = timeout => (kill(&child).await, Some(format!("killed after the timeout of {:?}", req.timeout.unwrap_or_default()))),
-        _ = dropped.cancelled() => (kill(&child).await, Some("killed: the call was cancelled".to_string())),
+    let ended = async {
+        tokio::select! {
+            exit = child.wait() => (exit, None),
+            _ = timeout => (kill(&child).await, Some(format!("killed after the timeout of {:?}", req.timeout.unwrap_or_default()))),
+            _ = dropped.cancelled() => (kill(&child).await, Some("killed: the call was cancelled".to_string())),
+        }
     };
+    let (exit, why) = output.alongside(ended).await;
     let exit = exit.map_err(|e| CellError::Exec(format!("waiting for the exec helper: {e}")))?;
     let timed_out = why.is_some();
     let message = why.unwrap_or_else(|| exit.describe());
     tracing::info!(kind = "cell-exec", cell = %req.cell, container = %req.container, pid, caller = %req.caller, exit = %message, duration_ms = began.elapsed().as_millis() as u64, "workload ended");
-    output.drain().await.finish(Some(exit), message);
+    let drained = output.drain().await;
+    let logs = drained.logs().clone();
+    let (_, evicted) = drained.finish(Some(exit), message);
+    if !evicted.is_empty() {
+        tokio::task::spawn_blocking(move || logs.remove_old(evicted));
+    }
     Ok((exit, timed_out))
 }
 

@@ -19,6 +19,11 @@ pub(crate) struct Launched {
     pub pidfd: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    /// Copies of the writing ends. While they are open the child's exit
+    /// does not end the pipes, so it wakes its watcher once (the pidfd),
+    /// not once per pipe as the exiting child closes them: drop them once
+    /// the child has exited.
+    pub writers: [OwnedFd; 2],
 }
 
 /// Clones `argv` into the cgroup whose `procs` files are given, before
@@ -33,12 +38,14 @@ pub(crate) fn launch(
     let stdin = std::fs::File::open("/dev/null")?.into();
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let writers = [out_w.try_clone()?, err_w.try_clone()?];
     let (pid, pidfd) = launch_with(argv, procs, [stdin, out_w, err_w], identity)?;
     Ok(Launched {
         pid,
         pidfd,
         stdout: out_r,
         stderr: err_r,
+        writers,
     })
 }
 

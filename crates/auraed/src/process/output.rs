@@ -1,16 +1,19 @@
-//! A workload's output pipes into its log: one task reads both pipes and
-//! appends every read to the log at once (nothing is held back for a
-//! reader or a reply), until both pipes reach their end or the task is
-//! told to stop waiting for them.
+//! A workload's output pipes into its log: one future reads both pipes and
+//! appends every read to the log at once (nothing is held back for a reader
+//! or a reply), until both pipes reach their end or it is told to stop
+//! waiting for them. The task that owns the workload polls it alongside its
+//! wait for the exit ([`OutputLog::alongside`]).
 
+use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::unix::pipe;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::exit::ExitKind;
@@ -64,6 +67,11 @@ impl OutputLog {
         &self.dir
     }
 
+    /// Runs `f` while the output flows into the log (see [`Pump::alongside`]).
+    pub async fn alongside<T>(&mut self, f: impl Future<Output = T>) -> T {
+        self.pump.alongside(f).await
+    }
+
     /// Waits (bounded) until the pipes are read to their end: then the log
     /// holds the whole output, though it is not marked complete yet.
     pub async fn drain(self) -> DrainedLog {
@@ -87,21 +95,11 @@ impl DrainedLog {
         &self.logs
     }
 
-    /// Bytes in the log, when its writer knows them.
-    pub fn kept_bytes(&self) -> Option<u64> {
-        self.writer.as_ref().and_then(LogWriter::kept_bytes)
-    }
-
-    /// Writes the end marker and counts the log complete (blocking I/O).
-    pub fn finish(self, exit: Option<ExitKind>, message: String) {
-        let logs = self.logs.clone();
-        let old = self.finish_counted(exit, message);
-        logs.remove_old(old);
-    }
-
-    /// As [`Self::finish`], short enough for an async worker: the end marker
-    /// and the count; returns the old logs that are now to be removed.
-    pub fn finish_counted(self, exit: Option<ExitKind>, message: String) -> Vec<PathBuf> {
+    /// Writes the end marker and counts the log complete, in place (an
+    /// xattr and a count). Returns the bytes the log holds when its writer
+    /// knows them, and the old logs this one pushed beyond the retention
+    /// bound, for [`LogStore::remove_old`] (blocking: not in place).
+    pub fn finish(self, exit: Option<ExitKind>, message: String) -> (Option<u64>, Vec<PathBuf>) {
         let mut size = None;
         if let Some(mut writer) = self.writer {
             let end = end_marker(exit, message);
@@ -110,28 +108,55 @@ impl DrainedLog {
             }
             size = writer.kept_bytes();
         }
-        blocking_io(|| self.logs.count_complete(&self.dir, size))
+        let evicted = blocking_io(|| self.logs.count_complete(&self.dir, size));
+        (size, evicted)
     }
 }
 
 /// Bytes read from a pipe at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// The running pump of one workload.
+/// The pump of one workload: a future polled by the task that owns the
+/// workload (see [`Pump::alongside`]), not a task of its own, so that the
+/// child's exit and its pipes' end wake one task, not two.
 pub(crate) struct Pump {
-    task: JoinHandle<LogWriter>,
+    reading: Option<Pin<Box<dyn Future<Output = LogWriter> + Send>>>,
+    read: Option<LogWriter>,
     give_up: CancellationToken,
 }
 
 impl Pump {
-    /// Starts reading `stdout` and `stderr` into `writer`.
+    /// Prepares reading `stdout` and `stderr` into `writer`; nothing is
+    /// read until the pump is polled.
     pub fn start<R>(stdout: R, stderr: R, writer: LogWriter) -> Self
     where
         R: AsyncRead + Unpin + Send + 'static,
     {
         let give_up = CancellationToken::new();
-        let task = tokio::spawn(pump(stdout, stderr, writer, give_up.clone()));
-        Self { task, give_up }
+        Self {
+            reading: Some(Box::pin(pump(stdout, stderr, writer, give_up.clone()))),
+            read: None,
+            give_up,
+        }
+    }
+
+    /// Runs `f` while the pipes are read into the log: a workload that
+    /// writes must never wait for its owner to reach [`Self::drain`].
+    pub async fn alongside<T>(&mut self, f: impl Future<Output = T>) -> T {
+        let mut f = std::pin::pin!(f);
+        loop {
+            let Some(reading) = self.reading.as_mut() else {
+                return f.await;
+            };
+            tokio::select! {
+                biased;
+                writer = reading => {
+                    self.reading = None;
+                    self.read = Some(writer);
+                }
+                out = &mut f => return out,
+            }
+        }
     }
 
     /// Waits for both pipes to end, at most `within`: a process that left
@@ -139,11 +164,21 @@ impl Pump {
     /// written is in the log either way; a note there says when reading
     /// stopped early. Returns the writer to finish the log with.
     pub async fn drain(mut self, within: Duration) -> Option<LogWriter> {
-        match tokio::time::timeout(within, &mut self.task).await {
-            Ok(r) => r.ok(),
+        let Some(mut reading) = self.reading.take() else {
+            return self.read;
+        };
+        // Usually the pipes have just ended and the reactor knows it at its
+        // next turn: a yield gets there without arming the drain's timer.
+        tokio::task::yield_now().await;
+        let ready = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
+        if let Poll::Ready(writer) = ready {
+            return Some(writer);
+        }
+        match tokio::time::timeout(within, &mut reading).await {
+            Ok(writer) => Some(writer),
             Err(_) => {
                 self.give_up.cancel();
-                (&mut self.task).await.ok()
+                Some(reading.await)
             }
         }
     }
@@ -223,9 +258,9 @@ pub(crate) fn blocking_io<T>(f: impl FnOnce() -> T) -> T {
 /// vfork-style clone waits for the child's exec), after handing the
 /// worker's other tasks to another thread: with 16 calls in flight on 2
 /// cores, clones run in place halved the runs per second.
-pub(crate) fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn off_worker<T>(busy: bool, f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) if busy => tokio::task::block_in_place(f),
         _ => f(),
     }
 }

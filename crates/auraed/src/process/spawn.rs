@@ -193,7 +193,10 @@ impl Processes {
                 return Err(ProcessError::Log { program, source });
             }
         };
-        let started = off_worker(|| {
+        // Alone, the clone runs in place: handing the worker's tasks to
+        // another thread costs more than the clone then.
+        let busy = self.running.load(Ordering::Relaxed) > 0;
+        let started = off_worker(busy, || {
             let identity = self.prepare_in(&spec, made)?;
             self.start(&spec, identity.as_ref()).map_err(|source| {
                 if let Err(e) = self.cgroups.remove(&spec.cgroup) {
@@ -231,6 +234,7 @@ impl Processes {
             exit,
             stdout: l.stdout,
             stderr: l.stderr,
+            writers: l.writers,
         })
     }
 
@@ -246,6 +250,7 @@ impl Processes {
             exit: child,
             stdout,
             stderr,
+            writers,
         } = started;
         let output =
             OutputLog::start(&self.logs, pid, writer, stdout, stderr).map_err(|source| {
@@ -255,7 +260,8 @@ impl Processes {
                 }
             })?;
         let stop = self.shutdown.child_token();
-        Ok(self.supervise(pid, child, spec.cgroup, output, stop, pool))
+        let handle = self.supervise_holding(pid, child, spec.cgroup, output, stop, pool, writers);
+        Ok(handle)
     }
 
     /// Supervises a child started elsewhere (a container's helper process,
@@ -272,6 +278,23 @@ impl Processes {
         stop: CancellationToken,
         pool: Option<Arc<CgroupPool>>,
     ) -> ProcessHandle {
+        self.supervise_holding(pid, child, cgroup, output, stop, pool, Vec::new())
+    }
+
+    /// As [`Self::supervise`], holding `writers` (the daemon's copies of the
+    /// child's output pipes, see [`super::launch::Launched::writers`])
+    /// until the child has exited.
+    #[allow(clippy::too_many_arguments)]
+    fn supervise_holding(
+        &self,
+        pid: i32,
+        child: ChildExit,
+        cgroup: CgroupPath,
+        output: OutputLog,
+        stop: CancellationToken,
+        pool: Option<Arc<CgroupPool>>,
+        writers: impl Into<Vec<OwnedFd>>,
+    ) -> ProcessHandle {
         self.running.fetch_add(1, Ordering::Relaxed);
         let done = tokio::spawn(supervise(Supervised {
             pid,
@@ -283,6 +306,7 @@ impl Processes {
             stop: stop.clone(),
             running: self.running.clone(),
             pool,
+            writers: writers.into(),
         }));
         ProcessHandle::new(pid, stop, done)
     }
@@ -307,4 +331,5 @@ struct Started {
     exit: ChildExit,
     stdout: OwnedFd,
     stderr: OwnedFd,
+    writers: [OwnedFd; 2],
 }

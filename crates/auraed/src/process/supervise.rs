@@ -2,6 +2,7 @@
 //! the whole cgroup, a grace period, then SIGKILL), kills what it left in its
 //! cgroup, drains its output and removes the cgroup.
 
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -153,17 +154,24 @@ pub(super) struct Supervised {
     pub running: Arc<AtomicUsize>,
     /// Where the cgroup goes back to instead of being removed, if anywhere.
     pub pool: Option<Arc<CgroupPool>>,
+    /// The daemon's copies of the child's output pipes, closed once it has exited.
+    pub writers: Vec<OwnedFd>,
 }
 
-pub(super) async fn supervise(s: Supervised) -> Result<Finished, ProcessError> {
-    let (status, stopped) = tokio::select! {
-        status = s.child.wait() => (status, false),
-        _ = s.stop.cancelled() => {
-            let exit = terminate(&s.cgroups, &s.cgroup, s.grace, &s.child).await;
-            let exit = exit.and_then(|e| e.ok_or_else(|| std::io::Error::other("not a child of the daemon")));
-            (exit, true)
+pub(super) async fn supervise(mut s: Supervised) -> Result<Finished, ProcessError> {
+    let ended = async {
+        tokio::select! {
+            status = s.child.wait() => (status, false),
+            _ = s.stop.cancelled() => {
+                let exit = terminate(&s.cgroups, &s.cgroup, s.grace, &s.child).await;
+                let exit = exit.and_then(|e| e.ok_or_else(|| std::io::Error::other("not a child of the daemon")));
+                (exit, true)
+            }
         }
     };
+    let (status, stopped) = s.output.alongside(ended).await;
+    // Now the pipes end when the last process holding them does.
+    s.writers.clear();
     // The main process is gone; like systemd's KillMode=control-group, so is the rest of its cgroup.
     let leftovers = s
         .cgroups
@@ -171,7 +179,7 @@ pub(super) async fn supervise(s: Supervised) -> Result<Finished, ProcessError> {
         .map(|p| !p.is_empty())
         .unwrap_or(false);
     if leftovers {
-        kill_all(&s.cgroups, &s.cgroup).await;
+        s.output.alongside(kill_all(&s.cgroups, &s.cgroup)).await;
     }
     let (exit, message) = match &status {
         Ok(exit) => (Some(*exit), exit.describe()),
@@ -181,31 +189,32 @@ pub(super) async fn supervise(s: Supervised) -> Result<Finished, ProcessError> {
     let oom_killed = oom_killed(s.cgroups.as_ref(), &s.cgroup);
     // Every process is gone and the log holds all output: that is the result.
     let drained = s.output.drain().await;
-    // The usual end (the cgroup back to the pool, the end marker an xattr,
-    // the log counted) is a few short calls: in place, saving a thread
-    // wake-up per run. Removing a cgroup (an rmdir per v1 hierarchy) or
-    // evicted logs goes to the blocking pool, after the caller has its result.
-    let (cgroups, running) = (s.cgroups.clone(), s.running.clone());
     // A cgroup that had to be cleared of leftovers may still hold some.
     let unkept = match s.pool.filter(|_| !leftovers) {
         Some(pool) => pool.keep(s.cgroup.clone()).err(),
         None => Some(s.cgroup.clone()),
     };
     let logs = drained.logs().clone();
-    let logged_bytes = drained.kept_bytes();
-    let old = drained.finish_counted(exit, message);
-    if unkept.is_none() && old.is_empty() {
-        running.fetch_sub(1, Ordering::Relaxed);
-    } else {
-        tokio::task::spawn_blocking(move || {
-            if let Some(cgroup) = unkept {
-                if let Err(e) = cgroups.remove(&cgroup) {
-                    tracing::warn!(cgroup = cgroup.as_str(), error = %e, "removing cgroup");
-                }
+    let (logged_bytes, evicted) = drained.finish(exit, message);
+    let (cgroups, running) = (s.cgroups.clone(), s.running.clone());
+    let blocking = unkept.is_some() || !evicted.is_empty();
+    let release = move || {
+        if let Some(cgroup) = unkept {
+            if let Err(e) = cgroups.remove(&cgroup) {
+                tracing::warn!(cgroup = cgroup.as_str(), error = %e, "removing cgroup");
             }
-            logs.remove_old(old);
-            running.fetch_sub(1, Ordering::Relaxed);
-        });
+        }
+        logs.remove_old(evicted);
+        running.fetch_sub(1, Ordering::Relaxed);
+    };
+    // Usually nothing is left to do (the cgroup went back to the pool, no
+    // log was evicted): in place, saving a thread wake-up per run. An rmdir
+    // per v1 hierarchy or removing old logs goes to the blocking pool, after
+    // the caller has its result.
+    if blocking {
+        tokio::task::spawn_blocking(release);
+    } else {
+        release();
     }
     let exit = status.map_err(|source| ProcessError::Wait { pid: s.pid, source })?;
     Ok(Finished {
