@@ -81,6 +81,14 @@ fn lock(m: &Mutex<Vec<PathBuf>>) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
 }
 
 fn refill(shared: Weak<Shared>, parent: &Path) {
+    // Background work: a start that finds no spare makes its directory
+    // itself, so this thread must never take a CPU from one (nice 19).
+    // SAFETY: setpriority on this thread's own id, no pointers involved.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: as above.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) } != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "lowering the priority of the log directory helper");
+    }
     let mut n: u64 = 0;
     loop {
         let Some(s) = shared.upgrade() else { return };

@@ -2,6 +2,7 @@
 //! stdout and stderr: shared by the daemon (attached processes) and the
 //! monitor (detached ones). See `vfork` for why not `Command`.
 
+use std::borrow::Cow;
 use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -96,9 +97,11 @@ pub(crate) fn launch_with(
 
 /// The daemon's environment; for another user with its `USER`, `LOGNAME`
 /// and `HOME`, as systemd sets them for a unit with `User=`.
-fn environment(identity: Option<&Identity>) -> Vec<CString> {
-    let mut env = vfork::environment();
-    let Some(id) = identity else { return env };
+fn environment(identity: Option<&Identity>) -> Cow<'static, [CString]> {
+    let Some(id) = identity else {
+        return Cow::Borrowed(vfork::environment());
+    };
+    let mut env = vfork::environment().to_vec();
     let mut set = |key: &str, value: &str| {
         let prefix = format!("{key}=");
         env.retain(|kv| !kv.as_bytes().starts_with(prefix.as_bytes()));
@@ -113,5 +116,5 @@ fn environment(identity: Option<&Identity>) -> Vec<CString> {
     if let Some(home) = &id.home {
         set("HOME", home);
     }
-    env
+    Cow::Owned(env)
 }

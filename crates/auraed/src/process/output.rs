@@ -7,14 +7,10 @@
 use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::unix::pipe;
-use tokio_util::sync::CancellationToken;
 
 use super::exit::ExitKind;
 use super::supervise::{end_marker, DRAIN_TIMEOUT};
@@ -85,7 +81,7 @@ impl OutputLog {
 
 /// A log that holds all of a workload's output, to be marked complete.
 pub(crate) struct DrainedLog {
-    writer: Option<LogWriter>,
+    writer: LogWriter,
     dir: PathBuf,
     logs: Arc<LogStore>,
 }
@@ -100,14 +96,12 @@ impl DrainedLog {
     /// knows them, and the old logs this one pushed beyond the retention
     /// bound, for [`LogStore::remove_old`] (blocking: not in place).
     pub fn finish(self, exit: Option<ExitKind>, message: String) -> (Option<u64>, Vec<PathBuf>) {
-        let mut size = None;
-        if let Some(mut writer) = self.writer {
-            let end = end_marker(exit, message);
-            if let Err(e) = blocking_io(|| writer.finish(&end)) {
-                tracing::warn!(dir = %self.dir.display(), error = %e, "closing a workload log");
-            }
-            size = writer.kept_bytes();
+        let mut writer = self.writer;
+        let end = end_marker(exit, message);
+        if let Err(e) = blocking_io(|| writer.finish(&end)) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "closing a workload log");
         }
+        let size = writer.kept_bytes();
         let evicted = blocking_io(|| self.logs.count_complete(&self.dir, size));
         (size, evicted)
     }
@@ -116,28 +110,33 @@ impl DrainedLog {
 /// Bytes read from a pipe at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// The pump of one workload: a future polled by the task that owns the
-/// workload (see [`Pump::alongside`]), not a task of its own, so that the
-/// child's exit and its pipes' end wake one task, not two.
+/// What the pump notes in the log when it stops before the pipes ended.
+const GAVE_UP: &str = "[aurae: stopped reading output: the process exited but another process (outside its cgroup) still holds its output open]";
+
+/// The pump of one workload: its pipes and its log writer, read by the
+/// task that owns the workload (see [`Pump::alongside`]), not by a task of
+/// its own, so that the child's exit and its pipes' end wake one task.
 pub(crate) struct Pump {
-    reading: Option<Pin<Box<dyn Future<Output = LogWriter> + Send>>>,
-    read: Option<LogWriter>,
-    give_up: CancellationToken,
+    stdout: Option<pipe::Receiver>,
+    stderr: Option<pipe::Receiver>,
+    writer: LogWriter,
+    buf: Vec<u8>,
 }
 
 impl Pump {
     /// Prepares reading `stdout` and `stderr` into `writer`; nothing is
     /// read until the pump is polled.
-    pub fn start<R>(stdout: R, stderr: R, writer: LogWriter) -> Self
-    where
-        R: AsyncRead + Unpin + Send + 'static,
-    {
-        let give_up = CancellationToken::new();
+    pub fn start(stdout: pipe::Receiver, stderr: pipe::Receiver, writer: LogWriter) -> Self {
         Self {
-            reading: Some(Box::pin(pump(stdout, stderr, writer, give_up.clone()))),
-            read: None,
-            give_up,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            writer,
+            buf: vec![0u8; READ_CHUNK],
         }
+    }
+
+    fn open(&self) -> bool {
+        self.stdout.is_some() || self.stderr.is_some()
     }
 
     /// Runs `f` while the pipes are read into the log: a workload that
@@ -145,15 +144,12 @@ impl Pump {
     pub async fn alongside<T>(&mut self, f: impl Future<Output = T>) -> T {
         let mut f = std::pin::pin!(f);
         loop {
-            let Some(reading) = self.reading.as_mut() else {
+            if !self.open() {
                 return f.await;
-            };
+            }
             tokio::select! {
                 biased;
-                writer = reading => {
-                    self.reading = None;
-                    self.read = Some(writer);
-                }
+                () = self.read_to_end() => {}
                 out = &mut f => return out,
             }
         }
@@ -163,67 +159,89 @@ impl Pump {
     /// the workload's cgroup can hold them open forever. Whatever was
     /// written is in the log either way; a note there says when reading
     /// stopped early. Returns the writer to finish the log with.
-    pub async fn drain(mut self, within: Duration) -> Option<LogWriter> {
-        let Some(mut reading) = self.reading.take() else {
-            return self.read;
-        };
-        // Usually the pipes have just ended and the reactor knows it at its
-        // next turn: a yield gets there without arming the drain's timer.
-        tokio::task::yield_now().await;
-        let ready = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
-        if let Poll::Ready(writer) = ready {
-            return Some(writer);
+    pub async fn drain(mut self, within: Duration) -> LogWriter {
+        // Once every writer is gone the pipes are at their end now: read
+        // them here rather than wait for the reactor to say so.
+        self.read_ready();
+        if self.open()
+            && tokio::time::timeout(within, self.read_to_end())
+                .await
+                .is_err()
+        {
+            append(&mut self.writer, Stream::Stderr, None, Some(GAVE_UP));
         }
-        match tokio::time::timeout(within, &mut reading).await {
-            Ok(writer) => Some(writer),
-            Err(_) => {
-                self.give_up.cancel();
-                Some(reading.await)
+        self.writer
+    }
+
+    /// Reads both pipes into the log until they end (cancel-safe: a read
+    /// is either done and appended, or not started).
+    async fn read_to_end(&mut self) {
+        while self.open() {
+            let (stream, ready) = tokio::select! {
+                r = readable(&self.stdout) => (Stream::Stdout, r),
+                r = readable(&self.stderr) => (Stream::Stderr, r),
+            };
+            let pipe = match stream {
+                Stream::Stdout => self.stdout.as_ref(),
+                Stream::Stderr => self.stderr.as_ref(),
+            };
+            let read = match (ready, pipe) {
+                (Ok(()), Some(pipe)) => pipe.try_read(&mut self.buf),
+                (Err(e), _) => Err(e),
+                (Ok(()), None) => continue,
+            };
+            match read {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                read => self.take(stream, read),
             }
         }
     }
-}
 
-async fn pump<R: AsyncRead + Unpin>(
-    mut stdout: R,
-    mut stderr: R,
-    mut writer: LogWriter,
-    give_up: CancellationToken,
-) -> LogWriter {
-    let mut out_buf = vec![0u8; READ_CHUNK];
-    let mut err_buf = vec![0u8; READ_CHUNK];
-    let (mut out_open, mut err_open) = (true, true);
-    while out_open || err_open {
-        let (stream, read) = tokio::select! {
-            r = stdout.read(&mut out_buf), if out_open => (Stream::Stdout, r),
-            r = stderr.read(&mut err_buf), if err_open => (Stream::Stderr, r),
-            _ = give_up.cancelled() => {
-                let note = "[aurae: stopped reading output: the process exited but another process (outside its cgroup) still holds its output open]";
-                append(&mut writer, Stream::Stderr, None, Some(note));
-                break;
+    /// Reads what the pipes hold without waiting, up to their end.
+    fn read_ready(&mut self) {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            loop {
+                let pipe = match stream {
+                    Stream::Stdout => self.stdout.as_ref(),
+                    Stream::Stderr => self.stderr.as_ref(),
+                };
+                let Some(pipe) = pipe else { break };
+                // The reactor's readiness is stale here: ask the kernel.
+                let read = nix::unistd::read(pipe, &mut self.buf).map_err(std::io::Error::from);
+                match read {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    read => self.take(stream, read),
+                }
             }
-        };
-        let buf = match stream {
-            Stream::Stdout => &out_buf,
-            Stream::Stderr => &err_buf,
-        };
+        }
+    }
+
+    /// Appends a read to the log, or closes the pipe at its end or error.
+    fn take(&mut self, stream: Stream, read: std::io::Result<usize>) {
         match read {
-            Ok(0) => close(stream, &mut out_open, &mut err_open),
-            Ok(n) => append(&mut writer, stream, Some(&buf[..n]), None),
+            Ok(0) => self.close(stream),
+            Ok(n) => append(&mut self.writer, stream, Some(&self.buf[..n]), None),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
                 tracing::warn!(stream = stream.as_str(), error = %e, "reading workload output");
-                close(stream, &mut out_open, &mut err_open);
+                self.close(stream);
             }
         }
     }
-    writer
+
+    fn close(&mut self, stream: Stream) {
+        match stream {
+            Stream::Stdout => self.stdout = None,
+            Stream::Stderr => self.stderr = None,
+        }
+    }
 }
 
-fn close(stream: Stream, out_open: &mut bool, err_open: &mut bool) {
-    match stream {
-        Stream::Stdout => *out_open = false,
-        Stream::Stderr => *err_open = false,
+/// Waits until `pipe` can be read; never ready once it is closed.
+async fn readable(pipe: &Option<pipe::Receiver>) -> std::io::Result<()> {
+    match pipe {
+        Some(p) => p.readable().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -287,10 +305,37 @@ mod tests {
         out_w.write_all(b"one\ntwo").expect("write");
         err_w.write_all(b"bad\n").expect("write");
         drop((out_w, err_w));
-        pump.drain(Duration::from_secs(5)).await.expect("writer");
+        pump.drain(Duration::from_secs(5)).await;
         let text = read_output(dir.path(), 1000).expect("read");
         assert_eq!(text.stdout, "one\ntwo");
         assert_eq!(text.stderr, "bad\n");
+    }
+
+    #[tokio::test]
+    async fn the_pipes_are_read_while_the_owner_waits_for_something_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = LogWriter::open(dir.path(), LogLimits::default()).expect("writer");
+        let (out_r, mut out_w) = pipe();
+        let (err_r, err_w) = pipe();
+        let mut pump = Pump::start(out_r, err_r, writer);
+        // 16 pipe buffers' worth: the writer ends only if the pump reads
+        // while the owner waits for the writer.
+        let line = [b'x'; 1023];
+        let written = tokio::task::spawn_blocking(move || {
+            for _ in 0..1024 {
+                out_w.write_all(&line).expect("write");
+                out_w.write_all(b"\n").expect("write");
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(20), pump.alongside(written))
+            .await
+            .expect("the writer was not blocked")
+            .expect("writer thread");
+        drop(err_w);
+        pump.drain(Duration::from_secs(5)).await;
+        let text = read_output(dir.path(), 2 << 20).expect("read");
+        assert_eq!(text.stdout.len(), 1024 * 1024);
+        assert!(text.stderr.is_empty(), "{}", text.stderr);
     }
 
     #[tokio::test]
@@ -302,9 +347,7 @@ mod tests {
         let pump = Pump::start(out_r, err_r, writer);
         out_w.write_all(b"moved 42\n").expect("write");
         drop(err_w);
-        pump.drain(Duration::from_millis(200))
-            .await
-            .expect("writer");
+        pump.drain(Duration::from_millis(200)).await;
         let text = read_output(dir.path(), 1000).expect("read");
         assert_eq!(text.stdout, "moved 42\n");
         assert!(

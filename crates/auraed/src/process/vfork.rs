@@ -103,7 +103,13 @@ pub(crate) fn resolve(program: impl AsRef<OsStr>, path_var: Option<&OsStr>) -> i
 }
 
 /// The daemon's environment as `KEY=VALUE` strings for execve.
-pub(crate) fn environment() -> Vec<CString> {
+pub(crate) fn environment() -> &'static [CString] {
+    // The daemon never changes its environment once started: built once.
+    static ENV: std::sync::OnceLock<Vec<CString>> = std::sync::OnceLock::new();
+    ENV.get_or_init(read_environment)
+}
+
+fn read_environment() -> Vec<CString> {
     std::env::vars_os()
         .filter_map(|(k, v)| {
             let mut kv = Vec::with_capacity(k.len() + 1 + v.len());

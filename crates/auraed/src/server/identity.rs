@@ -17,5 +17,30 @@ pub fn peer_names(ext: &http::Extensions) -> Vec<String> {
     let Some(leaf) = certs.first() else {
         return Vec::new();
     };
-    crate::pki::identities_from_der(leaf.as_ref()).unwrap_or_default()
+    let der = leaf.as_ref();
+    let mut cache = match PARSED.lock() {
+        Ok(cache) => cache,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(i) = cache.iter().position(|(d, _)| d.as_ref() == der) {
+        let hit = cache.remove(i);
+        let names = hit.1.clone();
+        cache.insert(0, hit);
+        return names;
+    }
+    let names = crate::pki::identities_from_der(der).unwrap_or_default();
+    cache.truncate(CACHED - 1);
+    cache.insert(0, (der.into(), names.clone()));
+    names
 }
+
+/// Certificates whose names are kept parsed: every call of a connection
+/// carries the same one, and parsing it cost more than the rest of
+/// authorising the call. Only certificates the TLS layer verified get here.
+const CACHED: usize = 16;
+
+/// A certificate (DER) and its names.
+type Parsed = (Box<[u8]>, Vec<String>);
+
+/// The most recently seen certificates, newest first.
+static PARSED: std::sync::Mutex<Vec<Parsed>> = std::sync::Mutex::new(Vec::new());
