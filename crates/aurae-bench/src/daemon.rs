@@ -18,7 +18,7 @@ impl BenchDaemon {
     /// `instance_image`: the directory of hack/build-instance-image.sh, for
     /// the instance figures (instances get a subnet and bridge of the
     /// benchmark's own and certificates from its CA).
-    pub async fn start(auraed: &Path, instance_image: &Path) -> anyhow::Result<Self> {
+    pub async fn start(auraed: &Path, instance_image: &Path, log_level: &str) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("aurae-bench-").tempdir()?;
         let p = |s: &str| dir.path().join(s);
         let socket = p("aurae.sock");
@@ -64,7 +64,8 @@ impl BenchDaemon {
             .args(["--instance-subnet", "10.253.0.0/24"])
             .arg("--instance-bridge")
             .arg(format!("aib{}", std::process::id() % 1_000_000))
-            .env("AURAED_LOG", "warn")
+            // As users run it: at INFO every run is in the audit trail.
+            .env("AURAED_LOG", log_level)
             .stderr(log)
             .spawn()?;
         let config = AuraeConfig::from_path(p("config"))?;

@@ -55,6 +55,10 @@ struct Args {
     /// figures; they need QEMU and the image of hack/build-instance-image.sh).
     #[arg(long, default_value_t = 3)]
     instance_runs: usize,
+    /// The daemon's log level (`AURAED_LOG`): its default, `info`, writes
+    /// the audit trail (two lines per run).
+    #[arg(long, default_value = "info")]
+    daemon_log: String,
     /// The instance image directory.
     #[arg(long, default_value = "/var/lib/aurae/instance")]
     instance_image: PathBuf,
@@ -67,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
         Some(p) => p,
         None => std::env::current_exe()?.with_file_name("auraed"),
     };
-    let d = daemon::BenchDaemon::start(&auraed, &args.instance_image).await?;
+    let d = daemon::BenchDaemon::start(&auraed, &args.instance_image, &args.daemon_log).await?;
     let mut rows = Vec::new();
     rows.push(report::Row::rss("auraed idle RSS at start", d.rss_kib()?));
     rows.extend(exec::latency(&d, args.runs).await?);
