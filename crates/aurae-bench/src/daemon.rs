@@ -18,7 +18,11 @@ impl BenchDaemon {
     /// `instance_image`: the directory of hack/build-instance-image.sh, for
     /// the instance figures (instances get a subnet and bridge of the
     /// benchmark's own and certificates from its CA).
-    pub async fn start(auraed: &Path, instance_image: &Path, log_level: &str) -> anyhow::Result<Self> {
+    pub async fn start(
+        auraed: &Path,
+        instance_image: &Path,
+        log_level: &str,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("aurae-bench-").tempdir()?;
         let p = |s: &str| dir.path().join(s);
         let socket = p("aurae.sock");
