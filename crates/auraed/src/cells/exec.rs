@@ -9,6 +9,7 @@
 //! helper's pid) and comes back bounded, as RunExecutable's. A timeout,
 //! or a dropped call, kills the helper and, with it, the command.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ use crate::error_chain::chain;
 use crate::executables::{parse_command, RESPONSE_OUTPUT_LIMIT};
 use crate::logs::{read_output, Kind};
 use crate::process::{
-    blocking_io, launch_with, open_log, start_time, ChildExit, ExitKind, OutputLog,
+    blocking_io, launch_with, open_log, open_placement, start_time, ChildExit, ExitKind, OutputLog,
 };
 use crate::validation::validate_name;
 use crate::workload::Status as MetaStatus;
@@ -128,6 +129,9 @@ pub(crate) async fn exec(inner: &Arc<Inner>, req: ExecRequest) -> Result<ExecRes
     let spec = blocking_io(|| exec_spec(&config, init, start, argv))?;
     let json = serde_json::to_string(&spec).map_err(|e| CellError::Task(e.to_string()))?;
     let procs = inner.cgroups.procs_files(&req.cell, &req.container)?;
+    let procs = blocking_io(|| open_placement(&procs))
+        .map_err(|e| CellError::Exec(format!("opening the container's cgroup: {e}")))?;
+    let procs: Vec<_> = procs.iter().map(|fd| fd.as_fd()).collect();
     let exe = inner.processes.exe().to_path_buf();
     let logs = inner.processes.logs().clone();
     let name = format!("{}.{}", req.cell, req.container);

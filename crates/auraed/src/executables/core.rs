@@ -91,9 +91,11 @@ impl Executables {
         let cgroup = if pooled {
             self.pool.take()
         } else {
-            self.pool
-                .fresh()
-                .map(|path| PoolCgroup { path, made: false })
+            self.pool.fresh().map(|path| PoolCgroup {
+                path,
+                made: false,
+                placement: Vec::new(),
+            })
         }
         .map_err(|e| ExecutableError::Cgroup(e.to_string()))?;
         let spec = ProcessSpec {

@@ -5,9 +5,8 @@
 use std::borrow::Cow;
 use std::ffi::{CString, OsString};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
 
 use nix::fcntl::OFlag;
 
@@ -27,11 +26,11 @@ pub(crate) struct Launched {
     pub writers: [OwnedFd; 2],
 }
 
-/// Clones `argv` into the cgroup whose `procs` files are given, before
-/// exec, as `identity` when one is given.
+/// Clones `argv` into the cgroup whose `procs` files are given (open, see
+/// [`vfork::open_placement`]), before exec, as `identity` when one is given.
 pub(crate) fn launch(
     argv: &[OsString],
-    procs: &[PathBuf],
+    procs: &[BorrowedFd<'_>],
     identity: Option<&Identity>,
 ) -> io::Result<Launched> {
     // Every fd is close-on-exec, so a concurrent spawn elsewhere in the
@@ -50,14 +49,14 @@ pub(crate) fn launch(
     })
 }
 
-/// Clones `argv` into the cgroup whose `procs` files are given (none: it
-/// stays in the daemon's), with `stdio` as its fds 0, 1 and 2 (close-on-exec
+/// Clones `argv` into the cgroup whose `procs` files are given (open, see
+/// [`vfork::open_placement`]; none: it stays in the daemon's), with `stdio` as its fds 0, 1 and 2 (close-on-exec
 /// here, so no concurrent spawn inherits them), as `identity` when one is
 /// given. Returns its pid and a pidfd once it has exec'd; only the child
 /// keeps `stdio`.
 pub(crate) fn launch_with(
     argv: &[OsString],
-    procs: &[PathBuf],
+    procs: &[BorrowedFd<'_>],
     stdio: [OwnedFd; 3],
     identity: Option<&Identity>,
 ) -> io::Result<(i32, OwnedFd)> {
@@ -71,10 +70,6 @@ pub(crate) fn launch_with(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let envp = environment(identity);
-    let procs: Vec<CString> = procs
-        .iter()
-        .filter_map(|p| CString::new(p.as_os_str().as_bytes()).ok())
-        .collect();
     let [a, b, c] = stdio;
     let stdio = [
         vfork::above_stdio(a)?,
@@ -85,7 +80,7 @@ pub(crate) fn launch_with(
         &path,
         &argv,
         &envp,
-        &procs,
+        procs,
         [stdio[0].as_fd(), stdio[1].as_fd(), stdio[2].as_fd()],
         identity.map(|id| vfork::Creds {
             uid: id.uid,

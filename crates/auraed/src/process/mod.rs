@@ -37,4 +37,4 @@ pub(crate) use pidfd::{pidfd_open, ChildExit};
 pub use pool::{CgroupPool, PoolCgroup};
 pub use spawn::{ProcessSpec, Processes, WorkloadDefaults};
 pub use supervise::{Finished, ProcessHandle};
-pub(crate) use vfork::resolve;
+pub(crate) use vfork::{open_placement, resolve};

@@ -12,7 +12,7 @@
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -27,6 +27,7 @@ use super::exit::ExitKind;
 use super::identity::Identity;
 use super::launch::launch;
 use super::supervise::{end_marker, DRAIN_TIMEOUT};
+use super::vfork::open_placement;
 use crate::cgroups::{self, CgroupPath};
 use crate::logs::{LogLimits, LogWriter, Stream};
 
@@ -120,12 +121,11 @@ fn start(spec_json: &str) -> Result<(MonitorSpec, Started), String> {
         .first()
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let l = launch(
-        &spec.argv,
-        &driver.self_placement_files(&cgroup),
-        spec.identity.as_ref(),
-    )
-    .map_err(|e| format!("cannot start {program:?}: {e}"))?;
+    let procs = open_placement(&driver.self_placement_files(&cgroup))
+        .map_err(|e| format!("cannot start {program:?}: {e}"))?;
+    let procs: Vec<_> = procs.iter().map(|fd| fd.as_fd()).collect();
+    let l = launch(&spec.argv, &procs, spec.identity.as_ref())
+        .map_err(|e| format!("cannot start {program:?}: {e}"))?;
     Ok((
         spec,
         Started {

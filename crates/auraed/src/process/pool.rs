@@ -15,6 +15,7 @@
 //! the pool with the rest of its cgroups at exit, and a new daemon removes
 //! whatever an earlier one left (`Executables::clean_leftovers`).
 
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -31,16 +32,26 @@ pub struct CgroupPool {
     cgroups: Arc<dyn CgroupDriver>,
     parent: CgroupPath,
     next_id: AtomicU64,
-    /// Kept cgroups, each with the time it was given back; newest last.
-    kept: Mutex<Vec<(CgroupPath, Instant)>>,
+    /// Kept cgroups, newest last.
+    kept: Mutex<Vec<Kept>>,
+}
+
+struct Kept {
+    path: CgroupPath,
+    /// When it was given back.
+    at: Instant,
+    placement: Vec<OwnedFd>,
 }
 
 /// A cgroup for one run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct PoolCgroup {
     pub path: CgroupPath,
     /// True when it exists already, empty, with the default limits.
     pub made: bool,
+    /// Its `cgroup.procs` (v1: `tasks`) files, open for the next child to
+    /// write itself into, when it was kept with them; else empty.
+    pub placement: Vec<OwnedFd>,
 }
 
 impl CgroupPool {
@@ -60,12 +71,17 @@ impl CgroupPool {
 
     /// A kept cgroup when there is one, else a new name.
     pub fn take(&self) -> Result<PoolCgroup, CgroupError> {
-        if let Some((path, _)) = self.lock().pop() {
-            return Ok(PoolCgroup { path, made: true });
+        if let Some(kept) = self.lock().pop() {
+            return Ok(PoolCgroup {
+                path: kept.path,
+                made: true,
+                placement: kept.placement,
+            });
         }
         Ok(PoolCgroup {
             path: self.fresh()?,
             made: false,
+            placement: Vec::new(),
         })
     }
 
@@ -79,17 +95,21 @@ impl CgroupPool {
     /// and that had the default limits; removes it when the pool is full.
     /// Blocking when it removes.
     pub fn give_back(&self, path: CgroupPath) {
-        if let Err(path) = self.keep(path) {
+        if let Err(path) = self.keep(path, Vec::new()) {
             self.remove(&path);
         }
     }
 
-    /// Keeps `path` for the next run without blocking; a full pool hands it
-    /// back, to be removed.
-    pub fn keep(&self, path: CgroupPath) -> Result<(), CgroupPath> {
+    /// Keeps `path`, with its open `placement` files, for the next run
+    /// without blocking; a full pool hands it back, to be removed.
+    pub fn keep(&self, path: CgroupPath, placement: Vec<OwnedFd>) -> Result<(), CgroupPath> {
         let mut kept = self.lock();
         if kept.len() < MAX_KEPT {
-            kept.push((path, Instant::now()));
+            kept.push(Kept {
+                path,
+                at: Instant::now(),
+                placement,
+            });
             return Ok(());
         }
         Err(path)
@@ -107,8 +127,8 @@ impl CgroupPool {
         let stale: Vec<CgroupPath> = {
             let mut kept = self.lock();
             // Taken from the end, so the oldest are at the front.
-            let fresh = kept.partition_point(|(_, at)| at.elapsed() >= idle);
-            kept.drain(..fresh).map(|(path, _)| path).collect()
+            let fresh = kept.partition_point(|k| k.at.elapsed() >= idle);
+            kept.drain(..fresh).map(|k| k.path).collect()
         };
         for path in stale {
             self.remove(&path);
@@ -130,7 +150,7 @@ impl CgroupPool {
             .map(drop)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(CgroupPath, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Kept>> {
         self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -156,13 +176,8 @@ mod tests {
         let second = p.take().expect("take");
         assert_eq!(second.path.as_str(), "aurae/exec/run-2.scope");
         p.give_back(first.path.clone());
-        assert_eq!(
-            p.take().expect("take"),
-            PoolCgroup {
-                path: first.path,
-                made: true
-            }
-        );
+        let again = p.take().expect("take");
+        assert_eq!((again.path, again.made), (first.path, true));
         assert_eq!(p.fresh().expect("fresh").as_str(), "aurae/exec/run-3.scope");
     }
 

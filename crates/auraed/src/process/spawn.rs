@@ -2,7 +2,7 @@
 //! into the cgroup before exec (so no descendant can escape it), then exec.
 
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use super::output::{off_worker, open_log, OutputLog};
 use super::pidfd::ChildExit;
 use super::pool::{CgroupPool, PoolCgroup};
 use super::supervise::{supervise, ProcessHandle, Supervised};
+use super::vfork::open_placement;
 use crate::cgroups::{CgroupDriver, CgroupPath, Limits};
 use crate::logs::{Kind, LogStore, LogWriter};
 
@@ -162,7 +163,7 @@ impl Processes {
     /// Starts `spec`; the returned handle yields the result once the process
     /// has exited, the rest of its cgroup is killed and its output drained.
     pub fn spawn(&self, spec: ProcessSpec) -> Result<ProcessHandle, ProcessError> {
-        self.spawn_in(spec, None)
+        self.spawn_in(spec, None, Vec::new())
     }
 
     /// As [`Self::spawn`], in `cgroup` of `pool` (which must have the
@@ -176,13 +177,16 @@ impl Processes {
     ) -> Result<ProcessHandle, ProcessError> {
         spec.cgroup = cgroup.path;
         spec.limits = Limits::default();
-        self.spawn_in(spec, Some((pool.clone(), cgroup.made)))
+        let pool = Some((pool.clone(), cgroup.made));
+        self.spawn_in(spec, pool, cgroup.placement)
     }
 
+    /// `placement`: the open `procs` files of a kept cgroup of `pool`, if any.
     fn spawn_in(
         &self,
         spec: ProcessSpec,
         pool: Option<(Arc<CgroupPool>, bool)>,
+        placement: Vec<OwnedFd>,
     ) -> Result<ProcessHandle, ProcessError> {
         let made = pool.as_ref().is_some_and(|(_, made)| *made);
         let program = spec.program()?;
@@ -198,7 +202,12 @@ impl Processes {
         let busy = self.running.load(Ordering::Relaxed) > 0;
         let started = off_worker(busy, || {
             let identity = self.prepare_in(&spec, made)?;
-            self.start(&spec, identity.as_ref()).map_err(|source| {
+            let placement = match placement.is_empty() {
+                true => open_placement(&self.cgroups.self_placement_files(&spec.cgroup)),
+                false => Ok(placement),
+            };
+            let started = placement.and_then(|p| self.start(&spec, identity.as_ref(), p));
+            started.map_err(|source| {
                 if let Err(e) = self.cgroups.remove(&spec.cgroup) {
                     tracing::warn!(cgroup = spec.cgroup.as_str(), error = %e, "removing cgroup of a failed start");
                 }
@@ -221,12 +230,14 @@ impl Processes {
     }
 
     /// Launches the child into its cgroup and takes ownership of it.
-    fn start(&self, spec: &ProcessSpec, identity: Option<&Identity>) -> std::io::Result<Started> {
-        let l = launch(
-            &spec.argv,
-            &self.cgroups.self_placement_files(&spec.cgroup),
-            identity,
-        )?;
+    fn start(
+        &self,
+        spec: &ProcessSpec,
+        identity: Option<&Identity>,
+        placement: Vec<OwnedFd>,
+    ) -> std::io::Result<Started> {
+        let procs: Vec<_> = placement.iter().map(|fd| fd.as_fd()).collect();
+        let l = launch(&spec.argv, &procs, identity)?;
         // Take ownership of the child first, so any later error still kills and reaps it.
         let exit = ChildExit::from_pidfd(l.pid, l.pidfd)?;
         Ok(Started {
@@ -235,6 +246,7 @@ impl Processes {
             stdout: l.stdout,
             stderr: l.stderr,
             writers: l.writers,
+            placement,
         })
     }
 
@@ -251,6 +263,7 @@ impl Processes {
             stdout,
             stderr,
             writers,
+            placement,
         } = started;
         let output =
             OutputLog::start(&self.logs, pid, writer, stdout, stderr).map_err(|source| {
@@ -260,7 +273,11 @@ impl Processes {
                 }
             })?;
         let stop = self.shutdown.child_token();
-        let handle = self.supervise_holding(pid, child, spec.cgroup, output, stop, pool, writers);
+        let held = Held {
+            writers: writers.into(),
+            placement,
+        };
+        let handle = self.supervise_holding(pid, child, spec.cgroup, output, stop, pool, held);
         Ok(handle)
     }
 
@@ -278,12 +295,11 @@ impl Processes {
         stop: CancellationToken,
         pool: Option<Arc<CgroupPool>>,
     ) -> ProcessHandle {
-        self.supervise_holding(pid, child, cgroup, output, stop, pool, Vec::new())
+        self.supervise_holding(pid, child, cgroup, output, stop, pool, Held::default())
     }
 
-    /// As [`Self::supervise`], holding `writers` (the daemon's copies of the
-    /// child's output pipes, see [`super::launch::Launched::writers`])
-    /// until the child has exited.
+    /// As [`Self::supervise`], with what the daemon holds for the child
+    /// (see [`Held`]).
     #[allow(clippy::too_many_arguments)]
     fn supervise_holding(
         &self,
@@ -293,7 +309,7 @@ impl Processes {
         output: OutputLog,
         stop: CancellationToken,
         pool: Option<Arc<CgroupPool>>,
-        writers: impl Into<Vec<OwnedFd>>,
+        held: Held,
     ) -> ProcessHandle {
         self.running.fetch_add(1, Ordering::Relaxed);
         let done = tokio::spawn(supervise(Supervised {
@@ -306,7 +322,7 @@ impl Processes {
             stop: stop.clone(),
             running: self.running.clone(),
             pool,
-            writers: writers.into(),
+            held,
         }));
         ProcessHandle::new(pid, stop, done)
     }
@@ -332,4 +348,16 @@ struct Started {
     stdout: OwnedFd,
     stderr: OwnedFd,
     writers: [OwnedFd; 2],
+    placement: Vec<OwnedFd>,
+}
+
+/// What the daemon holds open for a child it supervises.
+#[derive(Default)]
+pub(super) struct Held {
+    /// Its copies of the child's output pipes (see
+    /// [`super::launch::Launched::writers`]), closed once the child exited.
+    pub writers: Vec<OwnedFd>,
+    /// The open `procs` files of the child's cgroup, kept with the cgroup
+    /// when it goes back to the pool.
+    pub placement: Vec<OwnedFd>,
 }

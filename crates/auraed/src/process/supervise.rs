@@ -2,7 +2,6 @@
 //! the whole cgroup, a grace period, then SIGKILL), kills what it left in its
 //! cgroup, drains its output and removes the cgroup.
 
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,6 +16,7 @@ use super::exit::ExitKind;
 use super::output::OutputLog;
 use super::pidfd::ChildExit;
 use super::pool::CgroupPool;
+use super::spawn::Held;
 use crate::cgroups::{CgroupDriver, CgroupPath};
 use crate::logs::{cri::now_nanos, read_output, EndMarker, OutputText};
 
@@ -154,8 +154,8 @@ pub(super) struct Supervised {
     pub running: Arc<AtomicUsize>,
     /// Where the cgroup goes back to instead of being removed, if anywhere.
     pub pool: Option<Arc<CgroupPool>>,
-    /// The daemon's copies of the child's output pipes, closed once it has exited.
-    pub writers: Vec<OwnedFd>,
+    /// What the daemon holds open for the child.
+    pub held: Held,
 }
 
 pub(super) async fn supervise(mut s: Supervised) -> Result<Finished, ProcessError> {
@@ -171,7 +171,7 @@ pub(super) async fn supervise(mut s: Supervised) -> Result<Finished, ProcessErro
     };
     let (status, stopped) = s.output.alongside(ended).await;
     // Now the pipes end when the last process holding them does.
-    s.writers.clear();
+    s.held.writers.clear();
     // The main process is gone; like systemd's KillMode=control-group, so is the rest of its cgroup.
     let leftovers = s
         .cgroups
@@ -191,7 +191,7 @@ pub(super) async fn supervise(mut s: Supervised) -> Result<Finished, ProcessErro
     let drained = s.output.drain().await;
     // A cgroup that had to be cleared of leftovers may still hold some.
     let unkept = match s.pool.filter(|_| !leftovers) {
-        Some(pool) => pool.keep(s.cgroup.clone()).err(),
+        Some(pool) => pool.keep(s.cgroup.clone(), s.held.placement).err(),
         None => Some(s.cgroup.clone()),
     };
     let logs = drained.logs().clone();

@@ -36,7 +36,8 @@ struct ChildArgs<'a> {
     path: &'a CStr,
     argv: *const *const c_char,
     envp: *const *const c_char,
-    procs: &'a [CString],
+    /// Open `cgroup.procs` (v1: `tasks`) files of its cgroup, one per hierarchy.
+    procs: &'a [RawFd],
     /// Sources for fds 0, 1 and 2; all >= 3, so no dup2 clobbers another.
     stdio: [RawFd; 3],
     /// Who to become before exec, if not the daemon's identity.
@@ -121,6 +122,25 @@ fn read_environment() -> Vec<CString> {
         .collect()
 }
 
+/// Opens each of `files` (a cgroup's `cgroup.procs` or, v1, `tasks`
+/// files) for writing, close-on-exec, for [`spawn_into`]'s child to write
+/// itself into: opened here, the child only writes (a path walk per
+/// hierarchy less while the parent waits), and a kept cgroup keeps them.
+pub(crate) fn open_placement(files: &[impl AsRef<std::path::Path>]) -> io::Result<Vec<OwnedFd>> {
+    files
+        .iter()
+        .map(|f| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(f.as_ref())
+                .map(OwnedFd::from)
+                .map_err(|e| {
+                    io::Error::new(e.kind(), format!("opening {}: {e}", f.as_ref().display()))
+                })
+        })
+        .collect()
+}
+
 /// Moves `fd` to a number above 2 if it is a standard one, so the child's
 /// dup2 onto 0, 1 and 2 cannot overwrite a source it has yet to copy.
 pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
@@ -137,7 +157,8 @@ pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
 }
 
 /// Starts `path` with `argv` and `envp` in a new session, after writing
-/// itself into each of `procs` (its cgroup's `cgroup.procs` or, v1, `tasks` files) and taking `creds`,
+/// itself into each of `procs` (its cgroup's `cgroup.procs` or, v1, `tasks`
+/// files, open for writing: see [`open_placement`]) and taking `creds`,
 /// with `stdio` as its fds 0, 1 and 2 (each must be above 2; see
 /// [`above_stdio`]). Returns the
 /// pid and a pidfd once the child has exec'd; when a step before exec
@@ -146,11 +167,12 @@ pub(crate) fn spawn_into(
     path: &CStr,
     argv: &[CString],
     envp: &[CString],
-    procs: &[CString],
+    procs: &[BorrowedFd<'_>],
     stdio: [BorrowedFd<'_>; 3],
     creds: Option<Creds<'_>>,
 ) -> io::Result<(i32, OwnedFd)> {
     let stdio = stdio.map(|fd| fd.as_raw_fd());
+    let procs: Vec<RawFd> = procs.iter().map(|fd| fd.as_raw_fd()).collect();
     if stdio.iter().any(|fd| *fd <= 2) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -171,7 +193,7 @@ pub(crate) fn spawn_into(
         path,
         argv: argv_ptrs.as_ptr(),
         envp: envp_ptrs.as_ptr(),
-        procs,
+        procs: &procs,
         stdio,
         creds,
         errno: AtomicI32::new(0),
@@ -338,20 +360,11 @@ fn enter_and_exec(args: &ChildArgs) -> i32 {
     if unsafe { libc::setsid() } < 0 {
         return errno();
     }
-    for path in args.procs {
-        // SAFETY: `path` is a valid NUL-terminated string owned by the parent.
-        let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return errno();
-        }
+    for fd in args.procs {
         // Writing "0" to cgroup.procs moves the writing process itself.
-        // SAFETY: fd is open and the buffer is a 1-byte static.
-        let n = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
-        let write_errno = if n < 0 { errno() } else { 0 };
-        // SAFETY: fd was opened above and is closed once.
-        unsafe { libc::close(fd) };
-        if n < 0 {
-            return write_errno;
+        // SAFETY: fd is open in the parent (hence here); the buffer is a 1-byte static.
+        if unsafe { libc::write(*fd, b"0".as_ptr().cast(), 1) } < 0 {
+            return errno();
         }
     }
     if let Some(creds) = &args.creds {
