@@ -13,7 +13,8 @@ use super::store::CellRecord;
 use crate::error_chain::chain;
 use crate::logs::Kind;
 use crate::process::{
-    open_log, start_time, Adopted, DetachedRecord, Finished, OutputLog, ProcessError, ProcessHandle,
+    open_log, start_time, Adopted, DetachedRecord, Finished, Held, OutputLog, ProcessError,
+    ProcessHandle,
 };
 use crate::workload::Status as MetaStatus;
 
@@ -58,7 +59,15 @@ pub(super) async fn create_one(
         )
         .map_err(|e| format!("reading the container's output: {e}"))?;
         let stop = entry.stop.child_token();
-        let handle = processes.supervise(created.pid, created.helper, cgroup, output, stop, None);
+        let handle = processes.supervise(
+            created.pid,
+            created.helper,
+            cgroup,
+            output,
+            stop,
+            None,
+            Held::default(),
+        );
         return Ok(CreatedContainer {
             pid: created.pid,
             process: None,

@@ -35,6 +35,7 @@ pub(crate) use monitor::{ignore_stop_signals, supervise as supervise_to_end, wai
 pub(crate) use output::{blocking_io, open_log, OutputLog};
 pub(crate) use pidfd::{pidfd_open, ChildExit};
 pub use pool::{CgroupPool, PoolCgroup};
+pub(crate) use spawn::Held;
 pub use spawn::{ProcessSpec, Processes, WorkloadDefaults};
 pub use supervise::{Finished, ProcessHandle};
 pub(crate) use vfork::{open_placement, resolve};

@@ -295,13 +295,18 @@ mod tests {
         (r, std::fs::File::from(w))
     }
 
-    #[tokio::test]
-    async fn both_pipes_to_the_log_until_their_end() {
+    /// A pump into a log in a new directory, and the writing ends of its pipes.
+    fn pump_in_tempdir() -> (tempfile::TempDir, Pump, std::fs::File, std::fs::File) {
         let dir = tempfile::tempdir().expect("tempdir");
         let writer = LogWriter::open(dir.path(), LogLimits::default()).expect("writer");
-        let (out_r, mut out_w) = pipe();
-        let (err_r, mut err_w) = pipe();
-        let pump = Pump::start(out_r, err_r, writer);
+        let (out_r, out_w) = pipe();
+        let (err_r, err_w) = pipe();
+        (dir, Pump::start(out_r, err_r, writer), out_w, err_w)
+    }
+
+    #[tokio::test]
+    async fn both_pipes_to_the_log_until_their_end() {
+        let (dir, pump, mut out_w, mut err_w) = pump_in_tempdir();
         out_w.write_all(b"one\ntwo").expect("write");
         err_w.write_all(b"bad\n").expect("write");
         drop((out_w, err_w));
@@ -313,11 +318,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_pipes_are_read_while_the_owner_waits_for_something_else() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let writer = LogWriter::open(dir.path(), LogLimits::default()).expect("writer");
-        let (out_r, mut out_w) = pipe();
-        let (err_r, err_w) = pipe();
-        let mut pump = Pump::start(out_r, err_r, writer);
+        let (dir, mut pump, mut out_w, err_w) = pump_in_tempdir();
         // 16 pipe buffers' worth: the writer ends only if the pump reads
         // while the owner waits for the writer.
         let line = [b'x'; 1023];
@@ -340,11 +341,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_held_pipe_gives_up_with_a_note_and_keeps_what_was_written() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let writer = LogWriter::open(dir.path(), LogLimits::default()).expect("writer");
-        let (out_r, mut out_w) = pipe();
-        let (err_r, err_w) = pipe();
-        let pump = Pump::start(out_r, err_r, writer);
+        let (dir, pump, mut out_w, err_w) = pump_in_tempdir();
         out_w.write_all(b"moved 42\n").expect("write");
         drop(err_w);
         pump.drain(Duration::from_millis(200)).await;

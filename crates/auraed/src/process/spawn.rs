@@ -277,31 +277,17 @@ impl Processes {
             writers: writers.into(),
             placement,
         };
-        let handle = self.supervise_holding(pid, child, spec.cgroup, output, stop, pool, held);
+        let handle = self.supervise(pid, child, spec.cgroup, output, stop, pool, held);
         Ok(handle)
     }
 
-    /// Supervises a child started elsewhere (a container's helper process,
-    /// whose end is the container's): waits for it, stops it when `stop` is
-    /// cancelled (SIGTERM to `cgroup`, the grace period, SIGKILL), then
-    /// kills what is left in `cgroup`, removes it (or gives it back to
-    /// `pool`) and closes `output`.
-    pub(crate) fn supervise(
-        &self,
-        pid: i32,
-        child: ChildExit,
-        cgroup: CgroupPath,
-        output: OutputLog,
-        stop: CancellationToken,
-        pool: Option<Arc<CgroupPool>>,
-    ) -> ProcessHandle {
-        self.supervise_holding(pid, child, cgroup, output, stop, pool, Held::default())
-    }
-
-    /// As [`Self::supervise`], with what the daemon holds for the child
-    /// (see [`Held`]).
+    /// Supervises a child (a process started here, or a container's helper
+    /// process, whose end is the container's): waits for it, stops it when
+    /// `stop` is cancelled (SIGTERM to `cgroup`, the grace period, SIGKILL),
+    /// then kills what is left in `cgroup`, removes it (or gives it back to
+    /// `pool`, with the placement files of `held`) and closes `output`.
     #[allow(clippy::too_many_arguments)]
-    fn supervise_holding(
+    pub(crate) fn supervise(
         &self,
         pid: i32,
         child: ChildExit,
@@ -353,7 +339,7 @@ struct Started {
 
 /// What the daemon holds open for a child it supervises.
 #[derive(Default)]
-pub(super) struct Held {
+pub(crate) struct Held {
     /// Its copies of the child's output pipes (see
     /// [`super::launch::Launched::writers`]), closed once the child exited.
     pub writers: Vec<OwnedFd>,
