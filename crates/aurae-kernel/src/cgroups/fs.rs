@@ -73,6 +73,12 @@ pub(crate) fn read_counter(path: &Path, key: &str) -> Result<u64, CgroupError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(io_error("read", path)(e)),
     };
+    parse_counter(path, &content, key)
+}
+
+/// The value of `key` in `content`, a `key value` per line file read from
+/// `path`; 0 when the key is absent.
+pub(crate) fn parse_counter(path: &Path, content: &str, key: &str) -> Result<u64, CgroupError> {
     let Some(value) = content.lines().find_map(|line| {
         let (k, v) = line.split_once(' ')?;
         (k == key).then(|| v.trim())
@@ -91,7 +97,7 @@ pub(crate) fn mkdir_p(dir: &Path) -> Result<(), CgroupError> {
 
 /// Pids listed in one `cgroup.procs`. Pid 0 stands for a process outside our
 /// pid namespace: it cannot be addressed, so it is left out.
-fn parse_procs(path: &Path, content: &str) -> Result<Vec<i32>, CgroupError> {
+pub(crate) fn parse_procs(path: &Path, content: &str) -> Result<Vec<i32>, CgroupError> {
     let mut pids = Vec::new();
     for word in content.split_whitespace() {
         let pid: i32 = word.parse().map_err(|_| CgroupError::Parse {

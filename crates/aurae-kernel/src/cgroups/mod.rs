@@ -11,6 +11,7 @@
 
 mod fs;
 mod limits;
+mod probe;
 pub mod signal;
 pub mod v1;
 pub mod v2;
@@ -28,6 +29,7 @@ use thiserror::Error;
 
 pub use self::fs::{child_names, remove_tree};
 pub use self::limits::{LimitError, Limits};
+pub use self::probe::CgroupProbe;
 use self::signal::{NixSignaller, Signaller};
 use self::v1::V1Driver;
 use self::v2::V2Driver;
@@ -237,6 +239,10 @@ pub trait CgroupDriver: Send + Sync + std::fmt::Debug + 'static {
         self.procs_files(path)
     }
     fn add_pid(&self, path: &CgroupPath, pid: i32) -> Result<(), CgroupError>;
+    /// The cgroup's files for [`Self::pids`] and [`Self::oom_kills`], kept
+    /// open (by the process layer's pool) for the checks at the end of
+    /// every run the cgroup hosts.
+    fn probe(&self, path: &CgroupPath) -> Result<CgroupProbe, CgroupError>;
     /// Every pid in the cgroup and all its descendant cgroups (read
     /// cgroup.procs recursively; v1: from the hierarchy used for tracking,
     /// "pids" preferred, else the first one). Missing cgroup -> Ok(empty).

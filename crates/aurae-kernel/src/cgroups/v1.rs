@@ -8,7 +8,9 @@ use std::sync::Arc;
 use nix::sys::signal::Signal;
 
 use super::signal::{kill_until_empty, signal_pids, wait_until, Signaller};
-use super::{fs, CgroupDriver, CgroupError, CgroupPath, CgroupVersion, Limits, Timeouts};
+use super::{
+    fs, CgroupDriver, CgroupError, CgroupPath, CgroupProbe, CgroupVersion, Limits, Timeouts,
+};
 
 /// The controllers this driver uses, in order; the first present one that is
 /// "pids" tracks membership, else the first hierarchy found. cpuset is left
@@ -197,6 +199,14 @@ impl CgroupDriver for V1Driver {
         self.procs_files(path)
             .iter()
             .try_for_each(|procs| fs::write_file(procs, &value))
+    }
+
+    fn probe(&self, path: &CgroupPath) -> Result<CgroupProbe, CgroupError> {
+        let oom = self
+            .controller_dir(path, "memory", "oom_kill")
+            .ok()
+            .map(|dir| dir.join("memory.oom_control"));
+        CgroupProbe::open(&self.tracking_dir(path), oom)
     }
 
     fn pids(&self, path: &CgroupPath) -> Result<Vec<i32>, CgroupError> {

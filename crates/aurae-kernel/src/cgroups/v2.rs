@@ -7,7 +7,9 @@ use std::sync::Arc;
 use nix::sys::signal::Signal;
 
 use super::signal::{kill_until_empty, signal_pids, wait_until, Signaller};
-use super::{fs, CgroupDriver, CgroupError, CgroupPath, CgroupVersion, Limits, Timeouts};
+use super::{
+    fs, CgroupDriver, CgroupError, CgroupPath, CgroupProbe, CgroupVersion, Limits, Timeouts,
+};
 
 /// Controllers `create` enables for new cgroups, when the host offers them.
 pub const V2_CONTROLLERS: [&str; 4] = ["cpu", "memory", "pids", "io"];
@@ -146,6 +148,12 @@ impl CgroupDriver for V2Driver {
             return Err(CgroupError::InvalidPid { pid, path: procs });
         }
         fs::write_file(&procs, &pid.to_string())
+    }
+
+    fn probe(&self, path: &CgroupPath) -> Result<CgroupProbe, CgroupError> {
+        let dir = self.dir(path);
+        let oom = dir.join("memory.events");
+        CgroupProbe::open(&dir, Some(oom))
     }
 
     fn pids(&self, path: &CgroupPath) -> Result<Vec<i32>, CgroupError> {

@@ -8,7 +8,7 @@ use super::error::ExecutableError;
 use super::split::parse_command;
 use crate::cgroups::CgroupPath;
 use crate::logs::Kind;
-use crate::process::{CgroupPool, PoolCgroup, ProcessError, ProcessSpec, Processes};
+use crate::process::{CgroupFiles, CgroupPool, PoolCgroup, ProcessError, ProcessSpec, Processes};
 use crate::validation::validate_name;
 use crate::workload::{ExecutableSpec, Status};
 
@@ -94,7 +94,7 @@ impl Executables {
             self.pool.fresh().map(|path| PoolCgroup {
                 path,
                 made: false,
-                placement: Vec::new(),
+                files: CgroupFiles::default(),
             })
         }
         .map_err(|e| ExecutableError::Cgroup(e.to_string()))?;

@@ -34,7 +34,7 @@ pub(crate) use launch::launch_with;
 pub(crate) use monitor::{ignore_stop_signals, supervise as supervise_to_end, wait_child, Started};
 pub(crate) use output::{blocking_io, open_log, OutputLog};
 pub(crate) use pidfd::{pidfd_open, ChildExit};
-pub use pool::{CgroupPool, PoolCgroup};
+pub use pool::{CgroupFiles, CgroupPool, PoolCgroup};
 pub(crate) use spawn::Held;
 pub use spawn::{ProcessSpec, Processes, WorkloadDefaults};
 pub use supervise::{Finished, ProcessHandle};

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::cgroups::{CgroupDriver, CgroupError, CgroupPath};
+use crate::cgroups::{CgroupDriver, CgroupError, CgroupPath, CgroupProbe};
 
 /// Cgroups kept at most: more than the calls a busy client has in flight.
 pub const MAX_KEPT: usize = 64;
@@ -40,7 +40,19 @@ struct Kept {
     path: CgroupPath,
     /// When it was given back.
     at: Instant,
-    placement: Vec<OwnedFd>,
+    files: CgroupFiles,
+}
+
+/// A cgroup's files the daemon keeps open while the cgroup is in the pool,
+/// so that a run in it costs no path walk to place its child or to check
+/// its end.
+#[derive(Debug, Default)]
+pub struct CgroupFiles {
+    /// Its `cgroup.procs` (v1: `tasks`) files, for the child to write
+    /// itself into (see `vfork::open_placement`).
+    pub placement: Vec<OwnedFd>,
+    /// For the checks at the end of a run; none when it could not be opened.
+    pub probe: Option<CgroupProbe>,
 }
 
 /// A cgroup for one run.
@@ -49,9 +61,8 @@ pub struct PoolCgroup {
     pub path: CgroupPath,
     /// True when it exists already, empty, with the default limits.
     pub made: bool,
-    /// Its `cgroup.procs` (v1: `tasks`) files, open for the next child to
-    /// write itself into, when it was kept with them; else empty.
-    pub placement: Vec<OwnedFd>,
+    /// Its open files, when it was kept with them; else none.
+    pub files: CgroupFiles,
 }
 
 impl CgroupPool {
@@ -75,13 +86,13 @@ impl CgroupPool {
             return Ok(PoolCgroup {
                 path: kept.path,
                 made: true,
-                placement: kept.placement,
+                files: kept.files,
             });
         }
         Ok(PoolCgroup {
             path: self.fresh()?,
             made: false,
-            placement: Vec::new(),
+            files: CgroupFiles::default(),
         })
     }
 
@@ -95,20 +106,20 @@ impl CgroupPool {
     /// and that had the default limits; removes it when the pool is full.
     /// Blocking when it removes.
     pub fn give_back(&self, path: CgroupPath) {
-        if let Err(path) = self.keep(path, Vec::new()) {
+        if let Err(path) = self.keep(path, CgroupFiles::default()) {
             self.remove(&path);
         }
     }
 
-    /// Keeps `path`, with its open `placement` files, for the next run
-    /// without blocking; a full pool hands it back, to be removed.
-    pub fn keep(&self, path: CgroupPath, placement: Vec<OwnedFd>) -> Result<(), CgroupPath> {
+    /// Keeps `path`, with its open `files`, for the next run without
+    /// blocking; a full pool hands it back, to be removed.
+    pub fn keep(&self, path: CgroupPath, files: CgroupFiles) -> Result<(), CgroupPath> {
         let mut kept = self.lock();
         if kept.len() < MAX_KEPT {
             kept.push(Kept {
                 path,
                 at: Instant::now(),
-                placement,
+                files,
             });
             return Ok(());
         }

@@ -15,7 +15,7 @@ use super::identity::{self, Identity};
 use super::launch::launch;
 use super::output::{off_worker, open_log, OutputLog};
 use super::pidfd::ChildExit;
-use super::pool::{CgroupPool, PoolCgroup};
+use super::pool::{CgroupFiles, CgroupPool, PoolCgroup};
 use super::supervise::{supervise, ProcessHandle, Supervised};
 use super::vfork::open_placement;
 use crate::cgroups::{CgroupDriver, CgroupPath, Limits};
@@ -163,7 +163,7 @@ impl Processes {
     /// Starts `spec`; the returned handle yields the result once the process
     /// has exited, the rest of its cgroup is killed and its output drained.
     pub fn spawn(&self, spec: ProcessSpec) -> Result<ProcessHandle, ProcessError> {
-        self.spawn_in(spec, None, Vec::new())
+        self.spawn_in(spec, None, CgroupFiles::default())
     }
 
     /// As [`Self::spawn`], in `cgroup` of `pool` (which must have the
@@ -178,17 +178,18 @@ impl Processes {
         spec.cgroup = cgroup.path;
         spec.limits = Limits::default();
         let pool = Some((pool.clone(), cgroup.made));
-        self.spawn_in(spec, pool, cgroup.placement)
+        self.spawn_in(spec, pool, cgroup.files)
     }
 
-    /// `placement`: the open `procs` files of a kept cgroup of `pool`, if any.
+    /// `files`: the open files of a kept cgroup of `pool`, if any.
     fn spawn_in(
         &self,
         spec: ProcessSpec,
         pool: Option<(Arc<CgroupPool>, bool)>,
-        placement: Vec<OwnedFd>,
+        files: CgroupFiles,
     ) -> Result<ProcessHandle, ProcessError> {
         let made = pool.as_ref().is_some_and(|(_, made)| *made);
+        let pooled = pool.is_some();
         let program = spec.program()?;
         let (dir, writer) = match open_log(&self.logs, spec.kind, &spec.name) {
             Ok(log) => log,
@@ -202,11 +203,19 @@ impl Processes {
         let busy = self.running.load(Ordering::Relaxed) > 0;
         let started = off_worker(busy, || {
             let identity = self.prepare_in(&spec, made)?;
-            let placement = match placement.is_empty() {
+            let mut files = files;
+            // A cgroup bound for the pool keeps its files for its next runs.
+            if pooled && files.probe.is_none() {
+                files.probe = self.cgroups.probe(&spec.cgroup).ok();
+            }
+            let placement = match files.placement.is_empty() {
                 true => open_placement(&self.cgroups.self_placement_files(&spec.cgroup)),
-                false => Ok(placement),
+                false => Ok(std::mem::take(&mut files.placement)),
             };
-            let started = placement.and_then(|p| self.start(&spec, identity.as_ref(), p));
+            let started = placement.and_then(|placement| {
+                files.placement = placement;
+                self.start(&spec, identity.as_ref(), files)
+            });
             started.map_err(|source| {
                 if let Err(e) = self.cgroups.remove(&spec.cgroup) {
                     tracing::warn!(cgroup = spec.cgroup.as_str(), error = %e, "removing cgroup of a failed start");
@@ -234,9 +243,9 @@ impl Processes {
         &self,
         spec: &ProcessSpec,
         identity: Option<&Identity>,
-        placement: Vec<OwnedFd>,
+        files: CgroupFiles,
     ) -> std::io::Result<Started> {
-        let procs: Vec<_> = placement.iter().map(|fd| fd.as_fd()).collect();
+        let procs: Vec<_> = files.placement.iter().map(|fd| fd.as_fd()).collect();
         let l = launch(&spec.argv, &procs, identity)?;
         // Take ownership of the child first, so any later error still kills and reaps it.
         let exit = ChildExit::from_pidfd(l.pid, l.pidfd)?;
@@ -246,7 +255,7 @@ impl Processes {
             stdout: l.stdout,
             stderr: l.stderr,
             writers: l.writers,
-            placement,
+            files,
         })
     }
 
@@ -263,7 +272,7 @@ impl Processes {
             stdout,
             stderr,
             writers,
-            placement,
+            files,
         } = started;
         let output =
             OutputLog::start(&self.logs, pid, writer, stdout, stderr).map_err(|source| {
@@ -275,7 +284,7 @@ impl Processes {
         let stop = self.shutdown.child_token();
         let held = Held {
             writers: writers.into(),
-            placement,
+            files,
         };
         let handle = self.supervise(pid, child, spec.cgroup, output, stop, pool, held);
         Ok(handle)
@@ -334,7 +343,7 @@ struct Started {
     stdout: OwnedFd,
     stderr: OwnedFd,
     writers: [OwnedFd; 2],
-    placement: Vec<OwnedFd>,
+    files: CgroupFiles,
 }
 
 /// What the daemon holds open for a child it supervises.
@@ -343,7 +352,7 @@ pub(crate) struct Held {
     /// Its copies of the child's output pipes (see
     /// [`super::launch::Launched::writers`]), closed once the child exited.
     pub writers: Vec<OwnedFd>,
-    /// The open `procs` files of the child's cgroup, kept with the cgroup
-    /// when it goes back to the pool.
-    pub placement: Vec<OwnedFd>,
+    /// The open files of the child's cgroup, kept with the cgroup when it
+    /// goes back to the pool.
+    pub files: CgroupFiles,
 }

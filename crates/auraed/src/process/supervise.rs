@@ -17,7 +17,7 @@ use super::output::OutputLog;
 use super::pidfd::ChildExit;
 use super::pool::CgroupPool;
 use super::spawn::Held;
-use crate::cgroups::{CgroupDriver, CgroupPath};
+use crate::cgroups::{CgroupDriver, CgroupPath, CgroupProbe};
 use crate::logs::{cri::now_nanos, read_output, EndMarker, OutputText};
 
 /// How long to wait for the output pipes after every process of the cgroup
@@ -173,11 +173,12 @@ pub(super) async fn supervise(mut s: Supervised) -> Result<Finished, ProcessErro
     // Now the pipes end when the last process holding them does.
     s.held.writers.clear();
     // The main process is gone; like systemd's KillMode=control-group, so is the rest of its cgroup.
-    let leftovers = s
-        .cgroups
-        .pids(&s.cgroup)
-        .map(|p| !p.is_empty())
-        .unwrap_or(false);
+    let probe = s.held.files.probe.as_ref();
+    let leftovers = match probe.map(CgroupProbe::leaf_pids) {
+        Some(Ok(Some(pids))) => !pids.is_empty(),
+        // Cgroups below it, or no open files: walk the tree.
+        _ => s.cgroups.pids(&s.cgroup).is_ok_and(|p| !p.is_empty()),
+    };
     if leftovers {
         s.output.alongside(kill_all(&s.cgroups, &s.cgroup)).await;
     }
@@ -186,12 +187,15 @@ pub(super) async fn supervise(mut s: Supervised) -> Result<Finished, ProcessErro
         Err(e) => (None, format!("lost track of the process: {e}")),
     };
     let log_dir = s.output.dir().to_path_buf();
-    let oom_killed = oom_killed(s.cgroups.as_ref(), &s.cgroup);
+    let oom_killed = match probe.map(CgroupProbe::oom_kills) {
+        Some(Ok(n)) => n > 0,
+        _ => oom_killed(s.cgroups.as_ref(), &s.cgroup),
+    };
     // Every process is gone and the log holds all output: that is the result.
     let drained = s.output.drain().await;
     // A cgroup that had to be cleared of leftovers may still hold some.
     let unkept = match s.pool.filter(|_| !leftovers) {
-        Some(pool) => pool.keep(s.cgroup.clone(), s.held.placement).err(),
+        Some(pool) => pool.keep(s.cgroup.clone(), s.held.files).err(),
         None => Some(s.cgroup.clone()),
     };
     let logs = drained.logs().clone();

@@ -41,6 +41,14 @@ impl CgroupDriver for FakeCgroups {
     fn add_pid(&self, _: &CgroupPath, _: i32) -> Result<(), CgroupError> {
         Ok(())
     }
+    fn probe(&self, path: &CgroupPath) -> Result<crate::cgroups::CgroupProbe, CgroupError> {
+        // No files to keep open: the process layer asks pids() instead.
+        Err(CgroupError::Io {
+            op: "open",
+            path: PathBuf::from(path.as_str()),
+            source: std::io::ErrorKind::Unsupported.into(),
+        })
+    }
     fn pids(&self, _: &CgroupPath) -> Result<Vec<i32>, CgroupError> {
         Ok(Vec::new())
     }
