@@ -294,7 +294,7 @@ impl Processes {
     /// process, whose end is the container's): waits for it, stops it when
     /// `stop` is cancelled (SIGTERM to `cgroup`, the grace period, SIGKILL),
     /// then kills what is left in `cgroup`, removes it (or gives it back to
-    /// `pool`, with the placement files of `held`) and closes `output`.
+    /// `pool`, with the open files of `held`) and closes `output`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn supervise(
         &self,
