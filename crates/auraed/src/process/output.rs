@@ -117,10 +117,18 @@ const GAVE_UP: &str = "[aurae: stopped reading output: the process exited but an
 /// task that owns the workload (see [`Pump::alongside`]), not by a task of
 /// its own, so that the child's exit and its pipes' end wake one task.
 pub(crate) struct Pump {
-    stdout: Option<pipe::Receiver>,
-    stderr: Option<pipe::Receiver>,
+    /// stdout then stderr (see [`slot`]); `None` once read to its end.
+    pipes: [Option<pipe::Receiver>; 2],
     writer: LogWriter,
     buf: Vec<u8>,
+}
+
+/// Where a stream's pipe is in [`Pump::pipes`].
+fn slot(stream: Stream) -> usize {
+    match stream {
+        Stream::Stdout => 0,
+        Stream::Stderr => 1,
+    }
 }
 
 impl Pump {
@@ -128,15 +136,14 @@ impl Pump {
     /// read until the pump is polled.
     pub fn start(stdout: pipe::Receiver, stderr: pipe::Receiver, writer: LogWriter) -> Self {
         Self {
-            stdout: Some(stdout),
-            stderr: Some(stderr),
+            pipes: [Some(stdout), Some(stderr)],
             writer,
             buf: vec![0u8; READ_CHUNK],
         }
     }
 
     fn open(&self) -> bool {
-        self.stdout.is_some() || self.stderr.is_some()
+        self.pipes.iter().any(Option::is_some)
     }
 
     /// Runs `f` while the pipes are read into the log: a workload that
@@ -178,14 +185,10 @@ impl Pump {
     async fn read_to_end(&mut self) {
         while self.open() {
             let (stream, ready) = tokio::select! {
-                r = readable(&self.stdout) => (Stream::Stdout, r),
-                r = readable(&self.stderr) => (Stream::Stderr, r),
+                r = readable(&self.pipes[0]) => (Stream::Stdout, r),
+                r = readable(&self.pipes[1]) => (Stream::Stderr, r),
             };
-            let pipe = match stream {
-                Stream::Stdout => self.stdout.as_ref(),
-                Stream::Stderr => self.stderr.as_ref(),
-            };
-            let read = match (ready, pipe) {
+            let read = match (ready, &self.pipes[slot(stream)]) {
                 (Ok(()), Some(pipe)) => pipe.try_read(&mut self.buf),
                 (Err(e), _) => Err(e),
                 (Ok(()), None) => continue,
@@ -200,12 +203,7 @@ impl Pump {
     /// Reads what the pipes hold without waiting, up to their end.
     fn read_ready(&mut self) {
         for stream in [Stream::Stdout, Stream::Stderr] {
-            loop {
-                let pipe = match stream {
-                    Stream::Stdout => self.stdout.as_ref(),
-                    Stream::Stderr => self.stderr.as_ref(),
-                };
-                let Some(pipe) = pipe else { break };
+            while let Some(pipe) = &self.pipes[slot(stream)] {
                 // The reactor's readiness is stale here: ask the kernel.
                 let read = nix::unistd::read(pipe, &mut self.buf).map_err(std::io::Error::from);
                 match read {
@@ -230,10 +228,7 @@ impl Pump {
     }
 
     fn close(&mut self, stream: Stream) {
-        match stream {
-            Stream::Stdout => self.stdout = None,
-            Stream::Stderr => self.stderr = None,
-        }
+        self.pipes[slot(stream)] = None;
     }
 }
 

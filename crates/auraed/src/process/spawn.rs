@@ -208,9 +208,10 @@ impl Processes {
             if pooled && files.probe.is_none() {
                 files.probe = self.cgroups.probe(&spec.cgroup).ok();
             }
-            let placement = match files.placement.is_empty() {
-                true => open_placement(&self.cgroups.self_placement_files(&spec.cgroup)),
-                false => Ok(std::mem::take(&mut files.placement)),
+            let placement = if files.placement.is_empty() {
+                open_placement(&self.cgroups.self_placement_files(&spec.cgroup))
+            } else {
+                Ok(std::mem::take(&mut files.placement))
             };
             let started = placement.and_then(|placement| {
                 files.placement = placement;
