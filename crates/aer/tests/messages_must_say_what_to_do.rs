@@ -29,15 +29,27 @@ fn aer_as_nobody(home: &Path, args: &[&str]) -> Output {
         std::fs::copy(env!("CARGO_BIN_EXE_aer"), &aer).expect("copy aer");
         std::fs::set_permissions(&aer, std::fs::Permissions::from_mode(0o755)).expect("chmod aer");
     }
-    Command::new(&aer)
-        .args(args)
-        .env_clear()
-        .env("HOME", home)
-        .env("PATH", "/usr/bin:/bin")
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .output()
-        .expect("run aer")
+    // Another test thread may fork while this one still holds the copy open
+    // for writing; the forked child keeps that descriptor until its exec, and
+    // an exec of the copy meanwhile fails with ETXTBSY. The window is short.
+    let mut tries = 0;
+    loop {
+        let run = Command::new(&aer)
+            .args(args)
+            .env_clear()
+            .env("HOME", home)
+            .env("PATH", "/usr/bin:/bin")
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output();
+        match run {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.expect("run aer"),
+        }
+    }
 }
 
 fn open_dir(path: &Path, mode: u32) {

@@ -26,6 +26,8 @@ pub mod process;
 pub mod schedule;
 pub mod server;
 pub mod state;
+#[cfg(test)]
+mod test_script;
 pub mod validation;
 pub mod vms;
 pub mod workload;

@@ -152,15 +152,11 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     /// A stand-in for `auraed container` that runs `script` (its control
     /// socket is fd 0; fds 1 and 2 are the container's output).
     fn fake_helper(dir: &Path, script: &str) -> std::path::PathBuf {
-        let exe = dir.join("helper");
-        std::fs::write(&exe, format!("#!/bin/sh\n{script}\n")).expect("write");
-        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        exe
+        crate::test_script::write_script(dir, "helper", script)
     }
 
     async fn create_with(script: &str, within: Duration) -> Result<Created, String> {
