@@ -179,3 +179,70 @@ async fn run_executable_must_pass_byte_escapes_as_raw_bytes() {
         ["ff", "ff", "c3", "a9"]
     );
 }
+
+/// Processes whose command line holds `word`.
+fn processes_with(word: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(word))
+        })
+        .collect()
+}
+
+fn chattr(flag: &str, dir: &std::path::Path) {
+    let ok = std::process::Command::new("chattr")
+        .arg(flag)
+        .arg(dir)
+        .status()
+        .expect("run chattr (e2fsprogs)");
+    assert!(ok.success(), "chattr {flag} {}", dir.display());
+}
+
+#[tokio::test]
+async fn run_executable_must_not_leave_a_process_running_without_its_log() {
+    if !require_root("run_executable_must_not_leave_a_process_running_without_its_log") {
+        return;
+    }
+    let d = TestDaemon::start().await;
+    // The log directory is made while the child starts: a log store that
+    // refuses it (here: an immutable directory) must end the child again.
+    let workloads = d.state_dir.join("logs/workloads");
+    assert!(workloads.is_dir(), "{}", workloads.display());
+    chattr("+i", &workloads);
+    let r = d
+        .client()
+        .await
+        .run_executable(exe("sh -c 'exec sleep 987654'"))
+        .await;
+    chattr("-i", &workloads);
+    let message = match r {
+        Ok(s) => {
+            assert_eq!(s.status, Status::Error as i32, "{s:?}");
+            s.meta.expect("meta").message
+        }
+        Err(e) => e
+            .status()
+            .map(|s| s.message().to_string())
+            .unwrap_or_default(),
+    };
+    assert!(message.contains("log"), "{message}");
+    assert!(
+        common::eventually(5, || processes_with("987654").is_empty()).await,
+        "the child runs on without a log: {:?}",
+        processes_with("987654")
+    );
+    assert!(
+        common::eventually(10, || common::exec_cgroups(&d).is_empty()).await,
+        "its cgroup is left: {:?}",
+        common::exec_cgroups(&d)
+    );
+    // The store works again once the directory does.
+    let after = run(&d, "echo again").await;
+    assert_eq!(after.stdout, "again\n");
+}

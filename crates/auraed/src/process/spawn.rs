@@ -191,13 +191,6 @@ impl Processes {
         let made = pool.as_ref().is_some_and(|(_, made)| *made);
         let pooled = pool.is_some();
         let program = spec.program()?;
-        let (dir, writer) = match open_log(&self.logs, spec.kind, &spec.name) {
-            Ok(log) => log,
-            Err(source) => {
-                drop_pooled(pool.as_ref(), &spec.cgroup);
-                return Err(ProcessError::Log { program, source });
-            }
-        };
         // Alone, the clone runs in place: handing the worker's tasks to
         // another thread costs more than the clone then.
         let busy = self.running.load(Ordering::Relaxed) > 0;
@@ -230,13 +223,35 @@ impl Processes {
         let started = match started {
             Ok(s) => s,
             Err(e) => {
-                // Nothing ran: no log to keep.
-                let _ = std::fs::remove_dir_all(&dir);
                 drop_pooled(pool.as_ref(), &spec.cgroup);
                 return Err(e);
             }
         };
+        // The log is made while the child runs on another CPU, not before
+        // the clone: one directory operation less on the path of a start.
+        // Its output waits in the pipes meanwhile.
+        let writer = match open_log(&self.logs, spec.kind, &spec.name) {
+            Ok((_, writer)) => writer,
+            Err(source) => {
+                off_worker(true, || self.undo_start(started, &spec.cgroup));
+                return Err(ProcessError::Log { program, source });
+            }
+        };
         self.supervise_child(started, spec, writer, pool.map(|(pool, _)| pool))
+    }
+
+    /// Kills a started child (and whatever it started) whose log could not
+    /// be made, and removes its cgroup: no workload runs without its log.
+    fn undo_start(&self, started: Started, cgroup: &CgroupPath) {
+        if let Err(e) = self.cgroups.kill_all(cgroup) {
+            tracing::warn!(cgroup = cgroup.as_str(), error = %e, "killing a start without a log");
+        }
+        // Placement could have failed: kill it directly too (the drop reaps it).
+        let _ = started.exit.signal(libc::SIGKILL);
+        drop(started);
+        if let Err(e) = self.cgroups.remove(cgroup) {
+            tracing::warn!(cgroup = cgroup.as_str(), error = %e, "removing the cgroup of a start without a log");
+        }
     }
 
     /// Launches the child into its cgroup and takes ownership of it.
