@@ -23,7 +23,7 @@ pub const END_FILE: &str = "end";
 /// Extended attribute of the log directory that holds the marker.
 pub const END_XATTR: &str = "user.aurae.end";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndMarker {
     /// Unix time in nanoseconds.
     pub ended_at: i64,
@@ -35,12 +35,67 @@ pub struct EndMarker {
     pub message: String,
 }
 
+/// The marker as stored. The message is left out when it is the usual
+/// sentence of its exit: the usual marker (`{"ended_at":..,"code":0}`, 41
+/// bytes) then fits in the inode's own xattr space on ext4 (about 60 bytes
+/// with 256-byte inodes), where the full one took a block of its own.
+#[derive(Serialize, Deserialize)]
+struct Stored<'a> {
+    ended_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signal: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    message: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// How an exit reads for people: `exited with code 3` or `killed by signal
+/// 9 (SIGKILL)`; `None` when neither is known.
+pub fn describe_exit(code: Option<i32>, signal: Option<i32>) -> Option<String> {
+    match (code, signal) {
+        (Some(c), _) => Some(format!("exited with code {c}")),
+        (None, Some(s)) => {
+            let name = nix::sys::signal::Signal::try_from(s)
+                .map(|s| s.as_str())
+                .unwrap_or("unknown signal");
+            Some(format!("killed by signal {s} ({name})"))
+        }
+        (None, None) => None,
+    }
+}
+
 impl EndMarker {
+    fn encode(&self) -> io::Result<Vec<u8>> {
+        let usual = describe_exit(self.code, self.signal).is_some_and(|m| m == self.message);
+        let stored = Stored {
+            ended_at: self.ended_at,
+            code: self.code,
+            signal: self.signal,
+            message: (!usual).then_some(self.message.as_str().into()),
+        };
+        serde_json::to_vec(&stored).map_err(io::Error::other)
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let stored: Stored = serde_json::from_slice(bytes).ok()?;
+        let message = match stored.message {
+            Some(m) => m.into_owned(),
+            None => describe_exit(stored.code, stored.signal).unwrap_or_default(),
+        };
+        Some(Self {
+            ended_at: stored.ended_at,
+            code: stored.code,
+            signal: stored.signal,
+            message,
+        })
+    }
+
     /// Writes the marker at once: an xattr is set whole; the fallback file
     /// in one `write`, so a reader sees it whole or not at all (an empty or
     /// unparsable file reads as "not ended yet").
     pub fn write(&self, dir: &Path) -> io::Result<()> {
-        let bytes = serde_json::to_vec(self).map_err(io::Error::other)?;
+        let bytes = self.encode()?;
         match xattr::lset(dir, END_XATTR, &bytes) {
             Ok(()) => Ok(()),
             Err(e) if unsupported(&e) => {
@@ -57,7 +112,7 @@ impl EndMarker {
             Ok(Some(bytes)) => bytes,
             _ => std::fs::read(dir.join(END_FILE)).ok()?,
         };
-        serde_json::from_slice(&bytes).ok()
+        Self::decode(&bytes)
     }
 }
 
@@ -107,12 +162,44 @@ mod tests {
         match attr {
             Some(bytes) => {
                 assert!(!dir.path().join(END_FILE).exists(), "no inode for the end");
-                let back: EndMarker = serde_json::from_slice(&bytes).expect("json");
-                assert_eq!(back, m);
+                assert_eq!(
+                    bytes, br#"{"ended_at":7,"signal":9}"#,
+                    "the usual message is left out"
+                );
+                assert_eq!(EndMarker::decode(&bytes), Some(m.clone()));
             }
             // A file system without user xattrs: the file holds it.
             None => assert!(dir.path().join(END_FILE).is_file()),
         }
         assert_eq!(EndMarker::read(dir.path()), Some(m));
+    }
+
+    #[test]
+    fn the_usual_marker_fits_in_an_ext4_inode_and_old_markers_still_read() {
+        let m = EndMarker {
+            ended_at: 1_764_645_000_123_456_789,
+            code: Some(0),
+            signal: None,
+            message: "exited with code 0".into(),
+        };
+        let bytes = m.encode().expect("encode");
+        assert!(bytes.len() <= 60, "{} bytes", bytes.len());
+        assert_eq!(EndMarker::decode(&bytes), Some(m));
+        let unusual = EndMarker {
+            ended_at: 1,
+            code: None,
+            signal: None,
+            message: "its exit status is unknown".into(),
+        };
+        assert_eq!(
+            EndMarker::decode(&unusual.encode().expect("encode")),
+            Some(unusual)
+        );
+        // As written before the message could be left out.
+        let old = br#"{"ended_at":5,"code":3,"signal":null,"message":"exited with code 3"}"#;
+        assert_eq!(
+            EndMarker::decode(old).map(|m| (m.code, m.message)),
+            Some((Some(3), "exited with code 3".to_string()))
+        );
     }
 }

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use cri::Stream;
-pub use end::EndMarker;
+pub use end::{describe_exit, EndMarker};
 pub use follow::{follow, Until};
 pub use reader::{Event, Line, LogCursor};
 pub use text::{read_output, OutputText};

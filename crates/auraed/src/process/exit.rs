@@ -32,15 +32,11 @@ impl ExitKind {
 
     /// A sentence for `meta.message`, e.g. `exited with code 3` or `killed by signal 9 (SIGKILL)`.
     pub fn describe(self) -> String {
-        match self {
-            ExitKind::Code(c) => format!("exited with code {c}"),
-            ExitKind::Signal(s) => {
-                let name = nix::sys::signal::Signal::try_from(s)
-                    .map(|s| s.as_str())
-                    .unwrap_or("unknown signal");
-                format!("killed by signal {s} ({name})")
-            }
-        }
+        let (code, signal) = match self {
+            ExitKind::Code(c) => (Some(c), None),
+            ExitKind::Signal(s) => (None, Some(s)),
+        };
+        crate::logs::describe_exit(code, signal).unwrap_or_default()
     }
 }
 
