@@ -82,12 +82,15 @@ fn lock(m: &Mutex<Vec<PathBuf>>) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
 
 fn refill(shared: Weak<Shared>, parent: &Path) {
     // Background work: a start that finds no spare makes its directory
-    // itself, so this thread must never take a CPU from one (nice 19).
-    // SAFETY: setpriority on this thread's own id, no pointers involved.
-    let tid = unsafe { libc::gettid() };
-    // SAFETY: as above.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) } != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "lowering the priority of the log directory helper");
+    // itself, so this thread must never take a CPU from one. SCHED_IDLE
+    // rather than nice 19: the scheduler counts a CPU that runs only
+    // SCHED_IDLE work as idle when it places a woken task (and preempts
+    // this thread at once), so a daemon thread or a child it just started
+    // does not queue behind another task while this thread holds a CPU.
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler on the calling thread (0) with a valid param.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "making the log directory helper SCHED_IDLE");
     }
     let mut n: u64 = 0;
     loop {
