@@ -5,7 +5,7 @@
 //! wait for the exit ([`OutputLog::alongside`]).
 
 use std::future::Future;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,6 +120,8 @@ pub(crate) struct Pump {
     /// stdout then stderr (see [`slot`]); `None` once read to its end.
     pipes: [Option<pipe::Receiver>; 2],
     writer: LogWriter,
+    /// Holds the last read (its length); its capacity is the read size.
+    /// Not zeroed up front: a run that prints nothing never touches it.
     buf: Vec<u8>,
 }
 
@@ -138,7 +140,7 @@ impl Pump {
         Self {
             pipes: [Some(stdout), Some(stderr)],
             writer,
-            buf: vec![0u8; READ_CHUNK],
+            buf: Vec::with_capacity(READ_CHUNK),
         }
     }
 
@@ -189,7 +191,10 @@ impl Pump {
                 r = readable(&self.pipes[1]) => (Stream::Stderr, r),
             };
             let read = match (ready, &self.pipes[slot(stream)]) {
-                (Ok(()), Some(pipe)) => pipe.try_read(&mut self.buf),
+                (Ok(()), Some(pipe)) => {
+                    self.buf.clear();
+                    pipe.try_read_buf(&mut self.buf)
+                }
                 (Err(e), _) => Err(e),
                 (Ok(()), None) => continue,
             };
@@ -205,7 +210,7 @@ impl Pump {
         for stream in [Stream::Stdout, Stream::Stderr] {
             while let Some(pipe) = &self.pipes[slot(stream)] {
                 // The reactor's readiness is stale here: ask the kernel.
-                let read = nix::unistd::read(pipe, &mut self.buf).map_err(std::io::Error::from);
+                let read = read_raw(pipe, &mut self.buf);
                 match read {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     read => self.take(stream, read),
@@ -218,7 +223,8 @@ impl Pump {
     fn take(&mut self, stream: Stream, read: std::io::Result<usize>) {
         match read {
             Ok(0) => self.close(stream),
-            Ok(n) => append(&mut self.writer, stream, Some(&self.buf[..n]), None),
+            // The buffer holds exactly this read.
+            Ok(_) => append(&mut self.writer, stream, Some(&self.buf), None),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
                 tracing::warn!(stream = stream.as_str(), error = %e, "reading workload output");
@@ -230,6 +236,20 @@ impl Pump {
     fn close(&mut self, stream: Stream) {
         self.pipes[slot(stream)] = None;
     }
+}
+
+/// One `read(2)` of `fd` into `buf`'s capacity, replacing its contents:
+/// the kernel's answer, not the reactor's (possibly stale) readiness.
+fn read_raw(fd: &impl AsRawFd, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    buf.clear();
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: read(2) writes at most `spare.len()` bytes into the spare
+    // capacity, which `buf` owns and nothing else borrows.
+    let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+    let n = usize::try_from(n).map_err(|_| std::io::Error::last_os_error())?;
+    // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(n) };
+    Ok(n)
 }
 
 /// Waits until `pipe` can be read; never ready once it is closed.
