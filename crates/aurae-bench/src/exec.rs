@@ -26,31 +26,57 @@ pub async fn latency(d: &BenchDaemon, runs: usize) -> anyhow::Result<Vec<Row>> {
     // The client runs as `aer` does: one thread, a current-thread runtime,
     // so that the figure is the daemon's and not the bench's thread hops.
     let config = d.config().clone();
-    let (ours, base) = tokio::task::spawn_blocking(move || {
+    let Samples {
+        mut ours,
+        mut base,
+        mut rpc,
+    } = tokio::task::spawn_blocking(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
             .block_on(measure(config, runs))
     })
     .await??;
-    let (mut ours, mut base) = (ours, base);
     ours.sort();
     base.sort();
+    rpc.sort();
+    let (ours_p50, base_p50, rpc_p50) = (
+        percentile(&ours, 0.5),
+        percentile(&base, 0.5),
+        percentile(&rpc, 0.5),
+    );
     Ok(vec![
         Row::latency(
             "RunExecutable /bin/true p50 (vs spawn+wait)",
-            percentile(&ours, 0.5),
-            percentile(&base, 0.5),
+            ours_p50,
+            base_p50,
         ),
         Row::latency(
             "RunExecutable /bin/true p99 (vs spawn+wait)",
             percentile(&ours, 0.99),
             percentile(&base, 0.99),
         ),
+        // What the API's transport alone costs (mTLS, HTTP/2, a call that
+        // starts nothing), and what is left of a run without it: the share
+        // of the ratio above that the process layer adds.
+        Row::latency(
+            "Status p50, a call that starts nothing (vs spawn+wait)",
+            rpc_p50,
+            base_p50,
+        ),
+        Row::latency(
+            "RunExecutable p50 less Status p50 (vs spawn+wait)",
+            ours_p50.saturating_sub(rpc_p50),
+            base_p50,
+        ),
     ])
 }
 
-type Samples = (Vec<std::time::Duration>, Vec<std::time::Duration>);
+struct Samples {
+    ours: Vec<std::time::Duration>,
+    base: Vec<std::time::Duration>,
+    rpc: Vec<std::time::Duration>,
+}
 
 async fn measure(config: AuraeConfig, runs: usize) -> anyhow::Result<Samples> {
     let client = Client::connect(&config).await?;
@@ -59,19 +85,25 @@ async fn measure(config: AuraeConfig, runs: usize) -> anyhow::Result<Samples> {
         client.run_executable(true_exe()).await?;
         spawn_wait_true()?;
     }
-    let mut ours = Vec::with_capacity(runs);
-    let mut base = Vec::with_capacity(runs);
-    // Interleaved, so that both see the same machine state.
+    let mut s = Samples {
+        ours: Vec::with_capacity(runs),
+        base: Vec::with_capacity(runs),
+        rpc: Vec::with_capacity(runs),
+    };
+    // Interleaved, so that all see the same machine state.
     for _ in 0..runs {
         let t = Instant::now();
         let r = client.run_executable(true_exe()).await?;
-        ours.push(t.elapsed());
+        s.ours.push(t.elapsed());
         anyhow::ensure!(r.exit_code == "0", "RunExecutable /bin/true: {r:?}");
         let t = Instant::now();
         spawn_wait_true()?;
-        base.push(t.elapsed());
+        s.base.push(t.elapsed());
+        let t = Instant::now();
+        client.status().await?;
+        s.rpc.push(t.elapsed());
     }
-    Ok((ours, base))
+    Ok(s)
 }
 
 pub async fn throughput(
