@@ -227,8 +227,8 @@ impl Processes {
                 return Err(e);
             }
         };
-        // The log is made while the child runs on another CPU, not before
-        // the clone: one directory operation less on the path of a start.
+        // The log is made while the child execs (usually on another CPU),
+        // not before the clone: one directory operation less on the path.
         // Its output waits in the pipes meanwhile.
         let writer = match open_log(&self.logs, spec.kind, &spec.name) {
             Ok((_, writer)) => writer,
@@ -246,7 +246,7 @@ impl Processes {
         if let Err(e) = self.cgroups.kill_all(cgroup) {
             tracing::warn!(cgroup = cgroup.as_str(), error = %e, "killing a start without a log");
         }
-        // Placement could have failed: kill it directly too (the drop reaps it).
+        // Should the cgroup kill have failed, the child at least goes (the drop reaps it).
         let _ = started.exit.signal(libc::SIGKILL);
         drop(started);
         if let Err(e) = self.cgroups.remove(cgroup) {
