@@ -119,6 +119,15 @@ pub async fn run(
         return Err(DaemonError::BadMaxHandshakes(config.max_handshakes));
     }
     server::raise_nofile_limit();
+    match crate::process::detach_controlling_terminal() {
+        crate::process::Terminal::None => {}
+        crate::process::Terminal::Dropped => {
+            tracing::info!("let go of the controlling terminal: workloads cannot open it")
+        }
+        crate::process::Terminal::Kept => tracing::info!(
+            "this daemon leads its terminal's session: each workload gets a session of its own"
+        ),
+    }
     for dir in [&mut config.state_dir, &mut config.runtime_dir] {
         *dir = real_dir(dir)?;
     }

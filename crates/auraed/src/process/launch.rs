@@ -27,7 +27,8 @@ pub(crate) struct Launched {
 }
 
 /// Clones `argv` into the cgroup whose `procs` files are given (open, see
-/// [`vfork::open_placement`]), before exec, as `identity` when one is given.
+/// [`vfork::open_placement`]), before exec, as `identity` when one is
+/// given, in a process group of its own (see `terminal`).
 pub(crate) fn launch(
     argv: &[OsString],
     procs: &[BorrowedFd<'_>],
@@ -39,7 +40,9 @@ pub(crate) fn launch(
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let writers = [out_w.try_clone()?, err_w.try_clone()?];
-    let (pid, pidfd) = launch_with(argv, procs, [stdin, out_w, err_w], identity)?;
+    // A workload needs no session: see `terminal` for what it costs.
+    let session = super::terminal::children_need_a_session();
+    let (pid, pidfd) = start(argv, procs, [stdin, out_w, err_w], identity, session)?;
     Ok(Launched {
         pid,
         pidfd,
@@ -52,13 +55,24 @@ pub(crate) fn launch(
 /// Clones `argv` into the cgroup whose `procs` files are given (open, see
 /// [`vfork::open_placement`]; none: it stays in the daemon's), with `stdio` as its fds 0, 1 and 2 (close-on-exec
 /// here, so no concurrent spawn inherits them), as `identity` when one is
-/// given. Returns its pid and a pidfd once it has exec'd; only the child
-/// keeps `stdio`.
+/// given, in a session of its own (helpers that outlive the daemon).
+/// Returns its pid and a pidfd once it has exec'd; only the child keeps
+/// `stdio`.
 pub(crate) fn launch_with(
     argv: &[OsString],
     procs: &[BorrowedFd<'_>],
     stdio: [OwnedFd; 3],
     identity: Option<&Identity>,
+) -> io::Result<(i32, OwnedFd)> {
+    start(argv, procs, stdio, identity, true)
+}
+
+fn start(
+    argv: &[OsString],
+    procs: &[BorrowedFd<'_>],
+    stdio: [OwnedFd; 3],
+    identity: Option<&Identity>,
+    new_session: bool,
 ) -> io::Result<(i32, OwnedFd)> {
     let program = argv
         .first()
@@ -87,6 +101,7 @@ pub(crate) fn launch_with(
             gid: id.gid,
             groups: &id.groups,
         }),
+        new_session,
     )
 }
 

@@ -23,6 +23,7 @@ mod pidfd;
 mod pool;
 mod spawn;
 mod supervise;
+mod terminal;
 mod vfork;
 
 pub(crate) use detached::{start_time, start_time_in};
@@ -38,4 +39,5 @@ pub use pool::{CgroupFiles, CgroupPool, PoolCgroup};
 pub(crate) use spawn::Held;
 pub use spawn::{ProcessSpec, Processes, WorkloadDefaults};
 pub use supervise::{Finished, ProcessHandle};
+pub use terminal::{detach_controlling_terminal, Terminal};
 pub(crate) use vfork::{open_placement, resolve};

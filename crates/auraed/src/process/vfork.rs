@@ -42,6 +42,8 @@ struct ChildArgs<'a> {
     stdio: [RawFd; 3],
     /// Who to become before exec, if not the daemon's identity.
     creds: Option<Creds<'a>>,
+    /// A session of its own, not only a process group (see `terminal`).
+    new_session: bool,
     /// The errno of the step that failed, 0 if the child exec'd.
     errno: AtomicI32,
 }
@@ -156,7 +158,8 @@ pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-/// Starts `path` with `argv` and `envp` in a new session, after writing
+/// Starts `path` with `argv` and `envp` in a process group of its own
+/// (`new_session`: in a session of its own), after writing
 /// itself into each of `procs` (its cgroup's `cgroup.procs` or, v1, `tasks`
 /// files, open for writing: see [`open_placement`]) and taking `creds`,
 /// with `stdio` as its fds 0, 1 and 2 (each must be above 2; see
@@ -170,6 +173,7 @@ pub(crate) fn spawn_into(
     procs: &[BorrowedFd<'_>],
     stdio: [BorrowedFd<'_>; 3],
     creds: Option<Creds<'_>>,
+    new_session: bool,
 ) -> io::Result<(i32, OwnedFd)> {
     let stdio = stdio.map(|fd| fd.as_raw_fd());
     let procs: Vec<RawFd> = procs.iter().map(|fd| fd.as_raw_fd()).collect();
@@ -196,6 +200,7 @@ pub(crate) fn spawn_into(
         procs: &procs,
         stdio,
         creds,
+        new_session,
         errno: AtomicI32::new(0),
     };
     // Not zeroed: the child writes its stack before it reads it, and the
@@ -354,13 +359,21 @@ fn become_user(creds: &Creds) -> i32 {
     0
 }
 
-/// Session, cgroup, credentials, stdio, signal mask, exec; returns the errno of the step
+/// Process group, cgroup, credentials, stdio, signal mask, exec; returns the errno of the step
 /// that failed (it returns only on failure).
 fn enter_and_exec(args: &ChildArgs) -> i32 {
-    // A session of its own: a terminal's Ctrl-C aimed at the daemon must not
-    // reach workloads, which are stopped in order instead.
-    // SAFETY: setsid has no memory-safety preconditions.
-    if unsafe { libc::setsid() } < 0 {
+    // A process group of its own: a terminal's Ctrl-C aimed at the daemon
+    // (its foreground group) must not reach workloads, which are stopped in
+    // order instead. A session when asked (see `terminal`).
+    // SAFETY: setsid and setpgid have no memory-safety preconditions.
+    let rc = unsafe {
+        if args.new_session {
+            libc::setsid()
+        } else {
+            libc::setpgid(0, 0)
+        }
+    };
+    if rc < 0 {
         return errno();
     }
     for fd in args.procs {
@@ -431,6 +444,7 @@ mod tests {
             &[],
             [null.as_fd(), w.as_fd(), w.as_fd()],
             None,
+            false,
         )
         .expect("spawn");
         drop(w);
@@ -460,6 +474,24 @@ mod tests {
         assert_eq!(
             out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
             "the daemon's ignored and blocked signals are not inherited"
+        );
+    }
+
+    #[test]
+    fn the_child_leads_a_process_group_in_the_daemons_session() {
+        let (pid, pidfd, out) = sh(
+            "read -r s < /proc/$$/stat; set -- ${s#*) }; echo $3 $4",
+            &[],
+        );
+        let _ = nix::sys::wait::waitid(
+            nix::sys::wait::Id::PIDFd(pidfd.as_fd()),
+            nix::sys::wait::WaitPidFlag::WEXITED,
+        );
+        let session = nix::unistd::getsid(None).expect("getsid").as_raw();
+        assert_eq!(
+            out,
+            format!("{pid} {session}\n"),
+            "process group and session"
         );
     }
 
@@ -497,6 +529,7 @@ mod tests {
             &[],
             [null.as_fd(), null.as_fd(), null.as_fd()],
             None,
+            false,
         )
         .expect_err("exec fails");
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
