@@ -65,27 +65,21 @@ async fn workloads_get_neither_the_daemons_terminal_nor_its_process_group() {
     // shell is: a session member with the terminal, not its leader.
     let script = r#"auraed="$1"; shift; "$auraed" "$@" & echo $! > "$PIDFILE"; wait"#;
     let log = std::fs::File::create(p("auraed.log")).expect("log");
-    let mut shell = Command::new("setsid")
-        .args([
-            "--ctty",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            env!("CARGO_BIN_EXE_auraed"),
-        ])
-        .arg("--socket")
-        .arg(p("aurae.sock"))
-        .arg("--ca-crt")
-        .arg(p("pki/ca.crt"))
-        .arg("--server-crt")
-        .arg(p("pki/_signed.server.crt"))
-        .arg("--server-key")
-        .arg(p("pki/server.key"))
-        .arg("--state-dir")
-        .arg(p("state"))
-        .arg("--runtime-dir")
-        .arg(p("run"))
+    let mut cmd = Command::new("setsid");
+    cmd.args(["--ctty", "sh", "-c", script, "sh"])
+        .arg(env!("CARGO_BIN_EXE_auraed"));
+    let files = [
+        ("--socket", "aurae.sock"),
+        ("--ca-crt", "pki/ca.crt"),
+        ("--server-crt", "pki/_signed.server.crt"),
+        ("--server-key", "pki/server.key"),
+        ("--state-dir", "state"),
+        ("--runtime-dir", "run"),
+    ];
+    for (flag, file) in files {
+        cmd.arg(flag).arg(p(file));
+    }
+    let mut shell = cmd
         .arg("--cgroup-root")
         .arg(format!("aurae-test-tty-{}", std::process::id()))
         .env("PIDFILE", p("pid"))
