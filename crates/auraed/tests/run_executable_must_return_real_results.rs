@@ -180,21 +180,6 @@ async fn run_executable_must_pass_byte_escapes_as_raw_bytes() {
     );
 }
 
-/// Processes whose command line holds `word`.
-fn processes_with(word: &str) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(word))
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn run_executable_must_not_leave_a_process_running_without_its_log() {
     if !require_root("run_executable_must_not_leave_a_process_running_without_its_log") {
@@ -227,9 +212,9 @@ async fn run_executable_must_not_leave_a_process_running_without_its_log() {
     };
     assert!(message.contains("log"), "{message}");
     assert!(
-        common::eventually(5, || processes_with("987654").is_empty()).await,
+        common::eventually(5, || common::pids_with("987654").is_empty()).await,
         "the child runs on without a log: {:?}",
-        processes_with("987654")
+        common::pids_with("987654")
     );
     assert!(
         common::eventually(10, || common::exec_cgroups(&d).is_empty()).await,

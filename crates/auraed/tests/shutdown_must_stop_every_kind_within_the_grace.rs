@@ -37,19 +37,6 @@ fn executable(name: &str, command: &str) -> Executable {
     }
 }
 
-/// Pids whose command line contains `needle`.
-fn pids_with(needle: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            String::from_utf8_lossy(&cmdline).contains(needle)
-        })
-        .collect()
-}
-
 /// Every directory named `root` directly under a cgroup hierarchy.
 fn cgroup_dirs_named(root: &str) -> Vec<PathBuf> {
     let mounts = cells_support::hierarchy_dirs();
@@ -166,12 +153,13 @@ async fn shutdown_must_stop_every_kind_within_the_grace() {
     }
     assert!(listed, "the cell runs:\n{}", d.log());
     assert!(
-        eventually(30, || pids_with(&format!("{tag}-stubborn")).len() >= 3
-            && !pids_with(&format!("{tag}-polite")).is_empty())
+        eventually(30, || common::pids_with(&format!("{tag}-stubborn")).len()
+            >= 3
+            && !common::pids_with(&format!("{tag}-polite")).is_empty())
         .await,
         "the executables run"
     );
-    let polite_pids = pids_with(&format!("{tag}-polite"));
+    let polite_pids = common::pids_with(&format!("{tag}-polite"));
     let stopped_log = watch_log(&d, "auraed stopped");
 
     let pid = nix::unistd::Pid::from_raw(d.pid().unwrap() as i32);
@@ -222,7 +210,7 @@ async fn shutdown_must_stop_every_kind_within_the_grace() {
     let _ = polite_exec.await;
     let _ = cell_call.await;
     assert!(
-        pids_with(&format!("{tag}-stubborn")).is_empty(),
+        common::pids_with(&format!("{tag}-stubborn")).is_empty(),
         "a stubborn executable survived"
     );
     assert!(

@@ -39,7 +39,7 @@ pub enum Terminal {
 /// Lets go of the daemon's controlling terminal, if it has one; call once
 /// at start, before any workload. Decides how children are kept from it.
 pub fn detach_controlling_terminal() -> Terminal {
-    let terminal = detach(&KernelTty);
+    let terminal = detach(&KernelTty::open());
     CHILD_SESSIONS.store(terminal == Terminal::Kept, Ordering::Relaxed);
     terminal
 }
@@ -66,23 +66,25 @@ fn detach(tty: &dyn Tty) -> Terminal {
     }
 }
 
-struct KernelTty;
+/// The controlling terminal, opened once, if there is one.
+struct KernelTty(Option<std::fs::File>);
 
 impl KernelTty {
-    fn open() -> std::io::Result<std::fs::File> {
+    fn open() -> Self {
         use std::os::unix::fs::OpenOptionsExt;
         // /dev/tty opens the caller's controlling terminal, or fails (ENXIO) without one.
-        std::fs::OpenOptions::new()
+        let tty = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-            .open("/dev/tty")
+            .open("/dev/tty");
+        Self(tty.ok())
     }
 }
 
 impl Tty for KernelTty {
     fn has_controlling_terminal(&self) -> bool {
-        Self::open().is_ok()
+        self.0.is_some()
     }
 
     fn leads_its_session(&self) -> bool {
@@ -90,7 +92,9 @@ impl Tty for KernelTty {
     }
 
     fn let_go(&self) -> std::io::Result<()> {
-        let tty = Self::open()?;
+        let Some(tty) = &self.0 else {
+            return Ok(());
+        };
         // SAFETY: TIOCNOTTY takes no argument; the fd is open.
         if unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCNOTTY) } < 0 {
             return Err(std::io::Error::last_os_error());
