@@ -17,6 +17,7 @@
 
 mod access;
 mod client;
+mod coalesce;
 pub mod config;
 mod error;
 mod rpc;

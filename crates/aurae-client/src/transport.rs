@@ -6,6 +6,7 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
 
+use crate::coalesce::Coalesced;
 use crate::config::{AuraeConfig, AuthConfig, SystemConfig, DEFAULT_SOCKET};
 use crate::error::ClientError;
 
@@ -72,9 +73,9 @@ pub(crate) async fn connect(config: &AuraeConfig) -> Result<Channel, ClientError
             let connector = tower::service_fn(move |_: Uri| {
                 let path = path.clone();
                 async move {
-                    Ok::<_, std::io::Error>(TokioIo::new(
+                    Ok::<_, std::io::Error>(TokioIo::new(Coalesced::new(
                         tokio::net::UnixStream::connect(path).await?,
-                    ))
+                    )))
                 }
             });
             endpoint
