@@ -193,7 +193,8 @@ fn run_daemon(config: DaemonConfig) -> anyhow::Result<()> {
 }
 
 async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use auraed::process::listen_for_signal as signal;
+    use tokio::signal::unix::SignalKind;
     match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),

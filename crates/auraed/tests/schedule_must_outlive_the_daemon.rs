@@ -50,6 +50,16 @@ async fn shown(d: &TestDaemon, name: &str, ok: impl Fn(&Line) -> bool) -> Line {
     }
 }
 
+/// The blocked and ignored signal masks of `pid`, as /proc shows them.
+fn signal_masks(pid: i32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .filter(|l| l.starts_with("SigBlk:") || l.starts_with("SigIgn:"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 /// The parent of `pid` (field 4 of /proc/PID/stat).
 fn ppid(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -116,6 +126,11 @@ async fn must_survive(crash: bool) {
         .await
         .expect("Enable");
     let pid = shown(&d, "ticker", |_| true).await.pid;
+    assert_eq!(
+        signal_masks(pid),
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
+        "the workload inherits none of the signals its monitor ignores (SIGTERM, SIGHUP, ...)"
+    );
     // Some output before the daemon goes away.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     drop(c);

@@ -7,6 +7,7 @@ use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::OnceLock;
 
 use nix::fcntl::OFlag;
 
@@ -36,13 +37,14 @@ pub(crate) fn launch(
 ) -> io::Result<Launched> {
     // Every fd is close-on-exec, so a concurrent spawn elsewhere in the
     // daemon cannot inherit them; dup2 in the child clears it on 0-2.
-    let stdin = std::fs::File::open("/dev/null")?.into();
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (out_w, err_w) = (vfork::above_stdio(out_w)?, vfork::above_stdio(err_w)?);
     let writers = [out_w.try_clone()?, err_w.try_clone()?];
     // A workload needs no session: see `terminal` for what it costs.
     let session = super::terminal::children_need_a_session();
-    let (pid, pidfd) = start(argv, procs, [stdin, out_w, err_w], identity, session)?;
+    let stdio = [dev_null()?, out_w.as_fd(), err_w.as_fd()];
+    let (pid, pidfd) = start(argv, procs, stdio, identity, session)?;
     Ok(Launched {
         pid,
         pidfd,
@@ -64,13 +66,39 @@ pub(crate) fn launch_with(
     stdio: [OwnedFd; 3],
     identity: Option<&Identity>,
 ) -> io::Result<(i32, OwnedFd)> {
-    start(argv, procs, stdio, identity, true)
+    let [a, b, c] = stdio;
+    let stdio = [
+        vfork::above_stdio(a)?,
+        vfork::above_stdio(b)?,
+        vfork::above_stdio(c)?,
+    ];
+    let [a, b, c] = &stdio;
+    start(
+        argv,
+        procs,
+        [a.as_fd(), b.as_fd(), c.as_fd()],
+        identity,
+        true,
+    )
 }
 
+/// Every workload's stdin, opened once rather than once per start. The
+/// children share its open file description, whose flags and offset mean
+/// nothing for /dev/null: every read is the end of file.
+fn dev_null() -> io::Result<BorrowedFd<'static>> {
+    static NULL: OnceLock<OwnedFd> = OnceLock::new();
+    if let Some(fd) = NULL.get() {
+        return Ok(fd.as_fd());
+    }
+    let fd = vfork::above_stdio(std::fs::File::open("/dev/null")?.into())?;
+    Ok(NULL.get_or_init(|| fd).as_fd())
+}
+
+/// `stdio` must be above fd 2 (see [`vfork::above_stdio`]).
 fn start(
     argv: &[OsString],
     procs: &[BorrowedFd<'_>],
-    stdio: [OwnedFd; 3],
+    stdio: [BorrowedFd<'_>; 3],
     identity: Option<&Identity>,
     new_session: bool,
 ) -> io::Result<(i32, OwnedFd)> {
@@ -84,18 +112,12 @@ fn start(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let envp = environment(identity);
-    let [a, b, c] = stdio;
-    let stdio = [
-        vfork::above_stdio(a)?,
-        vfork::above_stdio(b)?,
-        vfork::above_stdio(c)?,
-    ];
     vfork::spawn_into(
         &path,
         &argv,
         &envp,
         procs,
-        [stdio[0].as_fd(), stdio[1].as_fd(), stdio[2].as_fd()],
+        stdio,
         identity.map(|id| vfork::Creds {
             uid: id.uid,
             gid: id.gid,

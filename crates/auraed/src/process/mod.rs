@@ -21,6 +21,7 @@ pub mod monitor;
 mod output;
 mod pidfd;
 mod pool;
+mod signals;
 mod spawn;
 mod supervise;
 mod terminal;
@@ -36,6 +37,7 @@ pub(crate) use monitor::{ignore_stop_signals, supervise as supervise_to_end, wai
 pub(crate) use output::{blocking_io, open_log, OutputLog};
 pub(crate) use pidfd::{pidfd_open, ChildExit};
 pub use pool::{CgroupFiles, CgroupPool, PoolCgroup};
+pub use signals::listen as listen_for_signal;
 pub(crate) use spawn::Held;
 pub use spawn::{ProcessSpec, Processes, WorkloadDefaults};
 pub use supervise::{Finished, ProcessHandle};

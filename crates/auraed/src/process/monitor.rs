@@ -92,6 +92,7 @@ pub(crate) fn ignore_stop_signals() {
         // SAFETY: SIG_IGN installs no handler code.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
+    super::signals::changed();
 }
 
 /// A started workload as the monitor watches it: also what a detached

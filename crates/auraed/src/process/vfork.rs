@@ -19,17 +19,13 @@ use std::os::raw::{c_char, c_int, c_void};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use super::signals::{self, KernelSigaction, KERNEL_SIGSET};
+
 /// The child's stack: it makes a handful of calls, nothing deep.
 const CHILD_STACK: usize = 64 * 1024;
 
 /// glibc's execvp default when `PATH` is unset.
 const DEFAULT_PATH: &[u8] = b"/bin:/usr/bin";
-
-/// The size of the kernel's signal set (`_NSIG / 8`) for rt_sig* calls.
-const KERNEL_SIGSET: usize = 8;
-
-/// Highest signal number + 1 (the kernel's `_NSIG` is 64).
-const NSIG: c_int = 65;
 
 /// What the child needs, prepared by the parent (the child allocates nothing).
 struct ChildArgs<'a> {
@@ -44,6 +40,8 @@ struct ChildArgs<'a> {
     creds: Option<Creds<'a>>,
     /// A session of its own, not only a process group (see `terminal`).
     new_session: bool,
+    /// The signals to set back to their default (see `signals`).
+    reset: u64,
     /// The errno of the step that failed, 0 if the child exec'd.
     errno: AtomicI32,
 }
@@ -55,15 +53,6 @@ pub(crate) struct Creds<'a> {
     pub uid: libc::uid_t,
     pub gid: libc::gid_t,
     pub groups: &'a [libc::gid_t],
-}
-
-/// The kernel's `struct sigaction` (not glibc's): the handler comes first on
-/// every architecture; the rest (flags, restorer, mask) is left zero, and
-/// spare room covers the largest layout.
-#[repr(C)]
-struct KernelSigaction {
-    handler: usize,
-    rest: [u64; 4],
 }
 
 /// Resolves `program` like execvp: as given when it contains a `/`,
@@ -201,6 +190,7 @@ pub(crate) fn spawn_into(
         stdio,
         creds,
         new_session,
+        reset: signals::to_reset(),
         errno: AtomicI32::new(0),
     };
     // Not zeroed: the child writes its stack before it reads it, and the
@@ -277,7 +267,7 @@ pub(crate) fn spawn_into(
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the parent's `ChildArgs`, alive while the parent is suspended.
     let args = unsafe { &*(arg as *const ChildArgs) };
-    reset_signals();
+    reset_signals(args.reset);
     let errno = enter_and_exec(args);
     args.errno.store(errno, Ordering::Release);
     loop {
@@ -286,19 +276,19 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     }
 }
 
-/// Resets every signal to its default disposition, as systemd does for a
-/// service: caught ones (handlers are daemon code that must not run here;
-/// the child has its own table, CLONE_SIGHAND is unset) and ignored ones
-/// too. An ignored SIGTERM would otherwise pass from the monitor (which
-/// ignores it to outlive the daemon) to the workload, which then could
-/// only be stopped by SIGKILL after the grace period; and Rust programs
-/// ignore SIGPIPE, which std resets for its children as well.
-fn reset_signals() {
+/// Sets the signals of `mask` back to their default disposition, as
+/// systemd does for a service: caught ones (handlers are daemon code that
+/// must not run here; the child has its own table, CLONE_SIGHAND is unset)
+/// and ignored ones too. An ignored SIGTERM would otherwise pass from the
+/// monitor (which ignores it to outlive the daemon) to the workload, which
+/// then could only be stopped by SIGKILL after the grace period; and Rust
+/// programs ignore SIGPIPE, which std resets for its children as well.
+fn reset_signals(mask: u64) {
     let dfl = KernelSigaction {
         handler: libc::SIG_DFL,
         rest: [0; 4],
     };
-    for sig in 1..NSIG {
+    for sig in signals::numbers(mask) {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
@@ -466,6 +456,7 @@ mod tests {
             )
         }
         .expect("ignore SIGUSR2");
+        signals::changed();
         let (_pid, pidfd, out) = sh("grep -E '^Sig(Ign|Blk)' /proc/self/status", &[]);
         let _ = nix::sys::wait::waitid(
             nix::sys::wait::Id::PIDFd(pidfd.as_fd()),

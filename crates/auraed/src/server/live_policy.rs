@@ -71,8 +71,8 @@ impl LivePolicy {
 
 /// Reloads `live` on every SIGHUP until `shutdown`.
 pub async fn reload_on_sighup(live: Arc<LivePolicy>, shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
+    use tokio::signal::unix::SignalKind;
+    let mut hup = match crate::process::listen_for_signal(SignalKind::hangup()) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "no policy reload on SIGHUP");
