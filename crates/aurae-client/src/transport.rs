@@ -52,30 +52,30 @@ pub(crate) async fn connect(config: &AuraeConfig) -> Result<Channel, ClientError
     let server_name = config.system.server_name();
     let tls = tls_config(&config.auth, server_name)?;
     let target = Target::from_config(&config.system)?;
+    // Over a Unix socket the URI only names the server for TLS and
+    // `:authority`; the connector dials the socket.
+    let (uri, address) = match &target {
+        Target::Unix(_) => (format!("https://{server_name}"), server_name.to_string()),
+        Target::Tcp(a) if a.contains("://") => (a.clone(), a.clone()),
+        Target::Tcp(a) => (format!("https://{a}"), a.clone()),
+    };
+    let endpoint = Endpoint::from_shared(uri)
+        .map_err(|source| ClientError::InvalidAddress { address, source })?
+        .tls_config(tls)
+        .map_err(ClientError::Tls)?
+        .connect_timeout(CONNECT_TIMEOUT);
     let connect_error = |source| ClientError::Connect {
         target: target.to_string(),
         source,
     };
     match &target {
         Target::Unix(path) => {
-            // The URI only names the server for TLS and `:authority`; the
-            // connector below ignores it and dials the socket.
-            let endpoint = Endpoint::from_shared(format!("https://{server_name}"))
-                .map_err(|source| ClientError::InvalidAddress {
-                    address: server_name.to_string(),
-                    source,
-                })?
-                .tls_config(tls)
-                .map_err(ClientError::Tls)?
-                .connect_timeout(CONNECT_TIMEOUT);
-            let path_for_error = path;
-            let path = path.clone();
+            let dial = path.clone();
             let connector = tower::service_fn(move |_: Uri| {
-                let path = path.clone();
+                let path = dial.clone();
                 async move {
-                    Ok::<_, std::io::Error>(TokioIo::new(Coalesced::new(
-                        tokio::net::UnixStream::connect(path).await?,
-                    )))
+                    let stream = tokio::net::UnixStream::connect(path).await?;
+                    Ok::<_, std::io::Error>(TokioIo::new(Coalesced::new(stream)))
                 }
             });
             endpoint
@@ -83,32 +83,37 @@ pub(crate) async fn connect(config: &AuraeConfig) -> Result<Channel, ClientError
                 .await
                 .map_err(|source| {
                     if is_permission_denied(&source) {
-                        socket_denied(path_for_error)
+                        socket_denied(path)
                     } else {
                         connect_error(source)
                     }
                 })
         }
-        Target::Tcp(address) => {
-            let uri = if address.contains("://") {
-                address.clone()
-            } else {
-                format!("https://{address}")
-            };
-            Endpoint::from_shared(uri)
-                .map_err(|source| ClientError::InvalidAddress {
-                    address: address.clone(),
-                    source,
-                })?
-                .tls_config(tls)
-                .map_err(ClientError::Tls)?
-                .connect_timeout(CONNECT_TIMEOUT)
-                .tcp_nodelay(true)
-                .connect()
-                .await
-                .map_err(connect_error)
-        }
+        Target::Tcp(_) => endpoint
+            .connect_with_connector(tower::service_fn(dial_tcp))
+            .await
+            .map_err(connect_error),
     }
+}
+
+/// The endpoint's host and port, without Nagle's delay: [`Coalesced`]
+/// already sends a call's frames in one write.
+async fn dial_tcp(uri: Uri) -> std::io::Result<TokioIo<Coalesced<tokio::net::TcpStream>>> {
+    let host = uri
+        .host()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no host"))?;
+    // An IPv6 literal keeps its brackets in a URI, not in a socket address.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("http") {
+            80
+        } else {
+            443
+        });
+    let stream = tokio::net::TcpStream::connect((host, port)).await?;
+    stream.set_nodelay(true)?;
+    Ok(TokioIo::new(Coalesced::new(stream)))
 }
 
 fn is_permission_denied(e: &(dyn std::error::Error + 'static)) -> bool {
