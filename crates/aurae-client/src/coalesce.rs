@@ -72,13 +72,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesced<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let me = self.get_mut();
-        if me.pending.len() >= MAX_PENDING {
-            std::task::ready!(me.poll_send(cx))?;
-        }
-        let n = buf.len().min(MAX_PENDING - me.pending.len());
-        me.pending.extend_from_slice(&buf[..n]);
-        Poll::Ready(Ok(n))
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(

@@ -66,13 +66,8 @@ pub(crate) fn launch_with(
     stdio: [OwnedFd; 3],
     identity: Option<&Identity>,
 ) -> io::Result<(i32, OwnedFd)> {
-    let [a, b, c] = stdio;
-    let stdio = [
-        vfork::above_stdio(a)?,
-        vfork::above_stdio(b)?,
-        vfork::above_stdio(c)?,
-    ];
-    let [a, b, c] = &stdio;
+    let [a, b, c] = stdio.map(vfork::above_stdio);
+    let (a, b, c) = (a?, b?, c?);
     start(
         argv,
         procs,

@@ -91,23 +91,29 @@ pub(super) fn numbers(mask: u64) -> impl Iterator<Item = c_int> {
     (1..NSIG).filter(move |sig| mask & (1 << (sig - 1)) != 0)
 }
 
+/// Ignores SIGUSR2 (unused by the test harness), as the monitor ignores
+/// SIGTERM, and reads the set again. Never set back: a test that spawns
+/// meanwhile must not see it flip under its snapshot.
+#[cfg(test)]
+pub(super) fn ignore_sigusr2_for_a_test() {
+    // SAFETY: SIG_IGN installs no handler code.
+    unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGUSR2,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    }
+    .expect("ignore SIGUSR2");
+    changed();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn follows_what_the_process_ignores() {
-        // SIGUSR2, as the vfork tests do, and never set back: a test that
-        // spawns meanwhile must not see it flip under its snapshot.
-        // SAFETY: SIG_IGN installs no handler code.
-        unsafe {
-            nix::sys::signal::signal(
-                nix::sys::signal::Signal::SIGUSR2,
-                nix::sys::signal::SigHandler::SigIgn,
-            )
-        }
-        .expect("ignore SIGUSR2");
-        changed();
+        ignore_sigusr2_for_a_test();
         let mask = to_reset();
         assert_ne!(
             mask & (1 << (libc::SIGUSR2 - 1)),

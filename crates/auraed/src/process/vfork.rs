@@ -447,16 +447,7 @@ mod tests {
 
     #[test]
     fn the_child_ignores_no_signal_the_daemon_ignores() {
-        // As the monitor ignores SIGTERM; SIGUSR2 is unused by the test harness.
-        // SAFETY: SIG_IGN installs no handler code.
-        unsafe {
-            nix::sys::signal::signal(
-                nix::sys::signal::Signal::SIGUSR2,
-                nix::sys::signal::SigHandler::SigIgn,
-            )
-        }
-        .expect("ignore SIGUSR2");
-        signals::changed();
+        signals::ignore_sigusr2_for_a_test();
         let (_pid, pidfd, out) = sh("grep -E '^Sig(Ign|Blk)' /proc/self/status", &[]);
         let _ = nix::sys::wait::waitid(
             nix::sys::wait::Id::PIDFd(pidfd.as_fd()),
