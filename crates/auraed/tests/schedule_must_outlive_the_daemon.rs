@@ -50,14 +50,19 @@ async fn shown(d: &TestDaemon, name: &str, ok: impl Fn(&Line) -> bool) -> Line {
     }
 }
 
-/// The blocked and ignored signal masks of `pid`, as /proc shows them.
-fn signal_masks(pid: i32) -> String {
+/// The ignored-signal mask of `pid`, as /proc shows it.
+///
+/// Only SigIgn: dash blocks every signal for a moment around each vfork of a
+/// command (`sleep` here) and clears the mask after it, so SigBlk of the
+/// ticker says nothing about its launcher. The launcher's empty blocked mask
+/// is asserted by `process::vfork`'s own tests on a program that keeps it.
+fn ignored_signals(pid: i32) -> String {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     status
         .lines()
-        .filter(|l| l.starts_with("SigBlk:") || l.starts_with("SigIgn:"))
-        .map(|l| format!("{l}\n"))
-        .collect()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// The parent of `pid` (field 4 of /proc/PID/stat).
@@ -127,8 +132,8 @@ async fn must_survive(crash: bool) {
         .expect("Enable");
     let pid = shown(&d, "ticker", |_| true).await.pid;
     assert_eq!(
-        signal_masks(pid),
-        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
+        ignored_signals(pid),
+        "0000000000000000",
         "the workload inherits none of the signals its monitor ignores (SIGTERM, SIGHUP, ...)"
     );
     // Some output before the daemon goes away.
