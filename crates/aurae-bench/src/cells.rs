@@ -43,6 +43,7 @@ fn cell(name: String, network: &str) -> Cell {
             meta: meta("c".into()),
             image: IMAGE.into(),
             limits: None,
+            ..Default::default()
         }],
         network: network.into(),
         ports: Vec::new(),

@@ -208,6 +208,74 @@ async fn cells_must_run_the_images_user_and_working_dir() {
 }
 
 #[tokio::test]
+async fn cells_must_run_the_asked_command_env_and_working_dir_over_the_images() {
+    if !fixture("cells_must_run_the_asked_command_env_and_working_dir_over_the_images") {
+        return;
+    }
+    let image = push_derived(
+        "override",
+        "v1",
+        &ImageSpec {
+            entrypoint: Some(vec!["sh", "-c"]),
+            cmd: vec!["echo image-cmd $MODE".into()],
+            env: vec!["GREETING=hi", "MODE=image"],
+            working_dir: Some("/tmp"),
+            ..Default::default()
+        },
+    )
+    .await;
+    let h = Harness::new("override");
+    let mut asked = cell(
+        "override",
+        &[("args", &image), ("command", &image), ("image", &image)],
+    );
+    // `args` replace the image's Cmd under its Entrypoint (`sh -c`).
+    let c = &mut asked.containers[0];
+    c.args = vec!["echo $GREETING $MODE $(pwd) $EXTRA".into()];
+    c.env = vec!["MODE=asked".into(), "EXTRA=1".into()];
+    c.working_dir = "/etc".into();
+    // A `command` without `args` runs without the image's Cmd: `$0` is
+    // `sh`, not the image's "echo image-cmd $MODE".
+    let c = &mut asked.containers[1];
+    c.command = vec!["sh".into(), "-c".into(), "echo $# $0 $(pwd); exit 7".into()];
+    let status = h.cells.run(asked).await.expect("run");
+    assert_eq!(
+        message_of(&status, "args"),
+        "exited with code 0",
+        "{status:?}"
+    );
+    assert_eq!(
+        lines(&h.logs, pid_of(&status, "args"), false),
+        ["hi asked /etc 1"]
+    );
+    assert_eq!(message_of(&status, "command"), "exited with code 7");
+    assert_eq!(
+        lines(&h.logs, pid_of(&status, "command"), false),
+        ["0 sh /tmp"]
+    );
+    assert_eq!(
+        lines(&h.logs, pid_of(&status, "image"), false),
+        ["image-cmd image"],
+        "a container without overrides runs its image as it says"
+    );
+
+    let mut bad = cell("override-bad", &[("app", &image)]);
+    bad.containers[0].env = vec!["NOEQUALS".into()];
+    let err = h.cells.run(bad).await.expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("\"app\"") && err.message().contains("KEY=value"),
+        "{}",
+        err.message()
+    );
+    let mut bad = cell("override-bad", &[("app", &image)]);
+    bad.containers[0].working_dir = "relative".into();
+    let err = h.cells.run(bad).await.expect_err("refused");
+    assert!(err.message().contains("absolute"), "{}", err.message());
+    assert!(h.cells.list().is_empty(), "nothing was created");
+}
+
+#[tokio::test]
 async fn cells_must_pull_a_tag_again_on_every_run() {
     if !fixture("cells_must_pull_a_tag_again_on_every_run") {
         return;

@@ -41,11 +41,13 @@ async fn pods_must_run_in_an_instance() {
                     meta: am("first"),
                     image: format!("{REGISTRY}/aurae/busybox:latest"),
                     limits: None,
+                    ..Default::default()
                 },
                 Container {
                     meta: am("second"),
                     image: format!("{REGISTRY}/aurae/layered:latest"),
                     limits: None,
+                    ..Default::default()
                 },
             ],
             network: "none".into(),

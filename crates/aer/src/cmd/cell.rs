@@ -34,17 +34,50 @@ pub struct CellArgs {
     /// Limits of the whole cell (all of its containers together)
     #[command(flatten)]
     limits: LimitArgs,
+    /// Run PROGRAM instead of the image's entrypoint, with the arguments
+    /// after `--` and without the image's command (as `docker run
+    /// --entrypoint`); one image only
+    #[arg(long, value_name = "PROGRAM")]
+    entrypoint: Option<String>,
+    /// Set an environment variable in every container (repeatable), over
+    /// the image's
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Working directory of every container (absolute), instead of the image's
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    workdir: Option<String>,
+    /// The command to run instead of the image's, after `--` (one image
+    /// only): aer cell run NAME IMAGE -- CMD [ARGS...]
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
 }
 
 impl CellArgs {
-    fn cell(self) -> Cell {
-        Cell {
+    fn cell(self) -> Result<Cell> {
+        let one_image = self.images.len() == 1;
+        if !one_image && (self.entrypoint.is_some() || !self.command.is_empty()) {
+            anyhow::bail!(
+                "a command after -- or --entrypoint needs exactly one image, and {} were given: \
+                 start the containers that need their own command in cells of their own",
+                self.images.len()
+            );
+        }
+        let mut containers = containers(&self.images);
+        for c in &mut containers {
+            c.env = self.env.clone();
+            c.working_dir = self.workdir.clone().unwrap_or_default();
+            // As docker: the words after the image replace its command, and
+            // --entrypoint its entrypoint (and with it the command).
+            c.command = self.entrypoint.iter().cloned().collect();
+            c.args = self.command.clone();
+        }
+        Ok(Cell {
             meta: Some(am(&self.name)),
-            containers: containers(&self.images),
+            containers,
             network: self.network.unwrap_or_default(),
             ports: self.publish,
             limits: self.limits.to_wire(),
-        }
+        })
     }
 }
 
@@ -88,11 +121,11 @@ pub enum CellCommand {
 pub async fn run(ctx: &Ctx, cmd: CellCommand) -> Result<ExitCode> {
     let client = ctx.client().await?;
     match cmd {
-        CellCommand::Run(args) => run_cell(ctx, &client, args.cell()).await,
+        CellCommand::Run(args) => run_cell(ctx, &client, args.cell()?).await,
         CellCommand::Start(args) => {
             let name = args.name.clone();
             let status = client
-                .start_cell(args.cell())
+                .start_cell(args.cell()?)
                 .await
                 .with_context(|| format!("could not start cell {name}"))?;
             if ctx.json() {
@@ -267,7 +300,7 @@ pub(super) fn containers(images: &[String]) -> Vec<Container> {
             Container {
                 meta: Some(am(&name)),
                 image,
-                limits: None,
+                ..Default::default()
             }
         })
         .collect()
@@ -429,5 +462,61 @@ mod tests {
             .map(|c| c.meta.clone().unwrap_or_default().name)
             .collect();
         assert_eq!(names, ["a", "a", "x"]);
+    }
+
+    fn parsed_cell(argv: &[&str]) -> Result<Cell> {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(argv).expect("parses");
+        match cli.command {
+            crate::cli::Command::Cell(CellCommand::Run(args) | CellCommand::Start(args)) => {
+                args.cell()
+            }
+            other => panic!("not cell run or start: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_words_after_the_double_dash_replace_the_images_command() {
+        let cell = parsed_cell(&[
+            "aer", "cell", "run", "web", "busybox", "-e", "A=1", "--env", "B=2", "-w", "/tmp",
+            "-p", "8080:80", "--", "sh", "-c", "echo $A",
+        ])
+        .expect("one image");
+        let c = &cell.containers[0];
+        assert!(c.command.is_empty(), "the image's entrypoint stays");
+        assert_eq!(c.args, ["sh", "-c", "echo $A"]);
+        assert_eq!(c.env, ["A=1", "B=2"]);
+        assert_eq!(c.working_dir, "/tmp");
+        assert_eq!(cell.ports.len(), 1);
+
+        let cell = parsed_cell(&[
+            "aer",
+            "cell",
+            "start",
+            "web",
+            "app",
+            "--entrypoint",
+            "/bin/sh",
+            "--",
+            "-c",
+            "ls",
+        ])
+        .expect("one image");
+        assert_eq!(cell.containers[0].command, ["/bin/sh"]);
+        assert_eq!(cell.containers[0].args, ["-c", "ls"]);
+
+        let plain =
+            parsed_cell(&["aer", "cell", "run", "web", "a", "b", "-e", "X=1"]).expect("no command");
+        assert!(plain
+            .containers
+            .iter()
+            .all(|c| c.args.is_empty() && c.env == ["X=1"]));
+    }
+
+    #[test]
+    fn a_command_for_several_images_is_refused() {
+        let err = parsed_cell(&["aer", "cell", "run", "web", "a", "b", "--", "true"])
+            .expect_err("which container's?");
+        assert!(err.to_string().contains("exactly one image"), "{err}");
     }
 }

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use super::{caller, limits_in, limits_out, meta, name_in, status};
 use crate::cells::{
     CellError, CellResult, CellSpec, Cells, ContainerResult, ContainerSpec, ExecRequest, PortSpec,
-    RunningCell,
+    ProcessOverrides, RunningCell,
 };
 use crate::validation::validate_name;
 
@@ -30,6 +30,12 @@ pub fn cell_spec(cell: Cell) -> CellSpec {
                 name: name_in(&c.meta),
                 limits: limits_in(c.limits.as_ref()),
                 image: c.image,
+                process: ProcessOverrides {
+                    command: c.command,
+                    args: c.args,
+                    env: c.env,
+                    working_dir: c.working_dir,
+                },
             })
             .collect(),
         network: cell.network,

@@ -121,6 +121,7 @@ impl From<CellError> for Status {
             | CellError::EmptyImage { .. }
             | CellError::ImageTooLong { .. }
             | CellError::BadImage { .. }
+            | CellError::BadProcess { .. }
             | CellError::NothingToRun { .. }
             | CellError::BadImageConfig { .. }
             | CellError::User { .. }

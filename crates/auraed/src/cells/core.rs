@@ -382,16 +382,20 @@ impl Inner {
     }
 
     /// Pulls every image of the cell, all at once; the first failure wins.
+    /// Each image's run config comes back with its container's overrides applied.
     pub async fn pull_all(&self, req: &CellRequest) -> Result<Vec<PulledImage>, CellError> {
         let pulls = req.containers.iter().map(|c| async move {
-            self.images
-                .pull(&c.image)
-                .await
-                .map_err(|error| CellError::Image {
-                    container: c.name.clone(),
-                    image: c.image.clone(),
-                    error: Box::new(error),
-                })
+            let mut pulled =
+                self.images
+                    .pull(&c.image)
+                    .await
+                    .map_err(|error| CellError::Image {
+                        container: c.name.clone(),
+                        image: c.image.clone(),
+                        error: Box::new(error),
+                    })?;
+            c.process.apply(&mut pulled.config);
+            Ok(pulled)
         });
         futures::future::try_join_all(pulls).await
     }

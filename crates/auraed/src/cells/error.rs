@@ -40,7 +40,9 @@ pub enum CellError {
     ImageTooLong { container: String, len: usize },
     #[error("the image of container {container:?} ({image:?}) contains whitespace or control characters")]
     BadImage { container: String, image: String },
-    #[error("image {image:?} of container {container:?} sets neither an entrypoint nor a command: there is nothing to run")]
+    #[error("container {container:?}: {reason}")]
+    BadProcess { container: String, reason: String },
+    #[error("image {image:?} of container {container:?} sets neither an entrypoint nor a command: there is nothing to run (give the container a command)")]
     NothingToRun { container: String, image: String },
     #[error("image {image:?} of container {container:?}: {reason}")]
     BadImageConfig {

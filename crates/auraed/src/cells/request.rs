@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use super::error::CellError;
 use super::limits;
 use super::network::{self, NetworkRequest, PortSpec};
+use super::overrides::ProcessOverrides;
 use crate::cgroups::Limits;
 use crate::validation::validate_name;
 
@@ -32,6 +33,8 @@ pub struct ContainerSpec {
     pub image: String,
     /// This container's own limits, inside the cell's.
     pub limits: Limits,
+    /// Its command, args, env and working directory over the image's.
+    pub process: ProcessOverrides,
 }
 
 /// A [`CellSpec`] once checked: images trimmed, names valid and unique.
@@ -50,6 +53,7 @@ pub(crate) struct ContainerRequest {
     pub image: String,
     /// Its own limits only (the cell's bound it from above).
     pub limits: Limits,
+    pub process: ProcessOverrides,
 }
 
 /// The cell's name, limits (over `defaults`) and each container's name,
@@ -96,10 +100,15 @@ pub(crate) fn validate(cell: &CellSpec, defaults: Limits) -> Result<CellRequest,
             });
         }
         limits::check_container(&cname, c.limits, cell_limits, defaults)?;
+        c.process.check().map_err(|reason| CellError::BadProcess {
+            container: cname.clone(),
+            reason,
+        })?;
         containers.push(ContainerRequest {
             name: cname,
             image,
             limits: c.limits,
+            process: c.process.clone(),
         });
     }
     let network = network::validate(&name, &cell.network, &cell.ports)?;
@@ -153,11 +162,13 @@ mod tests {
                     name: "server".into(),
                     image: "127.0.0.1:5000/aurae/busybox:latest".into(),
                     limits: Limits::default(),
+                    process: Default::default(),
                 },
                 ContainerRequest {
                     name: "client".into(),
                     image: "busybox".into(),
                     limits: Limits::default(),
+                    process: Default::default(),
                 },
             ]
         );
@@ -268,5 +279,16 @@ mod tests {
             validate(&spec, defaults),
             Err(CellError::CellLimits { .. })
         ));
+    }
+
+    #[test]
+    fn refuses_a_process_that_cannot_be_run_naming_the_container() {
+        let mut bad = container("server", "busybox");
+        bad.process.env = vec!["NOEQUALS".into()];
+        let err = validate_cell(&cell("web", vec![bad])).expect_err("refused");
+        assert!(
+            matches!(&err, CellError::BadProcess { container, reason } if container == "server" && reason.contains("KEY=value")),
+            "{err}"
+        );
     }
 }

@@ -201,11 +201,13 @@ mod tests {
                     name: "a".into(),
                     image: "busybox".into(),
                     limits: Limits::default(),
+                    process: Default::default(),
                 },
                 ContainerRequest {
                     name: "b".into(),
                     image: "scratch-ish".into(),
                     limits: Limits::default(),
+                    process: Default::default(),
                 },
             ],
             network: crate::cells::network::validate("c", "none", &[]).expect("none"),

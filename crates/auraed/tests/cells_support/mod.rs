@@ -317,6 +317,7 @@ pub fn cell(name: &str, containers: &[(&str, &str)]) -> Cell {
                 }),
                 image: image.to_string(),
                 limits: None,
+                ..Default::default()
             })
             .collect(),
         ..Default::default()
