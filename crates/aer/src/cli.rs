@@ -136,10 +136,23 @@ mod tests {
         };
         assert_eq!((name, memory), (None, Some(128)));
         let cli = Cli::try_parse_from(["aer", "pod", "run", "p", "a", "b"]).expect("parses");
-        let Command::Pod(cmd::pod::PodCommand::Run { name, images }) = cli.command else {
+        let Command::Pod(cmd::pod::PodCommand::Run { name, images, .. }) = cli.command else {
             panic!("not pod run")
         };
         assert_eq!((name.as_str(), images.len()), ("p", 2));
+        let cli = Cli::try_parse_from(["aer", "pod", "run", "p", "a", "-e", "K=v", "--", "ls"])
+            .expect("parses");
+        let Command::Pod(cmd::pod::PodCommand::Run {
+            images, process, ..
+        }) = cli.command
+        else {
+            panic!("not pod run")
+        };
+        let containers = process.containers(&images).expect("one image");
+        assert_eq!(
+            (containers[0].env.as_slice(), containers[0].args.as_slice()),
+            (&["K=v".to_string()][..], &["ls".to_string()][..])
+        );
         assert!(Cli::try_parse_from(["aer", "pod", "run", "p"]).is_err());
         assert!(Cli::try_parse_from(["aer", "instance", "free"]).is_err());
     }

@@ -37,10 +37,13 @@ async fn pods_must_run_in_an_instance() {
         cells: vec![Cell {
             meta: am("two"),
             containers: vec![
+                // Its command reaches the instance: the image's is `sh`.
                 Container {
                     meta: am("first"),
                     image: format!("{REGISTRY}/aurae/busybox:latest"),
                     limits: None,
+                    args: vec!["sh".into(), "-c".into(), "exit $CODE".into()],
+                    env: vec!["CODE=5".into()],
                     ..Default::default()
                 },
                 Container {
@@ -77,9 +80,13 @@ async fn pods_must_run_in_an_instance() {
     );
     let cell = s.cell_status.clone().expect("cell status");
     assert_eq!(cell.container_statuses.len(), 2, "{cell:?}");
-    for (k, name) in cell.container_statuses.iter().zip(["first", "second"]) {
+    for (k, (name, code)) in cell
+        .container_statuses
+        .iter()
+        .zip([("first", 5), ("second", 0)])
+    {
         assert_eq!(k.meta.as_ref().map(|m| m.name.as_str()), Some(name));
-        assert_eq!(k.exit_code, Some(0), "{cell:?}");
+        assert_eq!(k.exit_code, Some(code), "{cell:?}");
         assert_eq!(k.status, Status::Complete as i32, "{cell:?}");
     }
 

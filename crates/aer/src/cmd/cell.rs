@@ -34,6 +34,13 @@ pub struct CellArgs {
     /// Limits of the whole cell (all of its containers together)
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    process: ProcessArgs,
+}
+
+/// What the containers run instead of what their images say.
+#[derive(Debug, Args)]
+pub struct ProcessArgs {
     /// Run PROGRAM instead of the image's entrypoint, with the arguments
     /// after `--` and without the image's command (as `docker run
     /// --entrypoint`); one image only
@@ -52,17 +59,17 @@ pub struct CellArgs {
     command: Vec<String>,
 }
 
-impl CellArgs {
-    fn cell(self) -> Result<Cell> {
-        let one_image = self.images.len() == 1;
-        if !one_image && (self.entrypoint.is_some() || !self.command.is_empty()) {
+impl ProcessArgs {
+    /// Containers for `images` (see [`containers`]), running what was asked.
+    pub(crate) fn containers(&self, images: &[String]) -> Result<Vec<Container>> {
+        if images.len() != 1 && (self.entrypoint.is_some() || !self.command.is_empty()) {
             anyhow::bail!(
                 "a command after -- or --entrypoint needs exactly one image, and {} were given: \
                  start the containers that need their own command in cells of their own",
-                self.images.len()
+                images.len()
             );
         }
-        let mut containers = containers(&self.images);
+        let mut containers = containers(images);
         for c in &mut containers {
             c.env = self.env.clone();
             c.working_dir = self.workdir.clone().unwrap_or_default();
@@ -71,9 +78,15 @@ impl CellArgs {
             c.command = self.entrypoint.iter().cloned().collect();
             c.args = self.command.clone();
         }
+        Ok(containers)
+    }
+}
+
+impl CellArgs {
+    fn cell(self) -> Result<Cell> {
         Ok(Cell {
             meta: Some(am(&self.name)),
-            containers,
+            containers: self.process.containers(&self.images)?,
             network: self.network.unwrap_or_default(),
             ports: self.publish,
             limits: self.limits.to_wire(),

@@ -8,7 +8,7 @@ use aurae_proto::runtime::{Cell, Pod, PodStatus};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use super::cell::{am, containers, print_cell_status};
+use super::cell::{am, print_cell_status, ProcessArgs};
 use super::cell_run::exit_code;
 use super::instance::{instance, spawn_response};
 use super::Ctx;
@@ -23,17 +23,23 @@ pub enum PodCommand {
         /// Images, one container each; NAME=IMAGE names the container
         #[arg(required = true, value_name = "IMAGE")]
         images: Vec<String>,
+        #[command(flatten)]
+        process: ProcessArgs,
     },
 }
 
 pub async fn run(ctx: &Ctx, cmd: PodCommand) -> Result<ExitCode> {
     let client = ctx.client().await?;
-    let PodCommand::Run { name, images } = cmd;
+    let PodCommand::Run {
+        name,
+        images,
+        process,
+    } = cmd;
     let pod = Pod {
         meta: Some(am(&name)),
         cells: vec![Cell {
             meta: Some(am(&name)),
-            containers: containers(&images),
+            containers: process.containers(&images)?,
             network: String::new(),
             ports: Vec::new(),
             limits: None,
