@@ -123,6 +123,10 @@ const ADDITIVE_FIELDS: &[(&str, i32)] = &[
     ("runtime.ContainerStatus.exit_code", 4),
     ("runtime.Cell.limits", 3),
     ("runtime.Container.limits", 3),
+    ("runtime.Container.command", 4),
+    ("runtime.Container.args", 5),
+    ("runtime.Container.env", 6),
+    ("runtime.Container.working_dir", 7),
     ("runtime.ContainerStatus.limits", 5),
     ("runtime.ContainerStatus.oom_killed", 6),
 ];
