@@ -47,7 +47,8 @@ pub struct ProcessArgs {
     #[arg(long, value_name = "PROGRAM")]
     entrypoint: Option<String>,
     /// Set an environment variable in every container (repeatable), over
-    /// the image's
+    /// the image's; a KEY alone takes aer's own value, and is left out
+    /// when aer has none (as `docker run -e`)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
     /// Working directory of every container (absolute), instead of the image's
@@ -69,9 +70,10 @@ impl ProcessArgs {
                 images.len()
             );
         }
+        let env = with_own_values(&self.env, |key| std::env::var(key).ok());
         let mut containers = containers(images);
         for c in &mut containers {
-            c.env = self.env.clone();
+            c.env = env.clone();
             c.working_dir = self.workdir.clone().unwrap_or_default();
             // As docker: the words after the image replace its command, and
             // --entrypoint its entrypoint (and with it the command).
@@ -80,6 +82,20 @@ impl ProcessArgs {
         }
         Ok(containers)
     }
+}
+
+/// `entries` with each bare `KEY` given `lookup(KEY)`'s value, or left out without one.
+fn with_own_values(entries: &[String], lookup: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            if e.contains('=') {
+                Some(e.clone())
+            } else {
+                lookup(e).map(|v| format!("{e}={v}"))
+            }
+        })
+        .collect()
 }
 
 impl CellArgs {
@@ -531,5 +547,15 @@ mod tests {
         let err = parsed_cell(&["aer", "cell", "run", "web", "a", "b", "--", "true"])
             .expect_err("which container's?");
         assert!(err.to_string().contains("exactly one image"), "{err}");
+    }
+
+    #[test]
+    fn a_bare_env_key_takes_aers_own_value_or_is_left_out() {
+        let entries = ["A=1", "HOME", "UNSET", "B="].map(String::from);
+        let lookup = |k: &str| (k == "HOME").then(|| "/root".to_string());
+        assert_eq!(
+            with_own_values(&entries, lookup),
+            ["A=1", "HOME=/root", "B="]
+        );
     }
 }
