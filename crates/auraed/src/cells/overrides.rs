@@ -5,6 +5,7 @@
 //! Cmd), which is also what the CRI's ContainerConfig asks for.
 
 use super::image::RunConfig;
+use super::spec::env_entry;
 
 /// Longest single argument or environment entry: the kernel's
 /// MAX_ARG_STRLEN, so that execve cannot refuse one of them.
@@ -49,8 +50,7 @@ impl ProcessOverrides {
             return Err(format!("args[{i}] contains a NUL byte"));
         }
         for entry in &self.env {
-            let key = entry.split_once('=').map(|(k, _)| k).unwrap_or_default();
-            if key.is_empty() || entry.contains('\0') {
+            if env_entry(entry).is_none() {
                 return Err(format!(
                     "env entry {:?} is not KEY=value (a non-empty key, no NUL)",
                     clip(entry)

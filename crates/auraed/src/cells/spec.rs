@@ -53,6 +53,14 @@ pub(crate) fn args(config: &RunConfig) -> Vec<String> {
         .collect()
 }
 
+/// `KEY=value` split at its first `=`, when the key is not empty and
+/// neither side holds a NUL (which execve could not pass on).
+pub(crate) fn env_entry(entry: &str) -> Option<(&str, &str)> {
+    entry
+        .split_once('=')
+        .filter(|(key, value)| !key.is_empty() && !key.contains('\0') && !value.contains('\0'))
+}
+
 /// The image's environment (a repeated key keeps its first position and its
 /// last value), plus PATH, HOSTNAME and HOME when the image does not set them.
 pub(crate) fn env(
@@ -63,12 +71,9 @@ pub(crate) fn env(
     let mut order: Vec<String> = Vec::new();
     let mut values: HashMap<String, String> = HashMap::new();
     for entry in &config.env {
-        let Some((key, value)) = entry.split_once('=') else {
+        let Some((key, value)) = env_entry(entry) else {
             return Err(format!("environment entry {entry:?} is not KEY=value"));
         };
-        if key.is_empty() || key.contains('\0') || value.contains('\0') {
-            return Err(format!("environment entry {entry:?} is not KEY=value"));
-        }
         if values.insert(key.to_string(), value.to_string()).is_none() {
             order.push(key.to_string());
         }
